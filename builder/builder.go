@@ -1,0 +1,220 @@
+// Package builder turns a repository name and tag into a stored image. It
+// owns everything between the registry API and the image sources: parsing
+// image names, the three cache levels (an in-memory LRU, persisted records
+// in storage, and the sources' own layer and manifest caches), one build per
+// image however many clients ask, and a global bound on concurrent builds.
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/storage"
+)
+
+// Options configure a Builder.
+type Options struct {
+	Storage storage.Backend
+	// Source builds images. Nil serves only images recorded in storage
+	// (StoreTag), which is what a registry without a build pipeline does.
+	Source Source
+	Log    logrus.FieldLogger
+	// MaxBuilds bounds concurrent builds; the rest queue. Default 1.
+	MaxBuilds int
+	// CacheEntries bounds the in-memory LRU of image manifests.
+	// Default 4096.
+	CacheEntries int
+	// MovingTagTTL is how long a build of a moving tag (a branch, a
+	// channel, a local path) is served from memory before the source is
+	// asked again. Pinned images are cached forever. Zero asks every time.
+	MovingTagTTL time.Duration
+	// BuildTimeout bounds one build, however many clients wait on it.
+	// Default 10 minutes.
+	BuildTimeout time.Duration
+}
+
+// Builder serves images by name and tag. It implements web.Images.
+type Builder struct {
+	opts    Options
+	log     logrus.FieldLogger
+	cache   *lru.Cache[string, cacheEntry]
+	slots   chan struct{}
+	flights flightGroup
+
+	// base is the context builds run under: cancelled by Close, never by a
+	// single client going away.
+	base   context.Context
+	cancel context.CancelFunc
+	now    func() time.Time
+	// holder names this instance in build leases.
+	holder string
+}
+
+type cacheEntry struct {
+	manifests Manifests
+	pinned    bool
+	at        time.Time
+}
+
+// New returns a Builder. Close it to cancel builds in flight.
+func New(opts Options) (*Builder, error) {
+	if opts.Storage == nil {
+		return nil, errors.New("builder: no storage")
+	}
+	if opts.Log == nil {
+		l := logrus.New()
+		l.Out = discard{}
+		opts.Log = l
+	}
+	if opts.MaxBuilds < 1 {
+		opts.MaxBuilds = 1
+	}
+	if opts.CacheEntries < 1 {
+		opts.CacheEntries = 4096
+	}
+	if opts.BuildTimeout <= 0 {
+		opts.BuildTimeout = 10 * time.Minute
+	}
+	cache, err := lru.New[string, cacheEntry](opts.CacheEntries)
+	if err != nil {
+		return nil, fmt.Errorf("creating manifest cache: %w", err)
+	}
+	base, cancel := context.WithCancel(context.Background())
+	return &Builder{
+		opts:   opts,
+		log:    opts.Log,
+		cache:  cache,
+		slots:  make(chan struct{}, opts.MaxBuilds),
+		base:   base,
+		cancel: cancel,
+		now:    time.Now,
+		holder: newHolderID(),
+	}, nil
+}
+
+// Close cancels every build in flight.
+func (b *Builder) Close() error {
+	b.cancel()
+	return nil
+}
+
+// ManifestByTag returns the manifest of name:tag in format f, building the
+// image if no cache has it.
+func (b *Builder) ManifestByTag(ctx context.Context, name, tag string, f manifest.Format) (storage.BlobInfo, error) {
+	m, err := b.Image(ctx, name, tag)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	info, ok := m.Pick(f)
+	if !ok {
+		return storage.BlobInfo{}, errcode.New(errcode.ManifestUnknown, "no manifest for %s:%s", name, tag)
+	}
+	return info, nil
+}
+
+// Image returns every stored manifest of name:tag.
+func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error) {
+	if b.opts.Source == nil {
+		return b.storedTag(ctx, name, tag)
+	}
+	key, pinned, err := b.opts.Source.Identify(name, tag)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := b.cache.Get(key); ok && (e.pinned || b.now().Sub(e.at) < b.opts.MovingTagTTL) {
+		return e.manifests, nil
+	}
+	if pinned {
+		if m, err := b.pinnedRecord(ctx, key); err == nil {
+			b.cache.Add(key, cacheEntry{manifests: m, pinned: true, at: b.now()})
+			return m, nil
+		}
+	}
+	return b.flights.do(ctx, b.base, key, func(ctx context.Context) (Manifests, error) {
+		return b.leased(ctx, key, name, tag, pinned, func(ctx context.Context) (Manifests, error) {
+			return b.build(ctx, key, name, tag, pinned)
+		})
+	})
+}
+
+// build runs one build under the global bound and records its result.
+func (b *Builder) build(ctx context.Context, key, name, tag string, pinned bool) (Manifests, error) {
+	log := b.log.WithFields(logrus.Fields{"image": name, "tag": tag})
+	select {
+	case b.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, errcode.Wrap(errcode.Unavailable, ctx.Err(), "gave up waiting for a build slot for %s:%s", name, tag)
+	}
+	defer func() { <-b.slots }()
+
+	ctx, cancel := context.WithTimeout(ctx, b.opts.BuildTimeout)
+	defer cancel()
+	start := b.now()
+	m, err := b.opts.Source.Build(ctx, name, tag)
+	if err != nil {
+		log.WithError(err).WithField("duration_ms", b.now().Sub(start).Milliseconds()).Warn("build failed")
+		return nil, err
+	}
+	log.WithField("duration_ms", b.now().Sub(start).Milliseconds()).Info("image ready")
+	now := b.now()
+	// Records are written with a context of their own: a build that
+	// finished is worth remembering even if every client has gone.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer rcancel()
+	if pinned {
+		if err := putRecord(rctx, b.opts.Storage, pinnedPrefix+hashKey(key), toRecord(m, true, now)); err != nil {
+			log.WithError(err).Error("persisting pinned image record")
+		}
+	}
+	if err := putRecord(rctx, b.opts.Storage, tagObject(name, tag), toRecord(m, pinned, now)); err != nil {
+		log.WithError(err).Error("persisting tag record")
+	}
+	b.cache.Add(key, cacheEntry{manifests: m, pinned: pinned, at: now})
+	return m, nil
+}
+
+func (b *Builder) pinnedRecord(ctx context.Context, key string) (Manifests, error) {
+	r, err := getRecord(ctx, b.opts.Storage, pinnedPrefix+hashKey(key))
+	if err != nil {
+		return nil, err
+	}
+	m, err := r.manifests()
+	if err != nil {
+		return nil, err
+	}
+	// A record is only as good as the blobs it names.
+	for _, info := range m {
+		if _, err := b.opts.Storage.StatBlob(ctx, info.Digest); err != nil {
+			return nil, fmt.Errorf("pinned record names a missing manifest: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// storedTag serves an image recorded with StoreTag.
+func (b *Builder) storedTag(ctx context.Context, name, tag string) (Manifests, error) {
+	r, err := getRecord(ctx, b.opts.Storage, tagObject(name, tag))
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidName) {
+		return nil, errcode.New(errcode.ManifestUnknown, "unknown manifest %s:%s", name, tag)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading tag %s:%s: %w", name, tag, err)
+	}
+	return r.manifests()
+}
+
+// Tags lists the tags built or recorded for name.
+func (b *Builder) Tags(ctx context.Context, name string) ([]string, error) {
+	return listTags(ctx, b.opts.Storage, name)
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -1,0 +1,288 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "crypto/sha256"
+
+	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/storage"
+	"github.com/nixport/nixport/storage/filesystem"
+)
+
+// countingSource stores a tiny manifest per build and counts builds. It
+// stands in for the Nix pipeline in tests of the Builder's own logic
+// (caching, coalescing, bounds); the Nix pipeline has its own tests.
+type countingSource struct {
+	store   storage.Backend
+	builds  atomic.Int32
+	running atomic.Int32
+	peak    atomic.Int32
+	release chan struct{} // if set, builds wait for it
+	pinned  bool
+	fail    error
+}
+
+func (s *countingSource) Identify(name, tag string) (string, bool, error) {
+	if strings.Contains(name, "bad") {
+		return "", false, errcode.New(errcode.NameInvalid, "bad name %s", name)
+	}
+	return name + ":" + tag, s.pinned, nil
+}
+
+func (s *countingSource) Build(ctx context.Context, name, tag string) (Manifests, error) {
+	n := s.builds.Add(1)
+	r := s.running.Add(1)
+	defer s.running.Add(-1)
+	for {
+		p := s.peak.Load()
+		if r <= p || s.peak.CompareAndSwap(p, r) {
+			break
+		}
+	}
+	if s.release != nil {
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	body := fmt.Sprintf(`{"schemaVersion":2,"name":%q,"tag":%q,"build":%d}`, name, tag, n)
+	info, err := storage.PutBlob(ctx, s.store, "application/vnd.oci.image.manifest.v1+json", "", -1, bytes.NewReader([]byte(body)))
+	if err != nil {
+		return nil, err
+	}
+	return Manifests{manifest.OCI: info}, nil
+}
+
+func newTestBuilder(t *testing.T, src *countingSource, opts Options) *Builder {
+	t.Helper()
+	store, err := filesystem.New(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src != nil {
+		src.store = store
+		opts.Source = src
+	}
+	opts.Storage = store
+	b, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestCoalescesConcurrentRequests(t *testing.T) {
+	src := &countingSource{release: make(chan struct{})}
+	b := newTestBuilder(t, src, Options{MaxBuilds: 4})
+	const clients = 24
+	var wg sync.WaitGroup
+	digests := make([]string, clients)
+	errs := make([]error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			info, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
+			digests[i], errs[i] = string(info.Digest), err
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(src.release)
+	wg.Wait()
+	for i := range clients {
+		if errs[i] != nil || digests[i] != digests[0] {
+			t.Fatalf("client %d: %v %s vs %s", i, errs[i], digests[i], digests[0])
+		}
+	}
+	if n := src.builds.Load(); n != 1 {
+		t.Errorf("%d builds for one image, want 1", n)
+	}
+	tags, err := b.Tags(context.Background(), "hello")
+	if err != nil || len(tags) != 1 || tags[0] != "latest" {
+		t.Errorf("tags = %v, %v", tags, err)
+	}
+}
+
+func TestDisconnectingClientDoesNotCancelSharedBuild(t *testing.T) {
+	src := &countingSource{release: make(chan struct{})}
+	b := newTestBuilder(t, src, Options{})
+	leaving, cancel := context.WithCancel(context.Background())
+	leftErr := make(chan error, 1)
+	go func() {
+		_, err := b.ManifestByTag(leaving, "hello", "latest", manifest.OCI)
+		leftErr <- err
+	}()
+	stayed := make(chan error, 1)
+	go func() {
+		_, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
+		stayed <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if err := <-leftErr; err == nil {
+		t.Error("cancelled client got no error")
+	}
+	close(src.release)
+	if err := <-stayed; err != nil {
+		t.Fatalf("waiting client: %v", err)
+	}
+	if n := src.builds.Load(); n != 1 {
+		t.Errorf("%d builds, want 1", n)
+	}
+}
+
+func TestLastWaiterLeavingCancelsBuild(t *testing.T) {
+	src := &countingSource{release: make(chan struct{})}
+	b := newTestBuilder(t, src, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
+	if e, ok := errcode.As(err); !ok || e.Code != errcode.Unavailable {
+		t.Fatalf("err = %v, want UNAVAILABLE", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for src.running.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("build still running after its only client left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestBoundsConcurrentBuilds(t *testing.T) {
+	src := &countingSource{release: make(chan struct{})}
+	b := newTestBuilder(t, src, Options{MaxBuilds: 2})
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := b.ManifestByTag(context.Background(), fmt.Sprintf("img%d", i), "latest", manifest.OCI); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(src.release)
+	wg.Wait()
+	if p := src.peak.Load(); p != 2 {
+		t.Errorf("peak concurrent builds %d, want 2", p)
+	}
+	if n := src.builds.Load(); n != 6 {
+		t.Errorf("%d builds, want 6", n)
+	}
+}
+
+func TestCaching(t *testing.T) {
+	tests := []struct {
+		name       string
+		pinned     bool
+		ttl        time.Duration
+		wantBuilds int32
+	}{
+		{"pinned is cached", true, 0, 1},
+		{"moving within ttl is cached", false, time.Hour, 1},
+		{"moving without ttl is asked again", false, 0, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &countingSource{pinned: tt.pinned}
+			b := newTestBuilder(t, src, Options{MovingTagTTL: tt.ttl})
+			for range 3 {
+				if _, err := b.ManifestByTag(context.Background(), "hello", "v1", manifest.Docker); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := src.builds.Load(); n != tt.wantBuilds {
+				t.Errorf("%d builds, want %d", n, tt.wantBuilds)
+			}
+		})
+	}
+}
+
+func TestPinnedImageSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	store, err := filesystem.New(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := &countingSource{pinned: true, store: store}
+	b1, _ := New(Options{Storage: store, Source: first})
+	want, err := b1.ManifestByTag(context.Background(), "hello", "0123", manifest.OCI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1.Close()
+
+	second := &countingSource{pinned: true, store: store, fail: errors.New("must not build")}
+	b2, _ := New(Options{Storage: store, Source: second})
+	defer b2.Close()
+	got, err := b2.ManifestByTag(context.Background(), "hello", "0123", manifest.OCI)
+	if err != nil || got.Digest != want.Digest {
+		t.Fatalf("after restart: %v %v, want %v", got, err, want)
+	}
+	if n := second.builds.Load(); n != 0 {
+		t.Errorf("restarted builder built %d times", n)
+	}
+}
+
+func TestErrorsReachTheClient(t *testing.T) {
+	src := &countingSource{fail: errcode.New(errcode.BuildFailed, "package broken failed to build")}
+	b := newTestBuilder(t, src, Options{})
+	_, err := b.ManifestByTag(context.Background(), "broken", "latest", manifest.OCI)
+	if e, ok := errcode.As(err); !ok || e.Code != errcode.BuildFailed {
+		t.Errorf("build failure: %v", err)
+	}
+	_, err = b.ManifestByTag(context.Background(), "bad", "latest", manifest.OCI)
+	if e, ok := errcode.As(err); !ok || e.Code != errcode.NameInvalid {
+		t.Errorf("bad name: %v", err)
+	}
+	tags, err := b.Tags(context.Background(), "broken")
+	if err != nil || len(tags) != 0 {
+		t.Errorf("a failed build left tags %v (%v)", tags, err)
+	}
+}
+
+func TestStoredImagesWithoutSource(t *testing.T) {
+	b := newTestBuilder(t, nil, Options{})
+	ctx := context.Background()
+	info, err := storage.PutBlob(ctx, b.opts.Storage, "application/vnd.oci.image.manifest.v1+json", "", -1, strings.NewReader(`{"schemaVersion":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := StoreTag(ctx, b.opts.Storage, "a/b", "v1", Manifests{manifest.OCI: info}); err != nil {
+		t.Fatal(err)
+	}
+	if err := StoreTag(ctx, b.opts.Storage, "a/b/c", "v2", Manifests{manifest.OCI: info}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.ManifestByTag(ctx, "a/b", "v1", manifest.Docker)
+	if err != nil || got.Digest != info.Digest {
+		t.Fatalf("stored tag: %v %v", got, err)
+	}
+	_, err = b.ManifestByTag(ctx, "a/b", "v2", manifest.OCI)
+	if e, ok := errcode.As(err); !ok || e.Code != errcode.ManifestUnknown {
+		t.Errorf("unknown tag: %v", err)
+	}
+	for name, want := range map[string]string{"a/b": "v1", "a/b/c": "v2", "a": ""} {
+		tags, err := b.Tags(ctx, name)
+		if err != nil || strings.Join(tags, ",") != want {
+			t.Errorf("tags of %s = %v (%v), want %q", name, tags, err, want)
+		}
+	}
+}

@@ -1,0 +1,428 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/storage"
+)
+
+// The command source: an external build (a Bazel wrapper, a script) that
+// writes an OCI image layout, which is then ingested.
+//
+// Request text reaches the command only through the argv template, and
+// only after validation: {name} is the repository name (the distribution
+// spec's pattern: lower-case letters, digits and . _ - / separators, never
+// starting with a separator), {tag} the tag ([A-Za-z0-9_][A-Za-z0-9_.-]*),
+// {out} the fresh directory the layout must be written to. Placeholders
+// may stand anywhere inside an element (//images/{name}:image,
+// --tag={tag}); substitution always stays inside that one element: the
+// program is started with exec, never through a shell, so no value can
+// split an argument, add one or start an option (neither a name nor a tag
+// can start with "-").
+
+// DefaultKillGrace is how long a command has after SIGTERM before its
+// process group is killed.
+const DefaultKillGrace = 10 * time.Second
+
+// outputKeep bounds how much of a command's output is kept: its end.
+const outputKeep = 256 << 10
+
+// tailLines is how many lines of a failed command's output are logged.
+const tailLines = 20
+
+// placeholders are the names a template may use in braces.
+var placeholders = map[string]bool{"name": true, "tag": true, "out": true}
+
+// passedEnv are the variables of the server's environment a command gets
+// by default: enough to find programs and a home, nothing that might hold
+// the server's credentials.
+var passedEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"}
+
+// CommandOptions configure a command source.
+type CommandOptions struct {
+	// Route names the route in keys and logs.
+	Route string
+	// Argv is the command template: Argv[0] the program, an absolute path
+	// without placeholders; {name}, {tag} and {out} in the other elements
+	// are substituted. Some element must hold {out}.
+	Argv []string
+	// Dir is the working directory. Empty: the server's.
+	Dir string
+	// Env is the command's whole environment ("KEY=value"). Nil: the
+	// server's PATH, HOME, USER, LOGNAME, LANG, LC_ALL, TZ and TMPDIR.
+	Env []string
+	// Timeout bounds one run (NIX_TIMEOUT's value unless the route sets
+	// its own). Required.
+	Timeout time.Duration
+	// KillGrace is the time between SIGTERM and SIGKILL to the command's
+	// process group. Zero means DefaultKillGrace.
+	KillGrace time.Duration
+	// Pinned says the command's output is a pure function of name and
+	// tag, so the Builder may cache it forever. Default: a moving tag,
+	// cached for the Builder's MovingTagTTL.
+	Pinned bool
+	// TempDir is where {out} directories are made. Empty: os.TempDir().
+	TempDir string
+	Storage storage.Backend
+	Log     logrus.FieldLogger
+}
+
+// CommandSource builds images by running a command that writes an OCI
+// image layout, then ingesting it.
+type CommandSource struct {
+	opts CommandOptions
+	argv []argTemplate
+	id   string // identifies the configuration in every key
+	log  logrus.FieldLogger
+}
+
+// NewCommandSource checks opts and returns the source.
+func NewCommandSource(opts CommandOptions) (*CommandSource, error) {
+	if opts.Storage == nil {
+		return nil, errors.New("command source: no storage")
+	}
+	if opts.Timeout <= 0 {
+		return nil, errors.New("command source: no timeout")
+	}
+	if opts.KillGrace <= 0 {
+		opts.KillGrace = DefaultKillGrace
+	}
+	if opts.Log == nil {
+		opts.Log = logrus.StandardLogger()
+	}
+	if opts.Env == nil {
+		opts.Env = DefaultCommandEnv()
+	}
+	for _, kv := range opts.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || !validEnvName(k) || strings.IndexByte(kv, 0) >= 0 {
+			return nil, fmt.Errorf("command source: environment entry %q is not KEY=value", kv)
+		}
+	}
+	argv, err := parseArgv(opts.Argv)
+	if err != nil {
+		return nil, err
+	}
+	id := strings.Join([]string{opts.Route, strings.Join(opts.Argv, "\x00"), opts.Dir, strings.Join(opts.Env, "\x00")}, "\x01")
+	return &CommandSource{
+		opts: opts,
+		argv: argv,
+		id:   hashKey(id),
+		log:  opts.Log.WithField("route", opts.Route),
+	}, nil
+}
+
+// DefaultCommandEnv is the environment a command gets when none is
+// configured: a few variables of the server's own.
+func DefaultCommandEnv() []string {
+	env := []string{}
+	for _, k := range passedEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+func validEnvName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c == '_' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || i > 0 && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseArgv checks an argv template.
+func parseArgv(argv []string) ([]argTemplate, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("argv is empty: name the program to run")
+	}
+	if !filepath.IsAbs(argv[0]) {
+		return nil, fmt.Errorf("argv[0] %q is not an absolute path", argv[0])
+	}
+	out := make([]argTemplate, len(argv))
+	hasOut := false
+	for i, a := range argv {
+		if strings.IndexByte(a, 0) >= 0 {
+			return nil, fmt.Errorf("argv[%d] holds a NUL byte", i)
+		}
+		t, err := parseArgTemplate(a)
+		if err != nil {
+			return nil, fmt.Errorf("argv[%d] %q: %w", i, a, err)
+		}
+		if i == 0 && len(t.placeholders()) > 0 {
+			return nil, fmt.Errorf("argv[0] %q: the program may not hold a placeholder", a)
+		}
+		for _, p := range t.placeholders() {
+			hasOut = hasOut || p == "out"
+		}
+		out[i] = t
+	}
+	if !hasOut {
+		return nil, errors.New("no element of argv holds {out}: the command would not know where to write the layout")
+	}
+	return out, nil
+}
+
+// argTemplate is one argv element: literal text and placeholders.
+type argTemplate []argPart
+
+type argPart struct {
+	literal     string
+	placeholder string // "name", "tag" or "out"; empty for a literal
+}
+
+// parseArgTemplate splits s at its placeholders. A brace that does not
+// open {word} (lower-case letters and _) is literal text; an unknown
+// {word} is an error, so that a typo never reaches a command as text.
+func parseArgTemplate(s string) (argTemplate, error) {
+	var t argTemplate
+	lit := 0 // start of the pending literal
+	for i := 0; i < len(s); i++ {
+		if s[i] != '{' {
+			continue
+		}
+		end := strings.IndexByte(s[i+1:], '}')
+		if end <= 0 {
+			continue
+		}
+		word := s[i+1 : i+1+end]
+		if !isPlaceholderWord(word) {
+			continue
+		}
+		if !placeholders[word] {
+			return nil, fmt.Errorf("unknown placeholder {%s}: use {name}, {tag} or {out}", word)
+		}
+		if lit < i {
+			t = append(t, argPart{literal: s[lit:i]})
+		}
+		t = append(t, argPart{placeholder: word})
+		i += end + 1
+		lit = i + 1
+	}
+	if lit < len(s) {
+		t = append(t, argPart{literal: s[lit:]})
+	}
+	return t, nil
+}
+
+func isPlaceholderWord(w string) bool {
+	for i := 0; i < len(w); i++ {
+		if !('a' <= w[i] && w[i] <= 'z' || w[i] == '_') {
+			return false
+		}
+	}
+	return w != ""
+}
+
+func (t argTemplate) placeholders() []string {
+	var ps []string
+	for _, p := range t {
+		if p.placeholder != "" {
+			ps = append(ps, p.placeholder)
+		}
+	}
+	return ps
+}
+
+func (t argTemplate) expand(vars map[string]string) string {
+	var b strings.Builder
+	for _, p := range t {
+		if p.placeholder != "" {
+			b.WriteString(vars[p.placeholder])
+		} else {
+			b.WriteString(p.literal)
+		}
+	}
+	return b.String()
+}
+
+// expandArgv returns the argv a request for name:tag runs with, out standing for
+// the output directory. Name and tag must have been validated.
+func (s *CommandSource) expandArgv(name, tag, out string) []string {
+	vars := map[string]string{"name": name, "tag": tag, "out": out}
+	argv := make([]string, len(s.argv))
+	for i, t := range s.argv {
+		argv[i] = t.expand(vars)
+	}
+	return argv
+}
+
+// Identify validates name and tag. The key holds the route's whole
+// configuration, so a changed command never serves a pinned record of the
+// old one.
+func (s *CommandSource) Identify(name, tag string) (string, bool, error) {
+	if err := checkNameTag(name, tag); err != nil {
+		return "", false, err
+	}
+	return "command|" + s.id + "|" + name + "|" + tag, s.opts.Pinned, nil
+}
+
+// Build runs the command for name:tag into a fresh directory and ingests
+// the layout it wrote.
+func (s *CommandSource) Build(ctx context.Context, name, tag string) (Manifests, error) {
+	if err := checkNameTag(name, tag); err != nil {
+		return nil, err
+	}
+	log := s.log.WithFields(logrus.Fields{"image": name, "tag": tag})
+	out, err := os.MkdirTemp(s.opts.TempDir, "nixport-out-")
+	if err != nil {
+		return nil, fmt.Errorf("making the output directory of a build command: %w", err)
+	}
+	defer removeTree(out, log)
+	if err := s.run(ctx, log, name, tag, s.expandArgv(name, tag, out)); err != nil {
+		return nil, err
+	}
+	// A layout that fails the checks is logged by the Builder, with the
+	// error naming the bad blob.
+	return IngestLayout(ctx, s.opts.Storage, out, log)
+}
+
+// run runs the command under its deadline, in a process group of its own
+// that is signalled (SIGTERM, then SIGKILL after the grace) when the
+// deadline passes or nobody waits for the build any more. Its output's
+// tail goes to the log; a client sees only how it ended.
+func (s *CommandSource) run(ctx context.Context, log logrus.FieldLogger, name, tag string, argv []string) error {
+	tctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+
+	cmd := exec.CommandContext(tctx, argv[0], argv[1:]...)
+	cmd.Dir = s.opts.Dir
+	cmd.Env = s.opts.Env
+	output := &tailBuffer{max: outputKeep}
+	cmd.Stdout = output
+	cmd.Stderr = output
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = s.opts.KillGrace
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		log.WithError(err).Error("build command could not start")
+		return errcode.Wrap(errcode.BuildFailed, err, "the build command for %s:%s could not start", name, tag)
+	}
+	pid := cmd.Process.Pid
+	log = log.WithField("pid", pid)
+	log.Debug("build command started")
+	waitErr := cmd.Wait()
+	// Whatever is left of the group: nothing may go on writing into the
+	// output directory while it is ingested, or outlive the build.
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+
+	state := cmd.ProcessState
+	log = log.WithFields(logrus.Fields{"exit_code": state.ExitCode(), "duration_ms": time.Since(start).Milliseconds()})
+	tail := lastLines(output.String(), tailLines)
+
+	if tctx.Err() != nil {
+		log = log.WithField("output_tail", tail)
+		switch {
+		case ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded):
+			log.Error("build command timed out: its process group was killed")
+			return errcode.Wrap(errcode.Unavailable, fmt.Errorf("%s ran longer than its deadline", argv[0]),
+				"the build command for %s:%s timed out", name, tag)
+		default:
+			log.Warn("build command stopped: nobody waits for the build any more")
+			return fmt.Errorf("build command for %s:%s stopped: %w", name, tag, ctx.Err())
+		}
+	}
+	var exitErr *exec.ExitError
+	if waitErr != nil && !errors.As(waitErr, &exitErr) {
+		if errors.Is(waitErr, exec.ErrWaitDelay) && state.Success() {
+			// It succeeded, but a process it left behind held its
+			// output open past the grace; the group is killed now.
+			log.Warn("build command left a process holding its output: killed")
+		} else {
+			log.WithError(waitErr).WithField("output_tail", tail).Error("build command: waiting failed")
+			return fmt.Errorf("waiting for the build command for %s:%s: %w", name, tag, waitErr)
+		}
+	}
+	if !state.Success() {
+		how := fmt.Sprintf("exit status %d", state.ExitCode())
+		if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			how = "killed by signal " + ws.Signal().String()
+		}
+		log.WithField("output_tail", tail).Warn("build command failed")
+		return errcode.Wrap(errcode.BuildFailed, fmt.Errorf("%s: %s: %s", argv[0], how, tail),
+			"the build command for %s:%s failed: %s", name, tag, how)
+	}
+	log.Debug("build command done")
+	return nil
+}
+
+// removeTree removes dir, making directories writable first if a command
+// left them read-only (Bazel outputs are).
+func removeTree(dir string, log logrus.FieldLogger) {
+	if err := os.RemoveAll(dir); err == nil {
+		return
+	}
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	if err := os.RemoveAll(dir); err != nil {
+		log.WithError(err).WithField("dir", dir).Warn("removing a build command's output directory")
+	}
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+	cut bool
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 2*t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+		t.cut = true
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	b := t.buf
+	cut := t.cut
+	if len(b) > t.max {
+		b, cut = b[len(b)-t.max:], true
+	}
+	if cut {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return string(b)
+}
+
+// lastLines is the last n non-blank lines of s.
+func lastLines(s string, n int) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimRight(l, " \t\r"); strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,470 @@
+package builder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/storage"
+	"github.com/nixport/nixport/web"
+)
+
+// serveRegistry serves src through a Builder and the real registry API on
+// 127.0.0.1 and returns the address.
+func serveRegistry(t *testing.T, store storage.Backend, src Source, log logrus.FieldLogger) (string, *Builder) {
+	t.Helper()
+	b, err := New(Options{Storage: store, Source: src, Log: log, MovingTagTTL: time.Minute, BuildTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := web.New(web.Options{Storage: store, Images: b, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+		b.Close()
+	})
+	return ln.Addr().String(), b
+}
+
+// pulled is an image skopeo copied out of the registry.
+type pulled struct {
+	dir      string
+	manifest v1.Manifest
+	config   v1.Image
+}
+
+// skopeoPull copies ref from the registry at addr into an OCI layout.
+func skopeoPull(t *testing.T, addr, ref string, flags ...string) pulled {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "pulled")
+	args := append(append([]string{}, flags...), "copy", "--quiet", "--src-tls-verify=false", "docker://"+addr+"/"+ref, "oci:"+dir+":latest")
+	if out, err := exec.Command("skopeo", args...).CombinedOutput(); err != nil {
+		t.Fatalf("skopeo %v: %v\n%s", args, err, out)
+	}
+	var idx v1.Index
+	readJSONFile(t, filepath.Join(dir, "index.json"), &idx)
+	if len(idx.Manifests) != 1 {
+		t.Fatalf("pulled layout holds %d manifests", len(idx.Manifests))
+	}
+	p := pulled{dir: dir}
+	readJSONFile(t, pulledBlob(dir, idx.Manifests[0].Digest.String()), &p.manifest)
+	readJSONFile(t, pulledBlob(dir, p.manifest.Config.Digest.String()), &p.config)
+	return p
+}
+
+func pulledBlob(dir, digest string) string {
+	return filepath.Join(dir, "blobs", strings.Replace(digest, ":", "/", 1))
+}
+
+func readJSONFile(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// run unpacks the image's layers in order into a root and runs argv in it
+// with chroot.
+func (p pulled) run(t *testing.T, argv ...string) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "rootfs")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range p.manifest.Layers {
+		if out, err := exec.Command("tar", "-xzf", pulledBlob(p.dir, l.Digest.String()), "-C", root).CombinedOutput(); err != nil {
+			t.Fatalf("unpacking layer %s: %v\n%s", l.Digest, err, out)
+		}
+	}
+	cmd := exec.Command("chroot", append([]string{root}, argv...)...)
+	cmd.Env = []string{"PATH=/bin"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("chroot %v: %v\n%s", argv, err, out)
+	}
+	return string(out)
+}
+
+func writeRoutes(t *testing.T, dir string, routes ...map[string]any) string {
+	t.Helper()
+	data, err := json.Marshal(map[string]any{"routes": routes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "routes.json")
+	writeFile(t, path, data)
+	return path
+}
+
+func emptyDir(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("%s holds %d entries, want none (output directories must be removed)", dir, len(entries))
+	}
+}
+
+// TestCommandImagesPullAndRun builds images with a real command behind
+// the real registry API, pulls them with skopeo and runs them.
+func TestCommandImagesPullAndRun(t *testing.T) {
+	requireTools(t, "skopeo", "chroot", "tar")
+	bin := buildLayoutgen(t)
+	store, _ := newFSStore(t)
+	dir, outs := t.TempDir(), t.TempDir()
+	routes := writeRoutes(t, dir,
+		map[string]any{"match": "cmd/", "type": "command", "argv": []string{bin, "{name}", "{tag}", "{out}"}},
+		map[string]any{"match": "multi/", "type": "command", "argv": []string{bin, "-platforms=amd64,arm64", "{name}", "{tag}", "{out}"}, "pinned": true},
+	)
+	router, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: quietLog(), CommandTimeout: 30 * time.Second, TempDir: outs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := serveRegistry(t, store, router, quietLog())
+
+	t.Run("one image", func(t *testing.T) {
+		p := skopeoPull(t, addr, "cmd/hello:v1")
+		if len(p.manifest.Layers) != 3 || p.config.Architecture != "amd64" {
+			t.Errorf("pulled %d layers, architecture %q", len(p.manifest.Layers), p.config.Architecture)
+		}
+		if got, want := p.run(t, "/bin/hello"), "hello from cmd/hello:v1\narch amd64\n"; got != want {
+			t.Errorf("ran %q, want %q", got, want)
+		}
+	})
+	for _, arch := range []string{"arm64", "amd64"} {
+		t.Run("platform "+arch, func(t *testing.T) {
+			p := skopeoPull(t, addr, "multi/app:latest", "--override-arch", arch, "--override-os", "linux")
+			if p.config.Architecture != arch {
+				t.Errorf("--override-arch %s pulled architecture %q", arch, p.config.Architecture)
+			}
+			// Both images hold the host's busybox, so both run here.
+			if got, want := p.run(t, "/bin/hello"), "hello from multi/app:latest\narch "+arch+"\n"; got != want {
+				t.Errorf("ran %q, want %q", got, want)
+			}
+		})
+	}
+	emptyDir(t, outs)
+}
+
+// readArgv reads what layoutgen -record wrote.
+func readArgv(t *testing.T, path string) []string {
+	t.Helper()
+	var argv []string
+	readJSONFile(t, path, &argv)
+	return argv
+}
+
+func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
+	bin := buildLayoutgen(t)
+	store, _ := newFSStore(t)
+	outs := t.TempDir()
+	rec := filepath.Join(t.TempDir(), "argv.json")
+	src, err := NewCommandSource(CommandOptions{
+		Route:   "team/",
+		Argv:    []string{bin, "-record=" + rec, "-label=//images/{name}:image", "{name}", "{tag}", "{out}"},
+		Timeout: 30 * time.Second,
+		TempDir: outs,
+		Storage: store,
+		Log:     quietLog(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := src.Build(ctx, "team/app-1", "v1.2_rc-3"); err != nil {
+		t.Fatal(err)
+	}
+	argv := readArgv(t, rec)
+	want := []string{bin, "-record=" + rec, "-label=//images/team/app-1:image", "team/app-1", "v1.2_rc-3"}
+	if len(argv) != 6 || !slices.Equal(argv[:5], want) || !strings.HasPrefix(argv[5], filepath.Join(outs, "nixport-out-")) {
+		t.Fatalf("argv %q, want %q and an output directory", argv, want)
+	}
+	emptyDir(t, outs)
+
+	tests := []struct {
+		name, tag string
+		code      errcode.Code
+	}{
+		{"a b", "latest", errcode.NameInvalid},
+		{"../etc", "latest", errcode.NameInvalid},
+		{"-rf", "latest", errcode.NameInvalid},
+		{"$(touch x)", "latest", errcode.NameInvalid},
+		{"a;b", "latest", errcode.NameInvalid},
+		{"Upper", "latest", errcode.NameInvalid},
+		{"a//b", "latest", errcode.NameInvalid},
+		{"a/", "latest", errcode.NameInvalid},
+		{"", "latest", errcode.NameInvalid},
+		{"a\nb", "latest", errcode.NameInvalid},
+		{strings.Repeat("a", 256), "latest", errcode.NameInvalid},
+		{"app", "-x", errcode.TagInvalid},
+		{"app", ".hidden", errcode.TagInvalid},
+		{"app", "a b", errcode.TagInvalid},
+		{"app", "x;rm", errcode.TagInvalid},
+		{"app", "$(id)", errcode.TagInvalid},
+		{"app", "", errcode.TagInvalid},
+		{"app", strings.Repeat("t", 129), errcode.TagInvalid},
+	}
+	for _, tt := range tests {
+		os.Remove(rec)
+		if _, _, err := src.Identify(tt.name, tt.tag); err == nil {
+			t.Errorf("Identify(%q, %q) accepted", tt.name, tt.tag)
+		} else {
+			wantCode(t, err, tt.code)
+		}
+		if _, err := src.Build(ctx, tt.name, tt.tag); err == nil {
+			t.Errorf("Build(%q, %q) accepted", tt.name, tt.tag)
+		} else {
+			wantCode(t, err, tt.code)
+		}
+		if _, err := os.Stat(rec); err == nil {
+			t.Errorf("%q:%q reached the command", tt.name, tt.tag)
+		}
+	}
+	emptyDir(t, outs)
+}
+
+func TestCommandFailureNamesExitStatus(t *testing.T) {
+	bin := buildLayoutgen(t)
+	store, storeDir := newFSStore(t)
+	log, hook := logtest.NewNullLogger()
+	outs := t.TempDir()
+	src, err := NewCommandSource(CommandOptions{
+		Route: "broken/", Argv: []string{bin, "-fail=3", "{name}", "{tag}", "{out}"},
+		Timeout: 30 * time.Second, TempDir: outs, Storage: store, Log: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := listTree(t, storeDir)
+	_, err = src.Build(context.Background(), "broken/app", "latest")
+	e := wantCode(t, err, errcode.BuildFailed, "the build command for broken/app:latest failed: exit status 3")
+	if strings.Contains(e.Message, "build step") || strings.Contains(e.Message, "ERROR") {
+		t.Errorf("the client sees the command's output: %q", e.Message)
+	}
+	var tail string
+	for _, entry := range hook.AllEntries() {
+		if entry.Message == "build command failed" {
+			tail, _ = entry.Data["output_tail"].(string)
+			if entry.Data["exit_code"] != 3 || entry.Data["route"] != "broken/" || entry.Data["image"] != "broken/app" {
+				t.Errorf("log fields %v", entry.Data)
+			}
+		}
+	}
+	if !strings.Contains(tail, "ERROR: //images/broken:image failed to build") || strings.Contains(tail, "build step 30 of") {
+		t.Errorf("logged tail %q: want the last %d lines", tail, tailLines)
+	}
+	if after := listTree(t, storeDir); !slices.Equal(before, after) {
+		t.Errorf("a failed build changed storage")
+	}
+	emptyDir(t, outs)
+
+	// A command that writes a corrupt layout fails as clearly.
+	src, err = NewCommandSource(CommandOptions{
+		Route: "broken/", Argv: []string{bin, "-corrupt=truncated", "{name}", "{tag}", "{out}"},
+		Timeout: 30 * time.Second, TempDir: outs, Storage: store, Log: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = src.Build(context.Background(), "broken/app", "latest")
+	wantCode(t, err, errcode.BuildFailed, "invalid OCI image layout: layer 3 of manifest sha256:", "is truncated")
+	if after := listTree(t, storeDir); !slices.Equal(before, after) {
+		t.Errorf("a corrupt layout changed storage")
+	}
+	emptyDir(t, outs)
+}
+
+// waitPids waits for the pid file a hanging layoutgen writes.
+func waitPids(t *testing.T, path string) []int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		data, err := os.ReadFile(path)
+		if err == nil && strings.HasSuffix(string(data), "\n") {
+			var pids []int
+			for _, f := range strings.Fields(string(data)) {
+				pid, err := strconv.Atoi(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pids = append(pids, pid)
+			}
+			return pids
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the command never started")
+	return nil
+}
+
+// checkGone checks that every process is gone (or a zombie nobody has
+// reaped yet: it runs nothing).
+func checkGone(t *testing.T, pids []int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for _, pid := range pids {
+		for {
+			data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+			if err != nil {
+				break
+			}
+			// The state follows the ")" that ends the command name.
+			if i := strings.LastIndexByte(string(data), ')'); i > 0 && strings.HasPrefix(string(data[i+1:]), " Z") {
+				break
+			}
+			if time.Now().After(deadline) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Fatalf("process %d is still running: %s", pid, data)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
+	bin := buildLayoutgen(t)
+	store, _ := newFSStore(t)
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"SIGTERM ends it", nil},
+		{"SIGKILL after the grace", []string{"-ignore-term"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pidFile := filepath.Join(t.TempDir(), "pids")
+			outs := t.TempDir()
+			argv := append(append([]string{bin, "-hang=" + pidFile}, tt.args...), "{name}", "{tag}", "{out}")
+			src, err := NewCommandSource(CommandOptions{
+				Route: "slow/", Argv: argv, Timeout: 700 * time.Millisecond, KillGrace: 300 * time.Millisecond,
+				TempDir: outs, Storage: store, Log: quietLog(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, err = src.Build(context.Background(), "slow/app", "latest")
+			elapsed := time.Since(start)
+			wantCode(t, err, errcode.Unavailable, "the build command for slow/app:latest timed out")
+			if elapsed > 5*time.Second {
+				t.Errorf("the build took %s to stop", elapsed)
+			}
+			checkGone(t, waitPids(t, pidFile))
+			emptyDir(t, outs)
+		})
+	}
+}
+
+// TestCommandStopsWhenNobodyWaits: the last client leaving cancels the
+// build, and the command's whole group goes.
+func TestCommandStopsWhenNobodyWaits(t *testing.T) {
+	bin := buildLayoutgen(t)
+	store, _ := newFSStore(t)
+	pidFile := filepath.Join(t.TempDir(), "pids")
+	outs := t.TempDir()
+	src, err := NewCommandSource(CommandOptions{
+		Route: "slow/", Argv: []string{bin, "-hang=" + pidFile, "-ignore-term", "{name}", "{tag}", "{out}"},
+		Timeout: time.Minute, KillGrace: 300 * time.Millisecond,
+		TempDir: outs, Storage: store, Log: quietLog(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Options{Storage: store, Source: src, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.Image(ctx, "slow/app", "latest")
+		errc <- err
+	}()
+	pids := waitPids(t, pidFile)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("Image: %v, want the request's cancellation", err)
+	}
+	checkGone(t, pids)
+	// The flight ends once the command is gone; then the directory is.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if entries, _ := os.ReadDir(outs); len(entries) == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	emptyDir(t, outs)
+}
+
+func TestCommandTemplates(t *testing.T) {
+	tests := []struct {
+		argv    []string
+		wantErr string
+		want    []string // expanded for name a/b, tag t, out /o
+	}{
+		{argv: []string{"/bin/x", "{name}", "{tag}", "{out}"}, want: []string{"/bin/x", "a/b", "t", "/o"}},
+		{argv: []string{"/bin/x", "//images/{name}:image", "--tag={tag}", "--out={out}/layout"}, want: []string{"/bin/x", "//images/a/b:image", "--tag=t", "--out=/o/layout"}},
+		{argv: []string{"/bin/x", "{}", "{ name }", "{NAME}", "${HOME}", "{out}{out}", "{", "}{tag}{"}, want: []string{"/bin/x", "{}", "{ name }", "{NAME}", "${HOME}", "/o/o", "{", "}t{"}},
+		{argv: []string{"/bin/x", "${x}", "{out}"}, wantErr: "unknown placeholder {x}"},
+		{argv: []string{"/bin/x", "{nmae}", "{out}"}, wantErr: "unknown placeholder {nmae}"},
+		{argv: []string{"/bin/x", "{name}"}, wantErr: "no element of argv holds {out}"},
+		{argv: []string{"x", "{out}"}, wantErr: "not an absolute path"},
+		{argv: []string{"/bin/{name}", "{out}"}, wantErr: "may not hold a placeholder"},
+		{argv: []string{}, wantErr: "argv is empty"},
+		{argv: []string{"/bin/x", "a\x00b", "{out}"}, wantErr: "NUL"},
+	}
+	for _, tt := range tests {
+		tmpl, err := parseArgv(tt.argv)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%q: error %v, want %q", tt.argv, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tt.argv, err)
+			continue
+		}
+		s := &CommandSource{argv: tmpl}
+		if got := s.expandArgv("a/b", "t", "/o"); !slices.Equal(got, tt.want) {
+			t.Errorf("%q expands to %q, want %q", tt.argv, got, tt.want)
+		}
+	}
+}

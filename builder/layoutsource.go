@@ -1,0 +1,303 @@
+package builder
+
+// The layout source serves OCI image layouts built ahead of time, the way
+// build systems hand test images to a cluster. A manifest file maps
+// repository:tag to a layout directory:
+//
+//	{
+//	  "prebuilt/app:latest": "out/app",
+//	  "prebuilt/app:v1.2": "/srv/images/app-1.2"
+//	}
+//
+// A relative directory is relative to the manifest file. The file is
+// checked strictly (every key a valid name:tag under the route, no key
+// twice) and re-read when it changes: every request compares its size,
+// modification time and inode with the last read, a stat and nothing
+// more, so no goroutine watches it. A changed file that is not valid (a
+// writer caught half-way) is logged and the previous mapping kept.
+//
+// An image is identified by its layout's index.json: the same index.json
+// bytes name the same manifests by digest, so the image is pinned under a
+// key holding their hash, and a layout rebuilt in place gets a new key at
+// once. The layout is ingested (verified and copied into storage) on the
+// first request for that key; the Builder caches the result.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/storage"
+)
+
+// maxLayoutManifestBytes bounds a layout manifest file.
+const maxLayoutManifestBytes = 4 << 20
+
+// LayoutOptions configure a layout source.
+type LayoutOptions struct {
+	// Route names the route in keys and logs.
+	Route string
+	// Manifest is the path of the file mapping repository:tag to layout
+	// directories.
+	Manifest string
+	// Accepts reports whether a repository name belongs to the route; the
+	// manifest may map no other. Nil accepts every name.
+	Accepts func(name string) bool
+	Storage storage.Backend
+	Log     logrus.FieldLogger
+}
+
+// LayoutSource serves pre-built OCI image layouts.
+type LayoutSource struct {
+	opts LayoutOptions
+	log  logrus.FieldLogger
+
+	mu      sync.Mutex
+	stamp   fileStamp         // of the manifest file when images was read
+	images  map[string]string // "name:tag" → layout directory
+	statErr string            // the last failure to stat the file, logged once
+	indexes map[string]indexStamp
+}
+
+// fileStamp tells whether a file changed, as cheaply as a stat can.
+type fileStamp struct {
+	size, mtime int64
+	dev, ino    uint64
+}
+
+// indexStamp is a layout's index.json hash, valid while its stamp holds.
+type indexStamp struct {
+	stamp fileStamp
+	hash  string
+}
+
+func statStamp(path string) (fileStamp, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	s := fileStamp{size: st.Size(), mtime: st.ModTime().UnixNano()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		s.dev, s.ino = uint64(sys.Dev), sys.Ino
+	}
+	return s, nil
+}
+
+// NewLayoutSource reads the manifest file (an error if it is missing or
+// invalid) and returns the source.
+func NewLayoutSource(opts LayoutOptions) (*LayoutSource, error) {
+	if opts.Storage == nil {
+		return nil, errors.New("layout source: no storage")
+	}
+	if opts.Log == nil {
+		opts.Log = logrus.StandardLogger()
+	}
+	abs, err := filepath.Abs(opts.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("layout manifest %s: %w", opts.Manifest, err)
+	}
+	opts.Manifest = abs
+	s := &LayoutSource{opts: opts, log: opts.Log.WithField("layout_manifest", abs), indexes: map[string]indexStamp{}}
+	stamp, err := statStamp(abs)
+	if err != nil {
+		return nil, fmt.Errorf("layout manifest: %w", err)
+	}
+	images, err := readLayoutManifest(abs, opts.Accepts)
+	if err != nil {
+		return nil, err
+	}
+	s.stamp, s.images = stamp, images
+	return s, nil
+}
+
+// readLayoutManifest reads and checks a layout manifest file.
+func readLayoutManifest(path string, accepts func(string) bool) (map[string]string, error) {
+	data, err := readBounded(path, maxLayoutManifestBytes)
+	if err != nil {
+		return nil, fmt.Errorf("layout manifest: %w", err)
+	}
+	images, err := parseLayoutManifest(data, filepath.Dir(path), accepts)
+	if err != nil {
+		return nil, fmt.Errorf("layout manifest %s: %w", path, err)
+	}
+	return images, nil
+}
+
+// parseLayoutManifest parses a layout manifest: one JSON object whose keys
+// are repository:tag and values directories (relative ones relative to
+// base). A key twice, an invalid name or tag, a name accepts refuses, or
+// anything but strings is an error.
+func parseLayoutManifest(data []byte, base string, accepts func(string) bool) (map[string]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.New(`want a JSON object mapping "repository:tag" to a layout directory`)
+	}
+	images := map[string]string{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, jsonFieldError(err)
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return nil, errors.New("malformed JSON: want a key")
+		}
+		var dir string
+		if err := dec.Decode(&dir); err != nil {
+			return nil, fmt.Errorf("%.300q: want a directory (a string): %w", key, jsonFieldError(err))
+		}
+		i := strings.LastIndexByte(key, ':')
+		if i < 0 {
+			return nil, fmt.Errorf("%.300q is not repository:tag", key)
+		}
+		name, tag := key[:i], key[i+1:]
+		if err := checkNameTag(name, tag); err != nil {
+			msg := err.Error()
+			if e, ok := errcode.As(err); ok {
+				msg = e.Message
+			}
+			return nil, fmt.Errorf("%.300q: %s", key, msg)
+		}
+		if accepts != nil && !accepts(name) {
+			return nil, fmt.Errorf("%.300q: the route does not serve repository %s", key, name)
+		}
+		if _, dup := images[key]; dup {
+			return nil, fmt.Errorf("%.300q is mapped twice", key)
+		}
+		if dir == "" || strings.IndexByte(dir, 0) >= 0 {
+			return nil, fmt.Errorf("%.300q: the directory is empty or holds a NUL byte", key)
+		}
+		images[key] = resolvePath(base, dir)
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, errors.New("malformed JSON: the object does not end")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	return images, nil
+}
+
+// lookup returns the layout directory of name:tag, re-reading the
+// manifest file first if it changed.
+func (s *LayoutSource) lookup(name, tag string) (string, error) {
+	if err := checkNameTag(name, tag); err != nil {
+		return "", err
+	}
+	if s.opts.Accepts != nil && !s.opts.Accepts(name) {
+		return "", errcode.New(errcode.NameUnknown, "repository %s is not served by layout route %s", name, s.opts.Route)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refresh()
+	dir, ok := s.images[name+":"+tag]
+	if !ok {
+		return "", errcode.New(errcode.ManifestUnknown, "no pre-built image %s:%s", name, tag)
+	}
+	return dir, nil
+}
+
+// refresh re-reads the manifest file if it changed. Called with mu held.
+func (s *LayoutSource) refresh() {
+	stamp, err := statStamp(s.opts.Manifest)
+	if err != nil {
+		if msg := err.Error(); msg != s.statErr {
+			s.statErr = msg
+			s.log.WithError(err).Warn("layout manifest unreadable: serving the last mapping read")
+		}
+		return
+	}
+	s.statErr = ""
+	if stamp == s.stamp {
+		return
+	}
+	// Taken as read even if invalid: a broken file is logged once, not
+	// on every request, and read again when it changes again.
+	s.stamp = stamp
+	images, err := readLayoutManifest(s.opts.Manifest, s.opts.Accepts)
+	if err != nil {
+		s.log.WithError(err).Error("layout manifest changed but is not valid: serving the last valid mapping")
+		return
+	}
+	s.images = images
+	live := map[string]bool{}
+	for _, dir := range images {
+		live[dir] = true
+	}
+	for dir := range s.indexes {
+		if !live[dir] {
+			delete(s.indexes, dir)
+		}
+	}
+	s.log.WithField("images", len(images)).Info("layout manifest re-read")
+}
+
+// indexHash returns the sha256 of dir's index.json, cached while the file
+// is unchanged.
+func (s *LayoutSource) indexHash(dir string) (string, error) {
+	path := filepath.Join(dir, "index.json")
+	stamp, err := statStamp(path)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	cached, ok := s.indexes[dir]
+	s.mu.Unlock()
+	if ok && cached.stamp == stamp {
+		return cached.hash, nil
+	}
+	data, err := readBounded(path, maxLayoutJSONBytes)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	h := hex.EncodeToString(sum[:])
+	s.mu.Lock()
+	s.indexes[dir] = indexStamp{stamp: stamp, hash: h}
+	s.mu.Unlock()
+	return h, nil
+}
+
+// Identify validates name:tag and finds its layout. A readable layout is
+// pinned under the hash of its index.json; one that cannot be read yet is
+// a moving image, and Build reports what is wrong with it.
+func (s *LayoutSource) Identify(name, tag string) (string, bool, error) {
+	dir, err := s.lookup(name, tag)
+	if err != nil {
+		return "", false, err
+	}
+	key := "layout|" + hashKey(s.opts.Manifest) + "|" + name + ":" + tag + "|" + dir
+	h, err := s.indexHash(dir)
+	if err != nil {
+		return key, false, nil
+	}
+	return key + "|" + h, true, nil
+}
+
+// Build ingests the layout of name:tag.
+func (s *LayoutSource) Build(ctx context.Context, name, tag string) (Manifests, error) {
+	dir, err := s.lookup(name, tag)
+	if err != nil {
+		return nil, err
+	}
+	log := s.log.WithFields(logrus.Fields{"image": name, "tag": tag, "layout": dir})
+	m, err := IngestLayout(ctx, s.opts.Storage, dir, log)
+	if err != nil {
+		log.WithError(err).Warn("pre-built layout rejected")
+		return nil, err
+	}
+	return m, nil
+}

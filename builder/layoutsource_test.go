@@ -1,0 +1,232 @@
+package builder
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/manifest"
+)
+
+func copyLayout(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.RemoveAll(to); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rewrite replaces a file the way editors and build tools do: a new file
+// renamed over the old (a new inode, whatever the size and time).
+func rewrite(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	writeFile(t, tmp, []byte(content))
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
+	bin := buildLayoutgen(t)
+	store, _ := newFSStore(t)
+	dir := t.TempDir()
+	amd, arm := genLayout(t, bin), genLayout(t, bin, "-platforms=arm64")
+	copyLayout(t, amd, filepath.Join(dir, "layouts", "a"))
+	copyLayout(t, arm, filepath.Join(dir, "layouts", "b"))
+	mapping := filepath.Join(dir, "images.json")
+	writeFile(t, mapping, []byte(`{"pre/app:latest": "layouts/a", "pre/app:v1": "`+filepath.Join(dir, "layouts", "b")+`"}`))
+
+	log, hook := logtest.NewNullLogger()
+	m, _ := newMatcher("pre/")
+	src, err := NewLayoutSource(LayoutOptions{Route: "pre/", Manifest: mapping, Accepts: m.matches, Storage: store, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// serves checks that name:tag is served with architecture arch and
+	// returns its key.
+	serves := func(tag, arch string) string {
+		t.Helper()
+		key, pinned, err := src.Identify("pre/app", tag)
+		if err != nil || !pinned {
+			t.Fatalf("Identify pre/app:%s: %q %v %v", tag, key, pinned, err)
+		}
+		got, err := src.Build(ctx, "pre/app", tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if archs := checkStored(t, store, got[manifest.OCI]); len(archs) != 1 || archs[0] != arch {
+			t.Fatalf("pre/app:%s serves %v, want %s", tag, archs, arch)
+		}
+		return key
+	}
+	keyA := serves("latest", "amd64")
+	serves("v1", "arm64")
+
+	_, _, err = src.Identify("pre/app", "v2")
+	wantCode(t, err, errcode.ManifestUnknown, "no pre-built image pre/app:v2")
+	_, _, err = src.Identify("other/app", "latest")
+	wantCode(t, err, errcode.NameUnknown)
+	_, _, err = src.Identify("pre/App", "latest")
+	wantCode(t, err, errcode.NameInvalid)
+
+	// The mapping changes: the next request sees it.
+	rewrite(t, mapping, `{"pre/app:latest": "layouts/b", "pre/app:v2": "layouts/a"}`)
+	if key := serves("latest", "arm64"); key == keyA {
+		t.Error("a remapped tag kept its key")
+	}
+	serves("v2", "amd64")
+	_, _, err = src.Identify("pre/app", "v1")
+	wantCode(t, err, errcode.ManifestUnknown)
+
+	// A layout rebuilt in place gets a new key at once.
+	keyB, _, _ := src.Identify("pre/app", "latest")
+	copyLayout(t, amd, filepath.Join(dir, "layouts", "b"))
+	if key := serves("latest", "amd64"); key == keyB {
+		t.Error("a rebuilt layout kept its key")
+	}
+
+	// A broken mapping is logged once and the last valid one kept.
+	rewrite(t, mapping, `{"pre/app:latest": "layouts/b", "pre/app:latest": "layouts/a"}`)
+	for range 3 {
+		serves("latest", "amd64")
+	}
+	var logged int
+	for _, e := range hook.AllEntries() {
+		if strings.Contains(e.Message, "not valid") {
+			logged++
+			if err, _ := e.Data["error"].(error); err == nil || !strings.Contains(err.Error(), `"pre/app:latest" is mapped twice`) {
+				t.Errorf("logged %v", e.Data)
+			}
+		}
+	}
+	if logged != 1 {
+		t.Errorf("a broken mapping was logged %d times, want once", logged)
+	}
+	// Fixed again, in place this time (same inode): seen too.
+	writeFile(t, mapping, []byte(`{"pre/app:latest": "layouts/a", "pre/app:v3": "layouts/a"}`))
+	serves("v3", "amd64")
+
+	// A mapped directory that is not a layout: the client is told.
+	writeFile(t, mapping, []byte(`{"pre/app:latest": "nowhere"}`))
+	key, pinned, err := src.Identify("pre/app", "latest")
+	if err != nil || pinned || key == "" {
+		t.Errorf("Identify of a missing layout: %q %v %v", key, pinned, err)
+	}
+	_, err = src.Build(ctx, "pre/app", "latest")
+	wantCode(t, err, errcode.BuildFailed, "the layout directory cannot be opened")
+}
+
+// TestLayoutSourceThroughBuilder: a pinned layout is ingested once.
+func TestLayoutSourceThroughBuilder(t *testing.T) {
+	bin := buildLayoutgen(t)
+	store, _ := newFSStore(t)
+	dir := t.TempDir()
+	copyLayout(t, genLayout(t, bin), filepath.Join(dir, "a"))
+	writeFile(t, filepath.Join(dir, "images.json"), []byte(`{"pre/app:latest": "a"}`))
+	routes := writeRoutes(t, dir, map[string]any{"match": "pre/", "type": "layout", "manifest": "images.json"})
+	log, hook := logtest.NewNullLogger()
+	router, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Options{Storage: store, Source: router, Log: log, MovingTagTTL: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := b.Image(ctx, "pre/app", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		again, err := b.Image(ctx, "pre/app", "latest")
+		if err != nil || again[manifest.OCI] != first[manifest.OCI] {
+			t.Fatalf("again: %v %v", again, err)
+		}
+	}
+	builds := 0
+	for _, e := range hook.AllEntries() {
+		if e.Message == "image ready" {
+			builds++
+		}
+	}
+	if builds != 1 {
+		t.Errorf("%d builds, want 1", builds)
+	}
+}
+
+func TestLayoutManifestParse(t *testing.T) {
+	m, _ := newMatcher("pre/")
+	tests := []struct {
+		data    string
+		want    map[string]string
+		wantErr string
+	}{
+		{data: `{}`, want: map[string]string{}},
+		{data: `{"pre/a:latest": "x", "pre/b/c:v1.0": "/abs/y"}`, want: map[string]string{"pre/a:latest": "/base/x", "pre/b/c:v1.0": "/abs/y"}},
+		{data: `{"pre/a:latest": "../x"}`, want: map[string]string{"pre/a:latest": "/x"}},
+		{data: `[]`, wantErr: "want a JSON object"},
+		{data: ``, wantErr: "want a JSON object"},
+		{data: `{"pre/a:latest": "x"} {}`, wantErr: "data after the JSON object"},
+		{data: `{"pre/a:latest": "x"`, wantErr: "malformed JSON"},
+		{data: `{"pre/a": "x"}`, wantErr: `"pre/a" is not repository:tag`},
+		{data: `{"pre/A:latest": "x"}`, wantErr: "invalid repository name"},
+		{data: `{"pre/a:-x": "x"}`, wantErr: "invalid tag"},
+		{data: `{"other/a:latest": "x"}`, wantErr: "the route does not serve repository other/a"},
+		{data: `{"pre/a:latest": 3}`, wantErr: "want a directory (a string)"},
+		{data: `{"pre/a:latest": ""}`, wantErr: "the directory is empty"},
+		{data: `{"pre/a:latest": "x", "pre/a:latest": "y"}`, wantErr: "mapped twice"},
+	}
+	for _, tt := range tests {
+		got, err := parseLayoutManifest([]byte(tt.data), "/base", m.matches)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: error %v, want %q", tt.data, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || len(got) != len(tt.want) {
+			t.Errorf("%s: %v %v, want %v", tt.data, got, err, tt.want)
+			continue
+		}
+		for k, v := range tt.want {
+			if got[k] != v {
+				t.Errorf("%s: %s → %q, want %q", tt.data, k, got[k], v)
+			}
+		}
+	}
+}
+
+// FuzzLayoutManifest: whatever the file holds, parsing does not panic and
+// accepts only valid names and tags under the route.
+func FuzzLayoutManifest(f *testing.F) {
+	// The seed corpus is testdata/fuzz/FuzzLayoutManifest.
+	m, _ := newMatcher("pre/")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		images, err := parseLayoutManifest(data, "/base", m.matches)
+		if err != nil {
+			return
+		}
+		for key, dir := range images {
+			i := strings.LastIndexByte(key, ':')
+			if i < 0 || checkNameTag(key[:i], key[i+1:]) != nil || !m.matches(key[:i]) {
+				t.Fatalf("accepted key %q", key)
+			}
+			if !filepath.IsAbs(dir) {
+				t.Fatalf("directory %q is not absolute", dir)
+			}
+		}
+	})
+}

@@ -1,0 +1,335 @@
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/builder/archive"
+	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/layers"
+	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/nix"
+	"github.com/nixport/nixport/storage"
+)
+
+// pipelineVersion is part of every cache key of the Nix source: bump it
+// when a change to layering, archiving or rendering changes what the same
+// closure produces.
+const pipelineVersion = "nixport-1"
+
+// Persisted caches of the Nix source (see records.go for the others).
+const (
+	layerRecordPrefix    = "layers/"
+	manifestRecordPrefix = "manifests/"
+)
+
+// NixOptions configure the Nix source.
+type NixOptions struct {
+	Driver  *nix.Driver
+	Storage storage.Backend
+	Log     logrus.FieldLogger
+	Names   NameOptions
+	// LayerBudget bounds the store-path layers of an image (the
+	// customisation layer comes on top). Zero means layers.DefaultBudget.
+	LayerBudget int
+	// Popularity is the popularity data for layering (may be nil).
+	Popularity map[string]int
+	// Parallelism bounds layers archived at once. Zero means the cores.
+	Parallelism int
+	Archive     archive.Options
+}
+
+// NixSource builds images from Nix packages: the image name is a list of
+// packages, the tag a version of the package set.
+type NixSource struct {
+	opts    NixOptions
+	log     logrus.FieldLogger
+	popHash string
+	stats   Stats
+}
+
+// Stats count the Nix source's work, for tests, benchmarks and logs.
+type Stats struct {
+	LayersArchived  atomic.Int64 // layers compressed
+	LayersReused    atomic.Int64 // layers found in the layer cache
+	BytesArchived   atomic.Int64 // uncompressed tar bytes compressed
+	ManifestsReused atomic.Int64 // builds answered by the manifest cache
+}
+
+// NewNixSource returns the Nix source.
+func NewNixSource(opts NixOptions) (*NixSource, error) {
+	if opts.Driver == nil || opts.Storage == nil {
+		return nil, errors.New("nix source: driver and storage are required")
+	}
+	if opts.Log == nil {
+		opts.Log = logrus.StandardLogger()
+	}
+	if opts.LayerBudget <= 0 {
+		opts.LayerBudget = layers.DefaultBudget
+	}
+	if opts.Parallelism <= 0 {
+		opts.Parallelism = runtime.NumCPU()
+	}
+	pop, err := json.Marshal(opts.Popularity) // map keys are sorted
+	if err != nil {
+		return nil, fmt.Errorf("hashing popularity data: %w", err)
+	}
+	return &NixSource{opts: opts, log: opts.Log, popHash: hashKey(string(pop))}, nil
+}
+
+// Stats returns the source's counters.
+func (s *NixSource) Stats() *Stats { return &s.stats }
+
+// Identify parses the image name. The key holds the package source, so
+// instances configured differently never share pinned records.
+func (s *NixSource) Identify(name, tag string) (string, bool, error) {
+	req, err := ParseImageName(name, s.opts.Names)
+	if err != nil {
+		return "", false, err
+	}
+	src := s.opts.Driver.Source()
+	if src.Kind == config.SourcePath || src.Kind == config.SourceBuiltin {
+		tag = "" // the tag names no version of a local package set
+	}
+	key := strings.Join([]string{string(src.Kind), src.Value, req.Key(), tag}, "|")
+	return key, s.opts.Driver.Pinned(tag), nil
+}
+
+// Build resolves and realises the packages, then makes the image from the
+// closure, reusing every layer (and the whole manifest) already built.
+func (s *NixSource) Build(ctx context.Context, name, tag string) (Manifests, error) {
+	req, err := ParseImageName(name, s.opts.Names)
+	if err != nil {
+		return nil, err
+	}
+	log := s.log.WithFields(logrus.Fields{"image": name, "tag": tag})
+	img, err := s.opts.Driver.Build(ctx, tag, req.System, req.Packages)
+	if err != nil {
+		return nil, err
+	}
+	defer img.Release()
+
+	inputKey := s.inputKey(img)
+	recordName := manifestRecordPrefix + inputKey
+	if r, err := getRecord(ctx, s.opts.Storage, recordName); err == nil {
+		if m, err := r.manifests(); err == nil && s.blobsExist(ctx, m) {
+			s.stats.ManifestsReused.Add(1)
+			log.Debug("closure unchanged: manifest reused")
+			return m, nil
+		}
+	}
+
+	m, err := s.render(ctx, log, img)
+	if err != nil {
+		return nil, err
+	}
+	if err := putRecord(ctx, s.opts.Storage, recordName, toRecord(m, false, time.Now())); err != nil {
+		log.WithError(err).Warn("persisting manifest cache record")
+	}
+	return m, nil
+}
+
+// inputKey identifies everything an image is made from: the closure (paths
+// and content hashes), which outputs are installed, and how layers are made.
+func (s *NixSource) inputKey(img *nix.Image) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%d\n%s\n%s\n", pipelineVersion, s.opts.Archive.Format(), s.opts.LayerBudget, s.popHash, img.Resolution.System)
+	for _, p := range img.Resolution.Packages {
+		fmt.Fprintf(h, "pkg %s", p.Attr)
+		for _, o := range p.Outputs {
+			fmt.Fprintf(h, " %s", o.Path)
+		}
+		fmt.Fprintln(h)
+	}
+	for _, p := range img.Closure.Paths {
+		fmt.Fprintf(h, "path %s %s\n", p.Path, p.NarHash)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *NixSource) blobsExist(ctx context.Context, m Manifests) bool {
+	for _, info := range m {
+		if _, err := s.opts.Storage.StatBlob(ctx, info.Digest); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// render groups the closure into layers, archives those not yet in the
+// layer cache (in parallel), adds the customisation layer and stores the
+// config and both manifests.
+func (s *NixSource) render(ctx context.Context, log logrus.FieldLogger, img *nix.Image) (Manifests, error) {
+	arch, osName, err := manifest.Platform(img.Resolution.System)
+	if err != nil {
+		return nil, fmt.Errorf("image platform: %w", err)
+	}
+	graph := layers.Graph{Roots: img.Resolution.OutputPaths(), Paths: make(map[string]layers.PathInfo, len(img.Closure.Paths))}
+	for _, p := range img.Closure.Paths {
+		graph.Paths[p.Path] = layers.PathInfo{Size: p.NarSize, References: p.References}
+	}
+	groups, err := layers.Group(graph, s.opts.Popularity, s.opts.LayerBudget)
+	if err != nil {
+		return nil, fmt.Errorf("grouping layers: %w", err)
+	}
+
+	built := make([]manifest.Layer, len(groups)+1)
+	jobs := make([]func(context.Context) error, 0, len(groups)+1)
+	for i, g := range groups {
+		jobs = append(jobs, func(ctx context.Context) error {
+			l, err := s.layer(ctx, log, "paths", g.Paths, func(w io.Writer) (archive.Result, error) {
+				return archive.WriteLayer(w, g.Paths, s.opts.Archive)
+			})
+			built[i] = l
+			return err
+		})
+	}
+	var outputs [][]string
+	var customKey []string
+	for _, p := range img.Resolution.Packages {
+		var paths []string
+		for _, o := range p.Outputs {
+			paths = append(paths, o.Path)
+		}
+		outputs = append(outputs, paths)
+		customKey = append(customKey, strings.Join(paths, " "))
+	}
+	jobs = append(jobs, func(ctx context.Context) error {
+		l, err := s.layer(ctx, log, "customisation", customKey, func(w io.Writer) (archive.Result, error) {
+			return archive.WriteCustomisation(w, outputs, s.opts.Archive, log)
+		})
+		l.Comment = "customisation layer: " + strings.Join(packageAttrs(img.Resolution), " ")
+		built[len(groups)] = l
+		return err
+	})
+	if err := runBounded(ctx, s.opts.Parallelism, jobs); err != nil {
+		return nil, err
+	}
+
+	rendered, err := manifest.Build(manifest.Image{Architecture: arch, OS: osName, Layers: built})
+	if err != nil {
+		return nil, fmt.Errorf("rendering manifests: %w", err)
+	}
+	for _, b := range []manifest.Blob{rendered.Config, rendered.OCI, rendered.Docker} {
+		if _, err := storage.PutBlob(ctx, s.opts.Storage, b.MediaType, b.Digest, b.Size, strings.NewReader(string(b.Bytes))); err != nil {
+			return nil, fmt.Errorf("storing %s %s: %w", b.MediaType, b.Digest, err)
+		}
+	}
+	return Manifests{
+		manifest.OCI:    {Digest: rendered.OCI.Digest, Size: rendered.OCI.Size, MediaType: rendered.OCI.MediaType},
+		manifest.Docker: {Digest: rendered.Docker.Digest, Size: rendered.Docker.Size, MediaType: rendered.Docker.MediaType},
+	}, nil
+}
+
+func packageAttrs(r *nix.Resolution) []string {
+	attrs := make([]string, 0, len(r.Packages))
+	for _, p := range r.Packages {
+		attrs = append(attrs, p.Attr)
+	}
+	return attrs
+}
+
+// layerRecord is the layer cache entry: a layer made once, ever, for the
+// same inputs and format.
+type layerRecord struct {
+	Digest           string `json:"digest"`
+	Size             int64  `json:"size"`
+	DiffID           string `json:"diffID"`
+	UncompressedSize int64  `json:"uncompressedSize"`
+}
+
+// layer returns the layer of the given inputs from the layer cache, or
+// writes it with write and caches it.
+func (s *NixSource) layer(ctx context.Context, log logrus.FieldLogger, kind string, inputs []string, write func(io.Writer) (archive.Result, error)) (manifest.Layer, error) {
+	comment := strings.Join(inputs, "\n")
+	key := hashKey(pipelineVersion + "\n" + s.opts.Archive.Format() + "\n" + kind + "\n" + comment)
+	name := layerRecordPrefix + key
+	if data, err := s.opts.Storage.GetObject(ctx, name); err == nil {
+		var r layerRecord
+		if json.Unmarshal(data, &r) == nil {
+			l := manifest.Layer{Size: r.Size, Comment: comment}
+			l.Digest, l.DiffID = digestOf(r.Digest), digestOf(r.DiffID)
+			if l.Digest.Validate() == nil && l.DiffID.Validate() == nil {
+				if _, err := s.opts.Storage.StatBlob(ctx, l.Digest); err == nil {
+					s.stats.LayersReused.Add(1)
+					return l, nil
+				}
+			}
+		}
+	}
+
+	start := time.Now()
+	w, err := s.opts.Storage.NewBlobWriter(ctx, v1.MediaTypeImageLayerGzip)
+	if err != nil {
+		return manifest.Layer{}, fmt.Errorf("storing %s layer: %w", kind, err)
+	}
+	res, err := write(w)
+	if err != nil {
+		w.Cancel()
+		return manifest.Layer{}, fmt.Errorf("archiving %s layer: %w", kind, err)
+	}
+	if _, err := w.Commit(ctx, res.Digest, res.Size); err != nil {
+		return manifest.Layer{}, fmt.Errorf("persisting layer %s: %w", res.Digest, err)
+	}
+	s.stats.LayersArchived.Add(1)
+	s.stats.BytesArchived.Add(res.UncompressedSize)
+	log.WithFields(logrus.Fields{
+		"digest": res.Digest.String(), "size": res.Size, "uncompressed": res.UncompressedSize,
+		"paths": len(inputs), "duration_ms": time.Since(start).Milliseconds(),
+	}).Debug("layer archived")
+	data, _ := json.Marshal(layerRecord{Digest: res.Digest.String(), Size: res.Size, DiffID: res.DiffID.String(), UncompressedSize: res.UncompressedSize})
+	if err := s.opts.Storage.PutObject(ctx, name, data); err != nil {
+		log.WithError(err).Warn("persisting layer cache record")
+	}
+	return manifest.Layer{Digest: res.Digest, DiffID: res.DiffID, Size: res.Size, Comment: comment}, nil
+}
+
+// runBounded runs jobs with at most n at once. The first error cancels the
+// others and is returned.
+func runBounded(ctx context.Context, n int, jobs []func(context.Context) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for _, job := range jobs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := job(ctx); err != nil {
+				once.Do(func() { first = err; cancel(err) })
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+func digestOf(s string) digest.Digest { return digest.Digest(s) }

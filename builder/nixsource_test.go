@@ -1,0 +1,124 @@
+package builder
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os/exec"
+	"testing"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/nix"
+	"github.com/nixport/nixport/storage"
+	"github.com/nixport/nixport/storage/filesystem"
+)
+
+func newNixSource(t *testing.T, dir string) (*NixSource, storage.Backend) {
+	t.Helper()
+	if _, err := exec.LookPath("nix-store"); err != nil {
+		t.Skip("Nix is not installed (scripts/setup.sh installs it)")
+	}
+	store, err := filesystem.New(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	driver, err := nix.New(nix.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { driver.Close() })
+	src, err := NewNixSource(NixOptions{Driver: driver, Storage: store, Names: DefaultNameOptions()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, store
+}
+
+func readManifest(t *testing.T, store storage.Backend, info storage.BlobInfo) v1.Manifest {
+	t.Helper()
+	r, _, err := store.OpenBlob(context.Background(), info.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	data, _ := io.ReadAll(r)
+	var m v1.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestNixSourceBuildsAndReuses(t *testing.T) {
+	src, store := newNixSource(t, t.TempDir())
+	ctx := context.Background()
+
+	first, err := src.Build(ctx, "hello", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oci, docker := first[manifest.OCI], first[manifest.Docker]
+	if oci.MediaType != v1.MediaTypeImageManifest || docker.MediaType != manifest.DockerManifest {
+		t.Fatalf("manifests: %+v", first)
+	}
+	m := readManifest(t, store, oci)
+	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		info, err := store.StatBlob(ctx, d.Digest)
+		if err != nil || info.Size != d.Size {
+			t.Errorf("blob %s: %+v %v", d.Digest, info, err)
+		}
+	}
+	archived := src.Stats().LayersArchived.Load()
+
+	// The same closure again: the manifest cache answers, nothing is
+	// archived.
+	again, err := src.Build(ctx, "hello", "latest")
+	if err != nil || again[manifest.OCI].Digest != oci.Digest {
+		t.Fatalf("rebuild: %v %v", again, err)
+	}
+	if src.Stats().LayersArchived.Load() != archived || src.Stats().ManifestsReused.Load() != 1 {
+		t.Errorf("rebuild archived layers or missed the manifest cache")
+	}
+
+	// One more package: only its new paths (and the customisation layer)
+	// are compressed.
+	before := src.Stats().LayersArchived.Load()
+	bytesBefore := src.Stats().BytesArchived.Load()
+	more, err := src.Build(ctx, "hello/deep", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := readManifest(t, store, more[manifest.OCI])
+	newLayers := src.Stats().LayersArchived.Load() - before
+	reused := 0
+	for _, a := range m2.Layers {
+		for _, b := range m.Layers {
+			if a.Digest == b.Digest {
+				reused++
+			}
+		}
+	}
+	if reused == 0 || int(newLayers)+reused != len(m2.Layers) {
+		t.Errorf("adding a package: %d new layers, %d reused of %d", newLayers, reused, len(m2.Layers))
+	}
+	t.Logf("adding deep to hello: %d layers archived (%d bytes), %d reused", newLayers, src.Stats().BytesArchived.Load()-bytesBefore, reused)
+}
+
+func TestNixSourceIsReproducible(t *testing.T) {
+	ctx := context.Background()
+	a, _ := newNixSource(t, t.TempDir())
+	b, _ := newNixSource(t, t.TempDir())
+	ma, err := a.Build(ctx, "shell/hello/deep", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := b.Build(ctx, "shell/deep/hello/hello", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ma[manifest.OCI].Digest != mb[manifest.OCI].Digest || ma[manifest.Docker].Digest != mb[manifest.Docker].Digest {
+		t.Errorf("same image into two empty stores: %v vs %v", ma, mb)
+	}
+}

@@ -1,0 +1,639 @@
+package builder
+
+// Routes: which source makes the images of which repository names. The
+// routes file (NIXPORT_ROUTES) is a small JSON document:
+//
+//	{"routes": [
+//	  {"match": "bazel/", "type": "command",
+//	   "argv": ["/srv/bazel-image", "{name}", "{tag}", "{out}"],
+//	   "timeout": "10m", "pinned": false, "dir": "/srv/monorepo",
+//	   "env": {"BAZEL_OUTPUT_USER_ROOT": "/var/cache/bazel"}},
+//	  {"match": "prebuilt/", "type": "layout", "manifest": "layouts.json"}
+//	]}
+//
+// match is a repository-name prefix ending in "/" (it matches the names
+// under it, at a component boundary: "bazel/" matches "bazel/app" but
+// neither "bazel" nor "bazelisk/app") or an exact repository name. Routes
+// are tried in order and the first match wins; a route that an earlier one
+// makes unreachable is an error. A name no route matches goes to the Nix
+// source, so without a routes file everything is built from Nix.
+//
+// A command route runs argv (see command.go for the placeholders) with the
+// route's timeout (default NIX_TIMEOUT), working directory (default the
+// routes file's directory) and environment (PATH, HOME, USER, LOGNAME,
+// LANG, LC_ALL, TZ and TMPDIR of the server's, plus env). pinned says its
+// output is a pure function of name and tag (default false: a moving tag).
+// A program given as a relative path with a "/" is relative to the routes
+// file's directory, one without "/" is looked up in PATH when the file is
+// loaded. A layout route serves the pre-built layouts its manifest file
+// maps (see layoutsource.go); a relative path is relative to the routes
+// file's directory. Unknown fields, and fields of the other type, are
+// errors: the file is checked strictly, and every error names the route
+// and the field.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/storage"
+)
+
+// Bounds of a routes file.
+const (
+	maxRoutesFileBytes = 1 << 20
+	maxRoutes          = 1000
+	maxRouteTimeout    = 24 * time.Hour
+	// maxRepoNameLength bounds a repository name a route serves (Docker's
+	// limit).
+	maxRepoNameLength = 255
+)
+
+// Route types.
+const (
+	RouteCommand = "command"
+	RouteLayout  = "layout"
+)
+
+// RouteOptions configure LoadRoutes.
+type RouteOptions struct {
+	Storage storage.Backend
+	Log     logrus.FieldLogger
+	// CommandTimeout is the deadline of a command route that sets none
+	// (NIX_TIMEOUT). Required when the file has command routes.
+	CommandTimeout time.Duration
+	// KillGrace is the time between SIGTERM and SIGKILL to a command's
+	// process group. Zero means DefaultKillGrace.
+	KillGrace time.Duration
+	// TempDir is where commands' output directories are made. Empty:
+	// os.TempDir().
+	TempDir string
+}
+
+// Router is a Source that hands each repository name to the source of the
+// first route matching it, or to the fallback (the Nix source).
+type Router struct {
+	routes   []route
+	fallback Source
+}
+
+type route struct {
+	matcher
+	typ     string
+	src     Source
+	timeout time.Duration // of a command route
+}
+
+// matcher matches repository names: a prefix ending in "/" matches the
+// names under it, anything else one exact name.
+type matcher struct {
+	match  string
+	prefix bool
+}
+
+func newMatcher(match string) (matcher, bool) {
+	base, prefix := strings.CutSuffix(match, "/")
+	if !validRepoName(base) {
+		return matcher{}, false
+	}
+	return matcher{match: match, prefix: prefix}, true
+}
+
+func (m matcher) matches(name string) bool {
+	if m.prefix {
+		return len(name) > len(m.match) && strings.HasPrefix(name, m.match)
+	}
+	return name == m.match
+}
+
+// covers reports whether m matches every name o matches.
+func (m matcher) covers(o matcher) bool {
+	if !m.prefix {
+		return !o.prefix && o.match == m.match
+	}
+	return strings.HasPrefix(o.match, m.match)
+}
+
+// LoadRoutes reads the routes file at path and returns a Router over its
+// routes, with fallback serving every other name. An empty path means no
+// routes: everything goes to fallback. A nil fallback answers other names
+// NAME_UNKNOWN.
+func LoadRoutes(path string, fallback Source, opts RouteOptions) (*Router, error) {
+	r := &Router{fallback: fallback}
+	if path == "" {
+		return r, nil
+	}
+	if opts.Storage == nil {
+		return nil, errors.New("routes: no storage")
+	}
+	if opts.Log == nil {
+		opts.Log = logrus.StandardLogger()
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("routes file %s: %w", path, err)
+	}
+	data, err := readBounded(abs, maxRoutesFileBytes)
+	if err != nil {
+		return nil, fmt.Errorf("routes file: %w", err)
+	}
+	configs, err := parseRoutes(data)
+	if err != nil {
+		return nil, fmt.Errorf("routes file %s: %w", abs, err)
+	}
+	base := filepath.Dir(abs)
+	for i, c := range configs {
+		rt, err := c.open(base, opts)
+		if err != nil {
+			return nil, fmt.Errorf("routes file %s: %s: %w", abs, c.label(i), err)
+		}
+		r.routes = append(r.routes, rt)
+	}
+	opts.Log.WithFields(logrus.Fields{"file": abs, "routes": len(r.routes)}).Info("image routes loaded")
+	return r, nil
+}
+
+// readBounded reads a whole file of at most max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return data, nil
+}
+
+// pick returns the source serving name.
+func (r *Router) pick(name string) (Source, error) {
+	for _, rt := range r.routes {
+		if rt.matches(name) {
+			return rt.src, nil
+		}
+	}
+	if r.fallback == nil {
+		return nil, errcode.New(errcode.NameUnknown, "no route serves repository %.100q", name)
+	}
+	return r.fallback, nil
+}
+
+// Identify asks the source of name's route.
+func (r *Router) Identify(name, tag string) (string, bool, error) {
+	src, err := r.pick(name)
+	if err != nil {
+		return "", false, err
+	}
+	return src.Identify(name, tag)
+}
+
+// Build asks the source of name's route.
+func (r *Router) Build(ctx context.Context, name, tag string) (Manifests, error) {
+	src, err := r.pick(name)
+	if err != nil {
+		return nil, err
+	}
+	return src.Build(ctx, name, tag)
+}
+
+// MaxCommandTimeout is the longest deadline of a command route (zero when
+// there is none): the Builder's BuildTimeout must leave a command that
+// long, plus its kill grace and the ingest.
+func (r *Router) MaxCommandTimeout() time.Duration {
+	var max time.Duration
+	for _, rt := range r.routes {
+		max = maxDuration(max, rt.timeout)
+	}
+	return max
+}
+
+func maxDuration(a, b time.Duration) time.Duration {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// routeConfig is one checked route of the file, before it is opened.
+type routeConfig struct {
+	matcher
+	Type     string
+	Argv     []string
+	Timeout  time.Duration // zero: the default
+	Pinned   bool
+	Dir      string
+	Env      []string // KEY=value, sorted
+	Manifest string
+}
+
+func (c routeConfig) label(i int) string {
+	return fmt.Sprintf("route %d (match %.100q)", i+1, c.match)
+}
+
+// routeSpec is a route as written; pointers tell absent fields.
+type routeSpec struct {
+	Match    *string            `json:"match"`
+	Type     *string            `json:"type"`
+	Argv     *[]string          `json:"argv"`
+	Timeout  *string            `json:"timeout"`
+	Pinned   *bool              `json:"pinned"`
+	Dir      *string            `json:"dir"`
+	Env      *map[string]string `json:"env"`
+	Manifest *string            `json:"manifest"`
+}
+
+// parseRoutes parses and checks a routes file, without touching anything
+// it names.
+func parseRoutes(data []byte) ([]routeConfig, error) {
+	var file struct {
+		Routes *[]json.RawMessage `json:"routes"`
+	}
+	if err := decodeStrict(data, &file); err != nil {
+		return nil, err
+	}
+	if file.Routes == nil {
+		return nil, errors.New(`no "routes" list`)
+	}
+	if len(*file.Routes) > maxRoutes {
+		return nil, fmt.Errorf("%d routes, more than %d", len(*file.Routes), maxRoutes)
+	}
+	configs := make([]routeConfig, 0, len(*file.Routes))
+	for i, raw := range *file.Routes {
+		c, err := parseRoute(raw)
+		if err != nil {
+			label := fmt.Sprintf("route %d", i+1)
+			if c.match != "" {
+				label = c.label(i)
+			}
+			return nil, fmt.Errorf("%s: %w", label, err)
+		}
+		for j, earlier := range configs {
+			if earlier.covers(c.matcher) {
+				return nil, fmt.Errorf("%s is never used: %s matches every name it does", c.label(i), earlier.label(j))
+			}
+		}
+		configs = append(configs, c)
+	}
+	return configs, nil
+}
+
+// decodeStrict decodes one JSON value with no unknown fields and nothing
+// after it.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonFieldError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
+
+// jsonFieldError says what is wrong with a JSON document, naming the
+// field.
+func jsonFieldError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		if typeErr.Field != "" {
+			return fmt.Errorf("field %q: a JSON %s where a %s belongs", typeErr.Field, typeErr.Value, jsonKind(typeErr.Type))
+		}
+		return fmt.Errorf("a JSON %s where an object belongs", typeErr.Value)
+	}
+	if rest, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fmt.Errorf("unknown field %s", rest)
+	}
+	var syntaxErr *json.SyntaxError
+	if errors.As(err, &syntaxErr) {
+		return fmt.Errorf("malformed JSON at byte %d: %w", syntaxErr.Offset, err)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("malformed JSON: it ends early")
+	}
+	return fmt.Errorf("malformed JSON: %w", err)
+}
+
+// jsonKind names the JSON kind a Go type is decoded from.
+func jsonKind(t reflect.Type) string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return "value"
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "list"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.String:
+		return "string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "number"
+	default:
+		return "value"
+	}
+}
+
+func parseRoute(raw json.RawMessage) (routeConfig, error) {
+	var s routeSpec
+	var c routeConfig
+	err := decodeStrict(raw, &s)
+	if s.Match != nil {
+		// Set even when invalid: errors name the route by it.
+		c.match = *s.Match
+	}
+	if err != nil {
+		return c, err
+	}
+	if s.Match == nil {
+		return c, errors.New(`field "match" is missing`)
+	}
+	m, ok := newMatcher(*s.Match)
+	if !ok {
+		return c, fmt.Errorf(`field "match": %.100q is neither a repository name nor a name prefix ending in "/"`, *s.Match)
+	}
+	c.matcher = m
+	if s.Type == nil {
+		return c, errors.New(`field "type" is missing: "command" or "layout"`)
+	}
+	c.Type = *s.Type
+	// Fields each type allows.
+	fields := map[string]bool{"argv": s.Argv != nil, "timeout": s.Timeout != nil, "pinned": s.Pinned != nil,
+		"dir": s.Dir != nil, "env": s.Env != nil, "manifest": s.Manifest != nil}
+	var allowed []string
+	switch c.Type {
+	case RouteCommand:
+		allowed = []string{"argv", "timeout", "pinned", "dir", "env"}
+	case RouteLayout:
+		allowed = []string{"manifest"}
+	default:
+		return c, fmt.Errorf(`field "type": %.40q is not "command" or "layout"`, c.Type)
+	}
+	for _, f := range []string{"argv", "timeout", "pinned", "dir", "env", "manifest"} {
+		if fields[f] && !slices.Contains(allowed, f) {
+			return c, fmt.Errorf("field %q does not belong in a %s route", f, c.Type)
+		}
+	}
+	if c.Type == RouteLayout {
+		if s.Manifest == nil || *s.Manifest == "" {
+			return c, errors.New(`field "manifest" is missing: name the file mapping repository:tag to layout directories`)
+		}
+		if strings.IndexByte(*s.Manifest, 0) >= 0 {
+			return c, errors.New(`field "manifest" holds a NUL byte`)
+		}
+		c.Manifest = *s.Manifest
+		return c, nil
+	}
+
+	if s.Argv == nil {
+		return c, errors.New(`field "argv" is missing: the program and its arguments`)
+	}
+	c.Argv = *s.Argv
+	if len(c.Argv) == 0 || c.Argv[0] == "" {
+		return c, errors.New(`field "argv": name the program to run first`)
+	}
+	// Check the template as it will be used, with a stand-in absolute
+	// program (the real one is resolved when the file is loaded).
+	probe := append([]string{"/"}, c.Argv[1:]...)
+	if t, err := parseArgTemplate(c.Argv[0]); err != nil || len(t.placeholders()) > 0 || strings.IndexByte(c.Argv[0], 0) >= 0 {
+		return c, fmt.Errorf(`field "argv": the program %.100q may not hold a placeholder or a NUL byte`, c.Argv[0])
+	}
+	if _, err := parseArgv(probe); err != nil {
+		return c, fmt.Errorf(`field "argv": %w`, err)
+	}
+	if s.Timeout != nil {
+		d, err := time.ParseDuration(*s.Timeout)
+		if err != nil || d <= 0 || d > maxRouteTimeout {
+			return c, fmt.Errorf(`field "timeout": %.40q is not a duration between 0 and %s, such as "10m"`, *s.Timeout, maxRouteTimeout)
+		}
+		c.Timeout = d
+	}
+	if s.Pinned != nil {
+		c.Pinned = *s.Pinned
+	}
+	if s.Dir != nil {
+		if *s.Dir == "" || strings.IndexByte(*s.Dir, 0) >= 0 {
+			return c, errors.New(`field "dir" is empty or holds a NUL byte`)
+		}
+		c.Dir = *s.Dir
+	}
+	if s.Env != nil {
+		for k, v := range *s.Env {
+			if !validEnvName(k) {
+				return c, fmt.Errorf(`field "env": %.100q is not a variable name`, k)
+			}
+			if strings.IndexByte(v, 0) >= 0 {
+				return c, fmt.Errorf(`field "env": the value of %s holds a NUL byte`, k)
+			}
+			c.Env = append(c.Env, k+"="+v)
+		}
+		slices.Sort(c.Env)
+	}
+	return c, nil
+}
+
+// open makes the route's source: paths resolved against base (the routes
+// file's directory), programs and manifest files checked now, so that a
+// mistake stops the server at start-up rather than failing requests.
+func (c routeConfig) open(base string, opts RouteOptions) (route, error) {
+	rt := route{matcher: c.matcher, typ: c.Type}
+	log := opts.Log.WithField("route", c.match)
+	if c.Type == RouteLayout {
+		src, err := NewLayoutSource(LayoutOptions{
+			Route:    c.match,
+			Manifest: resolvePath(base, c.Manifest),
+			Accepts:  c.matches,
+			Storage:  opts.Storage,
+			Log:      log,
+		})
+		if err != nil {
+			return rt, fmt.Errorf(`field "manifest": %w`, err)
+		}
+		rt.src = src
+		return rt, nil
+	}
+
+	program, err := resolveProgram(base, c.Argv[0])
+	if err != nil {
+		return rt, fmt.Errorf(`field "argv": %w`, err)
+	}
+	dir := base
+	if c.Dir != "" {
+		dir = resolvePath(base, c.Dir)
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return rt, fmt.Errorf(`field "dir": %s is not a directory`, dir)
+	}
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = opts.CommandTimeout
+	}
+	if timeout <= 0 {
+		return rt, errors.New(`field "timeout": none given and no default (NIX_TIMEOUT)`)
+	}
+	env := mergeEnv(DefaultCommandEnv(), c.Env)
+	src, err := NewCommandSource(CommandOptions{
+		Route:     c.match,
+		Argv:      append([]string{program}, c.Argv[1:]...),
+		Dir:       dir,
+		Env:       env,
+		Timeout:   timeout,
+		KillGrace: opts.KillGrace,
+		Pinned:    c.Pinned,
+		TempDir:   opts.TempDir,
+		Storage:   opts.Storage,
+		Log:       log,
+	})
+	if err != nil {
+		return rt, fmt.Errorf(`field "argv": %w`, err)
+	}
+	rt.src, rt.timeout = src, timeout
+	return rt, nil
+}
+
+func resolvePath(base, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(base, p)
+}
+
+// resolveProgram finds an executable: a path with a "/" relative to base,
+// a bare name in PATH.
+func resolveProgram(base, program string) (string, error) {
+	if !strings.Contains(program, "/") {
+		p, err := exec.LookPath(program)
+		if err != nil {
+			return "", fmt.Errorf("program %q not found in PATH: %w", program, err)
+		}
+		return filepath.Abs(p)
+	}
+	p := resolvePath(base, program)
+	st, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("program %s: %w", p, err)
+	}
+	if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("program %s is not an executable file", p)
+	}
+	return p, nil
+}
+
+// mergeEnv returns base with the KEY=value entries of extra added,
+// replacing entries of the same key.
+func mergeEnv(base, extra []string) []string {
+	env := make([]string, 0, len(base)+len(extra))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(extra, func(e string) bool { return strings.HasPrefix(e, k+"=") }) {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+// checkNameTag validates a repository name and a tag before they go
+// anywhere near a command or a file: NAME_INVALID or TAG_INVALID.
+func checkNameTag(name, tag string) error {
+	if !validRepoName(name) {
+		return errcode.New(errcode.NameInvalid,
+			"invalid repository name %.100q: use lower-case letters and digits, separated by ., _, __, - or /, at most %d characters",
+			name, maxRepoNameLength)
+	}
+	if !validTag(tag) {
+		return errcode.New(errcode.TagInvalid, "invalid tag %.140q: use letters, digits, _, . and -, not starting with . or -, at most 128 characters", tag)
+	}
+	return nil
+}
+
+// validRepoName reports whether name matches the distribution spec's
+//
+//	[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
+//
+// and is at most maxRepoNameLength bytes.
+func validRepoName(name string) bool {
+	if len(name) == 0 || len(name) > maxRepoNameLength {
+		return false
+	}
+	for _, c := range strings.Split(name, "/") {
+		if !validNameComponent(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func validNameComponent(c string) bool {
+	i := 0
+	for {
+		if i >= len(c) || !isLowerAlnum(c[i]) {
+			return false
+		}
+		for i < len(c) && isLowerAlnum(c[i]) {
+			i++
+		}
+		if i == len(c) {
+			return true
+		}
+		switch c[i] {
+		case '.':
+			i++
+		case '_':
+			i++
+			if i < len(c) && c[i] == '_' {
+				i++
+			}
+		case '-':
+			for i < len(c) && c[i] == '-' {
+				i++
+			}
+		default:
+			return false
+		}
+	}
+}
+
+func isLowerAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
+}
+
+// validTag reports whether tag matches [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
+func validTag(tag string) bool {
+	if len(tag) == 0 || len(tag) > 128 {
+		return false
+	}
+	for i := 0; i < len(tag); i++ {
+		c := tag[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_':
+		case (c == '.' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/builder"
+	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/nix"
+	"github.com/nixport/nixport/storage"
+)
+
+// openSource sets up the Nix image source from the configuration.
+func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, log *logrus.Logger) (builder.Source, func() error, error) {
+	if cfg.Source.Kind == config.SourceBuiltin {
+		log.Warn("no package source configured (NIXERY_CHANNEL, NIXERY_PKGS_REPO or NIXERY_PKGS_PATH): serving the built-in offline test package set")
+	}
+	driver, err := nix.New(nix.Options{
+		Source:       cfg.Source,
+		Timeout:      cfg.NixTimeout,
+		Substituters: cfg.Substituters,
+		Log:          log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("setting up Nix: %w", err)
+	}
+	pop, err := builder.LoadPopularity(ctx, cfg.PopularityURL)
+	if err != nil {
+		driver.Close()
+		return nil, nil, err
+	}
+	src, err := builder.NewNixSource(builder.NixOptions{
+		Driver:      driver,
+		Storage:     store,
+		Log:         log,
+		Names:       builder.NameOptions{BasePackages: cfg.BasePackages, MaxPackages: cfg.MaxPackages},
+		LayerBudget: cfg.LayerBudget,
+		Popularity:  pop,
+	})
+	if err != nil {
+		driver.Close()
+		return nil, nil, err
+	}
+	return src, driver.Close, nil
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/builder"
+	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/storage"
+	"github.com/nixport/nixport/storage/filesystem"
+	"github.com/nixport/nixport/storage/gcs"
+	"github.com/nixport/nixport/web"
+)
+
+// app is the wired registry: its HTTP handler and what to close after.
+type app struct {
+	Handler http.Handler
+	closers []func() error
+}
+
+func (a *app) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, error) {
+	a := &app{}
+	store, err := openStorage(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := store.(io.Closer); ok {
+		a.closers = append(a.closers, c.Close)
+	}
+	src, closeSrc, err := openSource(ctx, cfg, store, log)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.closers = append(a.closers, closeSrc)
+	router, err := builder.LoadRoutes(cfg.Routes, src, builder.RouteOptions{
+		Storage:        store,
+		Log:            log,
+		CommandTimeout: cfg.NixTimeout,
+	})
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("loading NIXPORT_ROUTES: %w", err)
+	}
+	// A build may run three Nix processes, each bounded by NIX_TIMEOUT; a
+	// command route may have a longer deadline of its own, plus its kill
+	// grace and the ingest of its output.
+	buildTimeout := cfg.NixTimeout + cfg.NixTimeout/2
+	if d := router.MaxCommandTimeout(); d > 0 {
+		buildTimeout = max(buildTimeout, d+builder.DefaultKillGrace+time.Minute)
+	}
+	b, err := builder.New(builder.Options{
+		Storage:      store,
+		Source:       router,
+		Log:          log,
+		MaxBuilds:    cfg.MaxBuilds,
+		MovingTagTTL: cfg.MovingTagTTL,
+		BuildTimeout: buildTimeout,
+	})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.closers = append(a.closers, b.Close)
+	h, err := web.New(web.Options{Storage: store, Images: b, Log: log, WebDir: cfg.WebDir})
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("setting up the registry API: %w", err)
+	}
+	a.Handler = h
+	return a, nil
+}
+
+func openStorage(ctx context.Context, cfg *config.Config, log *logrus.Logger) (storage.Backend, error) {
+	switch cfg.StorageBackend {
+	case "filesystem":
+		b, err := filesystem.New(cfg.StoragePath, log)
+		if err != nil {
+			return nil, fmt.Errorf("opening filesystem storage at %s: %w", cfg.StoragePath, err)
+		}
+		return b, nil
+	case "gcs":
+		opts := gcs.Options{Bucket: cfg.GCSBucket, SigningAccount: cfg.GCSSigningAccount, Log: log}
+		if cfg.GCSSigningKey != "" {
+			key, err := os.ReadFile(cfg.GCSSigningKey)
+			if err != nil {
+				return nil, fmt.Errorf("reading GCS_SIGNING_KEY: %w", err)
+			}
+			opts.SigningKey = key
+		}
+		// The client library talks to an emulator when this is set; signed
+		// URLs must then point at it too.
+		if host := os.Getenv("STORAGE_EMULATOR_HOST"); host != "" {
+			opts.Endpoint = host
+			if !strings.Contains(host, "://") {
+				opts.Endpoint = "http://" + host
+			}
+		}
+		b, err := gcs.New(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("opening GCS bucket %s: %w", cfg.GCSBucket, err)
+		}
+		return b, nil
+	default:
+		return nil, errors.New("storage backend " + cfg.StorageBackend + " is not available in this build")
+	}
+}

@@ -1,0 +1,319 @@
+// Package config reads nixport's configuration from the environment and the
+// command line. It accepts Nixery's environment variables unchanged, so
+// nixport is a drop-in replacement, and adds its own NIXPORT_* settings.
+// Flags win over the environment; an empty variable counts as unset. Every
+// value is validated here, so a wrong one stops start-up with one line that
+// names the setting and what it accepts, instead of failing on first use.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Config is the whole configuration of one nixport instance.
+type Config struct {
+	ListenAddr string // host part; empty = all interfaces
+	Port       int
+
+	Source PackageSource
+
+	StorageBackend    string // "filesystem" or "gcs"
+	StoragePath       string
+	GCSBucket         string
+	GCSSigningKey     string // path to a PEM private key file
+	GCSSigningAccount string
+
+	NixTimeout    time.Duration
+	PopularityURL string
+	Substituters  []string
+
+	WebDir string
+
+	// Routes is the routes file (NIXPORT_ROUTES) choosing an image source
+	// per repository name; empty: every image from Nix.
+	Routes string
+
+	LayerBudget  int
+	MaxPackages  int
+	BasePackages []string
+	MaxBuilds    int
+
+	MovingTagTTL time.Duration
+
+	LogLevel        logrus.Level
+	ShutdownTimeout time.Duration
+}
+
+// Addr is the address to listen on.
+func (c *Config) Addr() string {
+	return net.JoinHostPort(c.ListenAddr, strconv.Itoa(c.Port))
+}
+
+// setting is one configuration value: its environment variable, its flag
+// and how to parse it into the Config.
+type setting struct {
+	env, flag, def, usage string
+	apply                 func(c *Config, v string) error
+}
+
+func settings() []setting {
+	return []setting{
+		{"PORT", "port", "8080", "TCP port to listen on (0: any free port, logged)", func(c *Config, v string) error {
+			p, err := strconv.Atoi(v)
+			if err != nil || p < 0 || p > 65535 {
+				return errors.New("accepts a port number 0-65535")
+			}
+			c.Port = p
+			return nil
+		}},
+		{"NIXPORT_LISTEN_ADDR", "listen", "", "address to bind (empty: all interfaces)", func(c *Config, v string) error {
+			if v != "" && net.ParseIP(strings.Trim(v, "[]")) == nil && !validHostname(v) {
+				return errors.New("accepts an IP address or host name")
+			}
+			c.ListenAddr = strings.Trim(v, "[]")
+			return nil
+		}},
+		{"NIXERY_CHANNEL", "channel", "", "nixpkgs channel to build from (e.g. nixos-unstable)", func(c *Config, v string) error {
+			return c.setSource(SourceChannel, v)
+		}},
+		{"NIXERY_PKGS_REPO", "pkgs-repo", "", "git repository of the package set", func(c *Config, v string) error {
+			return c.setSource(SourceGit, v)
+		}},
+		{"NIXERY_PKGS_PATH", "pkgs-path", "", "local directory of the package set", func(c *Config, v string) error {
+			return c.setSource(SourcePath, v)
+		}},
+		{"NIXERY_STORAGE_BACKEND", "storage-backend", "filesystem", "storage backend: filesystem or gcs", func(c *Config, v string) error {
+			if v != "filesystem" && v != "gcs" {
+				return errors.New("accepts filesystem or gcs")
+			}
+			c.StorageBackend = v
+			return nil
+		}},
+		{"STORAGE_PATH", "storage-path", "/var/lib/nixport", "root directory of filesystem storage", func(c *Config, v string) error {
+			c.StoragePath = v
+			return nil
+		}},
+		{"GCS_BUCKET", "gcs-bucket", "", "GCS bucket (gcs backend)", func(c *Config, v string) error {
+			c.GCSBucket = v
+			return nil
+		}},
+		{"GCS_SIGNING_KEY", "gcs-signing-key", "", "PEM private key file for signed blob URLs", func(c *Config, v string) error {
+			c.GCSSigningKey = v
+			return nil
+		}},
+		{"GCS_SIGNING_ACCOUNT", "gcs-signing-account", "", "service account e-mail for signed blob URLs", func(c *Config, v string) error {
+			c.GCSSigningAccount = v
+			return nil
+		}},
+		{"NIX_TIMEOUT", "nix-timeout", "60", "seconds a Nix process may run", func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return errors.New("accepts a whole number of seconds, at least 1")
+			}
+			c.NixTimeout = time.Duration(n) * time.Second
+			return nil
+		}},
+		{"NIX_POPULARITY_URL", "popularity-url", "", "popularity data for layering (file path or http(s) URL)", func(c *Config, v string) error {
+			c.PopularityURL = v
+			return nil
+		}},
+		{"NIXPORT_SUBSTITUTERS", "substituters", "", "space-separated Nix binary caches (empty: none, offline)", func(c *Config, v string) error {
+			c.Substituters = strings.Fields(v)
+			return nil
+		}},
+		{"WEB_DIR", "web-dir", "", "serve the docs site from this directory instead of the embedded one", func(c *Config, v string) error {
+			if v != "" {
+				if st, err := os.Stat(v); err != nil || !st.IsDir() {
+					return errors.New("accepts an existing directory")
+				}
+			}
+			c.WebDir = v
+			return nil
+		}},
+		{"NIXPORT_ROUTES", "routes", "", "routes file choosing a source (nix, command, layout) per repository name", func(c *Config, v string) error {
+			if v != "" {
+				if st, err := os.Stat(v); err != nil || st.IsDir() {
+					return errors.New("accepts an existing routes file (JSON)")
+				}
+			}
+			c.Routes = v
+			return nil
+		}},
+		{"NIXPORT_LAYER_BUDGET", "layer-budget", "94", "most layers per image, customisation layer excluded", func(c *Config, v string) error {
+			return parseIntIn(v, 1, 124, &c.LayerBudget)
+		}},
+		{"NIXPORT_MAX_PACKAGES", "max-packages", "64", "most packages one image may name", func(c *Config, v string) error {
+			return parseIntIn(v, 1, 1024, &c.MaxPackages)
+		}},
+		{"NIXPORT_BASE_PACKAGES", "base-packages", "cacert,iana-etc", "comma-separated packages every image gets", func(c *Config, v string) error {
+			c.BasePackages = nil
+			for _, p := range strings.Split(v, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					c.BasePackages = append(c.BasePackages, p)
+				}
+			}
+			return nil
+		}},
+		{"NIXPORT_MAX_BUILDS", "max-builds", strconv.Itoa(runtime.NumCPU()), "most image builds at once; the rest queue", func(c *Config, v string) error {
+			return parseIntIn(v, 1, 1024, &c.MaxBuilds)
+		}},
+		{"NIXPORT_MOVING_TAG_TTL", "moving-tag-ttl", "60", "seconds a moving tag (branch, channel, path) is served from memory before the source is asked again", func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return errors.New("accepts a whole number of seconds")
+			}
+			c.MovingTagTTL = time.Duration(n) * time.Second
+			return nil
+		}},
+		{"NIXPORT_LOG_LEVEL", "log-level", "info", "log level: debug, info, warning, error", func(c *Config, v string) error {
+			l, err := logrus.ParseLevel(v)
+			if err != nil {
+				return errors.New("accepts debug, info, warning or error")
+			}
+			c.LogLevel = l
+			return nil
+		}},
+		{"NIXPORT_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30", "seconds to finish in-flight requests on shutdown", func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return errors.New("accepts a whole number of seconds")
+			}
+			c.ShutdownTimeout = time.Duration(n) * time.Second
+			return nil
+		}},
+	}
+}
+
+// Load builds the configuration from command-line arguments (without the
+// program name) and the environment, read through getenv. Errors name the
+// setting and what it accepts.
+func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("nixport", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	all := settings()
+	flagValues := make([]*string, len(all))
+	for i, s := range all {
+		flagValues[i] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: nixport takes flags only", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	c := &Config{Source: PackageSource{Kind: SourceBuiltin}}
+	for i, s := range all {
+		v, origin := s.def, "default"
+		if e := getenv(s.env); e != "" {
+			v, origin = e, s.env
+		}
+		if set[s.flag] {
+			v, origin = *flagValues[i], "-"+s.flag
+		}
+		if origin == "default" && v == "" {
+			continue
+		}
+		if err := s.apply(c, v); err != nil {
+			name := s.env
+			if origin == "-"+s.flag {
+				name = origin
+			}
+			return nil, fmt.Errorf("invalid %s=%q: %v", name, v, err)
+		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) setSource(kind SourceKind, v string) error {
+	if v == "" {
+		return nil
+	}
+	if c.Source.Kind != SourceBuiltin && c.Source.Kind != kind {
+		return fmt.Errorf("conflicts with the %s source already set; set only one of NIXERY_CHANNEL, NIXERY_PKGS_REPO, NIXERY_PKGS_PATH", c.Source.Kind)
+	}
+	switch kind {
+	case SourceChannel:
+		if !validChannel(v) {
+			return errors.New("accepts a channel name such as nixos-unstable or nixos-24.05")
+		}
+	case SourcePath:
+		st, err := os.Stat(v)
+		if err != nil || !st.IsDir() {
+			return errors.New("accepts an existing directory holding a default.nix")
+		}
+	case SourceGit:
+		if strings.HasPrefix(v, "-") || strings.ContainsAny(v, " \t\n\"") {
+			return errors.New("accepts a git repository URL")
+		}
+	}
+	c.Source = PackageSource{Kind: kind, Value: v}
+	return nil
+}
+
+func (c *Config) validate() error {
+	if c.StorageBackend == "gcs" && c.GCSBucket == "" {
+		return errors.New("invalid NIXERY_STORAGE_BACKEND=gcs: needs GCS_BUCKET")
+	}
+	if c.StorageBackend == "filesystem" && c.StoragePath == "" {
+		return errors.New("invalid STORAGE_PATH: the filesystem backend needs a directory")
+	}
+	if (c.GCSSigningKey == "") != (c.GCSSigningAccount == "") {
+		return errors.New("invalid GCS_SIGNING_KEY/GCS_SIGNING_ACCOUNT: set both or neither")
+	}
+	if c.GCSSigningKey != "" {
+		if _, err := os.Stat(c.GCSSigningKey); err != nil {
+			return fmt.Errorf("invalid GCS_SIGNING_KEY=%q: accepts a readable PEM key file", c.GCSSigningKey)
+		}
+	}
+	return nil
+}
+
+func parseIntIn(v string, lo, hi int, dst *int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return fmt.Errorf("accepts a whole number from %d to %d", lo, hi)
+	}
+	*dst = n
+	return nil
+}
+
+func validChannel(v string) bool {
+	if v == "" || len(v) > 100 {
+		return false
+	}
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func validHostname(v string) bool {
+	if len(v) > 253 {
+		return false
+	}
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}

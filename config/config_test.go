@@ -1,0 +1,94 @@
+package config
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(nil, envOf(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 8080 || c.StorageBackend != "filesystem" || c.StoragePath != "/var/lib/nixport" {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.Source.Kind != SourceBuiltin {
+		t.Errorf("default source = %v, want builtin", c.Source)
+	}
+	if c.NixTimeout != 60*time.Second || c.LayerBudget != 94 || c.MaxPackages != 64 {
+		t.Errorf("defaults: %+v", c)
+	}
+	if strings.Join(c.BasePackages, ",") != "cacert,iana-etc" {
+		t.Errorf("base packages = %v", c.BasePackages)
+	}
+	if c.Addr() != ":8080" {
+		t.Errorf("addr = %q", c.Addr())
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(*Config) bool
+		wantErr string
+	}{
+		{name: "nixery env vars", env: map[string]string{"PORT": "9000", "NIXERY_CHANNEL": "nixos-24.05", "NIX_TIMEOUT": "5", "STORAGE_PATH": dir},
+			check: func(c *Config) bool {
+				return c.Port == 9000 && c.Source == PackageSource{SourceChannel, "nixos-24.05"} && c.NixTimeout == 5*time.Second && c.StoragePath == dir
+			}},
+		{name: "flag wins over env", args: []string{"-port", "9001"}, env: map[string]string{"PORT": "9000"},
+			check: func(c *Config) bool { return c.Port == 9001 }},
+		{name: "empty env is unset", env: map[string]string{"PORT": "", "NIXERY_STORAGE_BACKEND": ""},
+			check: func(c *Config) bool { return c.Port == 8080 && c.StorageBackend == "filesystem" }},
+		{name: "path source", env: map[string]string{"NIXERY_PKGS_PATH": dir},
+			check: func(c *Config) bool { return c.Source == PackageSource{SourcePath, dir} }},
+		{name: "git source", env: map[string]string{"NIXERY_PKGS_REPO": "https://example.org/pkgs.git"},
+			check: func(c *Config) bool { return c.Source.Kind == SourceGit }},
+		{name: "listen address", args: []string{"-listen", "127.0.0.1", "-port", "1"},
+			check: func(c *Config) bool { return c.Addr() == "127.0.0.1:1" }},
+		{name: "base packages list", env: map[string]string{"NIXPORT_BASE_PACKAGES": " cacert , ,tzdata"},
+			check: func(c *Config) bool { return strings.Join(c.BasePackages, ",") == "cacert,tzdata" }},
+		{name: "bad port", env: map[string]string{"PORT": "http"}, wantErr: `invalid PORT="http": accepts a port number`},
+		{name: "bad port flag", args: []string{"-port", "70000"}, wantErr: `invalid -port="70000"`},
+		{name: "bad backend", env: map[string]string{"NIXERY_STORAGE_BACKEND": "s3"}, wantErr: "accepts filesystem or gcs"},
+		{name: "gcs needs bucket", env: map[string]string{"NIXERY_STORAGE_BACKEND": "gcs"}, wantErr: "needs GCS_BUCKET"},
+		{name: "bad timeout", env: map[string]string{"NIX_TIMEOUT": "-3"}, wantErr: "NIX_TIMEOUT"},
+		{name: "two sources", env: map[string]string{"NIXERY_CHANNEL": "nixos-unstable", "NIXERY_PKGS_PATH": dir}, wantErr: "set only one"},
+		{name: "missing path", env: map[string]string{"NIXERY_PKGS_PATH": dir + "/nope"}, wantErr: "NIXERY_PKGS_PATH"},
+		{name: "bad channel", env: map[string]string{"NIXERY_CHANNEL": "a b"}, wantErr: "NIXERY_CHANNEL"},
+		{name: "half signing", env: map[string]string{"GCS_SIGNING_ACCOUNT": "x@y"}, wantErr: "set both or neither"},
+		{name: "bad log level", env: map[string]string{"NIXPORT_LOG_LEVEL": "loud"}, wantErr: "NIXPORT_LOG_LEVEL"},
+		{name: "budget range", env: map[string]string{"NIXPORT_LAYER_BUDGET": "500"}, wantErr: "from 1 to 124"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(tt.args, envOf(tt.env), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want containing %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Errorf("error spans lines: %q", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Errorf("unexpected config %+v", c)
+			}
+		})
+	}
+}

@@ -1,0 +1,156 @@
+package nix
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Closure is a runtime closure: every store path the roots need at run
+// time, with the references between them. layers/ and builder/ consume it;
+// nothing outside this package reads Nix's output.
+type Closure struct {
+	// Roots are the paths asked for (an image's outputs), sorted.
+	Roots []string
+	// Paths are every path of the closure, roots included, sorted by Path.
+	Paths []PathInfo
+}
+
+// PathInfo is one store path of a closure.
+type PathInfo struct {
+	Path string
+	// NarSize is the size of the path's NAR serialisation: close to its
+	// uncompressed size in a tar layer.
+	NarSize int64
+	// NarHash is Nix's hash of the NAR, as Nix prints it (e.g.
+	// "sha256-…" in SRI form, or "sha256:…" base-32 in older versions).
+	NarHash string
+	// References are the other paths this one refers to, sorted, without
+	// the path itself.
+	References []string
+}
+
+// Index returns the position of path in c.Paths, or -1.
+func (c *Closure) Index(path string) int {
+	i := sort.Search(len(c.Paths), func(i int) bool { return c.Paths[i].Path >= path })
+	if i < len(c.Paths) && c.Paths[i].Path == path {
+		return i
+	}
+	return -1
+}
+
+// NarSize is the sum of every path's NarSize.
+func (c *Closure) NarSize() int64 {
+	var n int64
+	for _, p := range c.Paths {
+		n += p.NarSize
+	}
+	return n
+}
+
+// Closure reads the runtime closure of paths (realised store paths, such as
+// Resolution.OutputPaths) in one nix path-info --json --recursive call.
+func (d *Driver) Closure(ctx context.Context, paths []string) (*Closure, error) {
+	roots := sortedUnique(paths)
+	if len(roots) == 0 {
+		return &Closure{Roots: []string{}, Paths: []PathInfo{}}, nil
+	}
+	for _, p := range roots {
+		if !storePathPattern.MatchString(p) {
+			return nil, fmt.Errorf("nix: closure of %q: not a store path", p)
+		}
+	}
+	log := d.log.WithFields(logrus.Fields{"op": "closure", "roots": len(roots)})
+	args := append([]string{"path-info", "--json", "--recursive", "--"}, roots...)
+	r, err := d.run(ctx, log, "nix", args...)
+	if err != nil {
+		return nil, err
+	}
+	if r.exitCode != 0 {
+		return nil, fmt.Errorf("nix: reading the closure: nix path-info exited with code %d: %s", r.exitCode, firstError(r.stderr))
+	}
+	c, err := parsePathInfo(r.stdout, roots)
+	if err != nil {
+		return nil, fmt.Errorf("nix: reading the closure: %w", err)
+	}
+	return c, nil
+}
+
+// pathInfoJSON is one entry of nix path-info --json.
+type pathInfoJSON struct {
+	Path       string   `json:"path"`
+	Valid      *bool    `json:"valid"`
+	NarHash    string   `json:"narHash"`
+	NarSize    int64    `json:"narSize"`
+	References []string `json:"references"`
+}
+
+// parsePathInfo reads nix path-info --json output: a JSON array of objects
+// with a "path" field (Nix up to 2.18), or an object keyed by store path
+// (Nix 2.19 and later, where an invalid path's value is null). Nix 2.8
+// lists an invalid path with "valid": false and exits 0.
+func parsePathInfo(data []byte, roots []string) (*Closure, error) {
+	var entries []pathInfoJSON
+	data = bytes.TrimSpace(data)
+	switch {
+	case len(data) > 0 && data[0] == '[':
+		if err := json.Unmarshal(data, &entries); err != nil {
+			return nil, err
+		}
+	case len(data) > 0 && data[0] == '{':
+		var m map[string]*pathInfoJSON
+		if err := json.Unmarshal(data, &m); err != nil {
+			return nil, err
+		}
+		for p, e := range m {
+			if e == nil {
+				f := false
+				e = &pathInfoJSON{Valid: &f}
+			}
+			e.Path = p
+			entries = append(entries, *e)
+		}
+	default:
+		return nil, fmt.Errorf("unexpected output %.40q", data)
+	}
+
+	c := &Closure{Roots: append([]string(nil), roots...), Paths: make([]PathInfo, 0, len(entries))}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if e.Path == "" {
+			return nil, fmt.Errorf("an entry has no path")
+		}
+		if e.Valid != nil && !*e.Valid {
+			return nil, fmt.Errorf("%s is not a valid store path (not built?)", e.Path)
+		}
+		if seen[e.Path] {
+			continue
+		}
+		seen[e.Path] = true
+		refs := make([]string, 0, len(e.References))
+		for _, r := range e.References {
+			if r != e.Path {
+				refs = append(refs, r)
+			}
+		}
+		c.Paths = append(c.Paths, PathInfo{Path: e.Path, NarSize: e.NarSize, NarHash: e.NarHash, References: sortedUnique(refs)})
+	}
+	sort.Slice(c.Paths, func(i, j int) bool { return c.Paths[i].Path < c.Paths[j].Path })
+	for _, p := range c.Paths {
+		for _, r := range p.References {
+			if !seen[r] {
+				return nil, fmt.Errorf("%s refers to %s, which is not in the closure", p.Path, r)
+			}
+		}
+	}
+	for _, r := range roots {
+		if !seen[r] {
+			return nil, fmt.Errorf("root %s is missing from the closure", r)
+		}
+	}
+	return c, nil
+}

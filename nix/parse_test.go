@@ -1,0 +1,215 @@
+package nix
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/errcode"
+)
+
+const (
+	pA = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a"
+	pB = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b"
+	pC = "/nix/store/cccccccccccccccccccccccccccccccc-c"
+)
+
+func TestParsePathInfo(t *testing.T) {
+	// Nix 2.8: an array sorted by path; a path may list itself.
+	old := `[
+ {"path":"` + pA + `","narHash":"sha256-AAA=","narSize":10,"references":["` + pA + `","` + pB + `"],"deriver":"/nix/store/x.drv","registrationTime":1,"ultimate":true},
+ {"path":"` + pB + `","narHash":"sha256-BBB=","narSize":20,"references":["` + pC + `"]},
+ {"path":"` + pC + `","narHash":"sha256-CCC=","narSize":30,"references":[]}
+]`
+	// Nix 2.19 and later: an object keyed by store path.
+	recent := `{
+ "` + pC + `":{"narHash":"sha256-CCC=","narSize":30,"references":[]},
+ "` + pA + `":{"narHash":"sha256-AAA=","narSize":10,"references":["` + pB + `","` + pA + `"],"signatures":[]},
+ "` + pB + `":{"narHash":"sha256-BBB=","narSize":20,"references":["` + pC + `"]}
+}`
+	want := &Closure{Roots: []string{pA}, Paths: []PathInfo{
+		{Path: pA, NarSize: 10, NarHash: "sha256-AAA=", References: []string{pB}},
+		{Path: pB, NarSize: 20, NarHash: "sha256-BBB=", References: []string{pC}},
+		{Path: pC, NarSize: 30, NarHash: "sha256-CCC=", References: []string{}},
+	}}
+	for name, in := range map[string]string{"array (Nix 2.8)": old, "object (Nix >= 2.19)": recent} {
+		t.Run(name, func(t *testing.T) {
+			got, err := parsePathInfo([]byte(in), []string{pA})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, _ := json.Marshal(got)
+			w, _ := json.Marshal(want)
+			if string(g) != string(w) {
+				t.Errorf("got  %s\nwant %s", g, w)
+			}
+			if got.NarSize() != 60 || got.Index(pB) != 1 || got.Index("/nix/store/zz") != -1 {
+				t.Errorf("NarSize %d, Index %d", got.NarSize(), got.Index(pB))
+			}
+		})
+	}
+
+	bad := map[string]string{
+		"invalid path (2.8)":  `[{"path":"` + pA + `","valid":false}]`,
+		"invalid path (2.19)": `{"` + pA + `":null}`,
+		"missing root":        `[{"path":"` + pB + `","narSize":1,"references":[]}]`,
+		"dangling reference":  `[{"path":"` + pA + `","narSize":1,"references":["` + pB + `"]}]`,
+		"not JSON":            `error: something`,
+		"no path":             `[{"narSize":1}]`,
+	}
+	for name, in := range bad {
+		if _, err := parsePathInfo([]byte(in), []string{pA}); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestFirstError(t *testing.T) {
+	tests := []struct{ name, stderr, want string }{
+		{"minver abort", `warning: something
+error: evaluation aborted with the following error message: 'This version of Nixpkgs requires Nix >= 2.18, please upgrade:
+
+       - If you are running NixOS, ` + "`nixos-rebuild'" + ` can be used to upgrade your system.
+       '
+(use '--show-trace' to show detailed location information)
+`, "This version of Nixpkgs requires Nix >= 2.18, please upgrade"},
+		{"throw", "error: nixport test packages cannot build hello for aarch64-linux\n(use '--show-trace' to show detailed location information)\n",
+			"nixport test packages cannot build hello for aarch64-linux"},
+		{"colours", "\x1b[31;1merror:\x1b[0m undefined variable '\x1b[35;1mfoo\x1b[0m'\n\n       at /tmp/x.nix:1:1:\n",
+			"undefined variable 'foo'"},
+		{"git", "fatal: couldn't find remote ref refs/heads/v2\nerror: program 'git' failed with exit code 128\n",
+			"fatal: couldn't find remote ref refs/heads/v2"},
+		{"no error line", "warning: you did not specify '--add-root'; the result might be removed by the garbage collector\nsomething odd\n",
+			"something odd"},
+		{"long", "error: " + strings.Repeat("x", 1000), strings.Repeat("x", maxMessage-1) + "…"},
+	}
+	for _, tc := range tests {
+		if got := firstError(tc.stderr); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestStderrTail(t *testing.T) {
+	in := "a\nwarning: you did not specify '--add-root'; the result might be removed by the garbage collector\n\nb\nc\nd\n"
+	if got := stderrTail(in, 2); got != "c\nd" {
+		t.Errorf("got %q", got)
+	}
+	if got := stderrTail(in, 10); got != "a\nb\nc\nd" {
+		t.Errorf("got %q", got)
+	}
+	tb := &tailBuffer{max: 10}
+	for i := 0; i < 10; i++ {
+		tb.Write([]byte("line " + string(rune('0'+i)) + "\n"))
+	}
+	if got := tb.String(); got != "line 9\n" {
+		t.Errorf("tail buffer %q", got)
+	}
+}
+
+func TestBuildFailureMessage(t *testing.T) {
+	res := &Resolution{Packages: []Package{{Name: "broken", DrvPath: "/nix/store/v03az7yplcvz9crk33hyjzqwmv4v4b9c-broken.drv"}}}
+	r := result{exitCode: 100, stderr: `building '/nix/store/v03az7yplcvz9crk33hyjzqwmv4v4b9c-broken.drv'...
+nixport test package: this build fails on purpose
+error: builder for '/nix/store/v03az7yplcvz9crk33hyjzqwmv4v4b9c-broken.drv' failed with exit code 1
+error: builder for '/nix/store/11111111111111111111111111111111-dep.drv' failed with exit code 2;
+error: 1 dependencies of derivation '/nix/store/x-y.drv' failed to build
+`}
+	e, ok := errcode.As(buildFailure(res, r))
+	if !ok || e.Code != errcode.BuildFailed {
+		t.Fatalf("got %v", e)
+	}
+	want := "building the image failed: package broken (/nix/store/v03az7yplcvz9crk33hyjzqwmv4v4b9c-broken.drv) failed with exit code 1; " +
+		"/nix/store/11111111111111111111111111111111-dep.drv failed with exit code 2"
+	if e.Message != want {
+		t.Errorf("got  %q\nwant %q", e.Message, want)
+	}
+	r = result{exitCode: 1, stderr: "error: a 'aarch64-linux' with features {} is required to build '/nix/store/x.drv', but I am a 'x86_64-linux'\n"}
+	e, _ = errcode.As(buildFailure(res, r))
+	if e == nil || !strings.HasPrefix(e.Message, "building the image failed: a 'aarch64-linux' with features {} is required") {
+		t.Errorf("got %v", e)
+	}
+}
+
+func TestSourceSpecAndPinned(t *testing.T) {
+	const commit = "0123456789abcdef0123456789abcdef01234567"
+	tests := []struct {
+		src    config.PackageSource
+		tag    string
+		want   string
+		pinned bool
+	}{
+		{config.PackageSource{Kind: config.SourceGit, Value: "https://example.org/p.git"}, "latest",
+			`{"kind":"git","git":{"url":"https://example.org/p.git","ref":"HEAD"}}`, false},
+		{config.PackageSource{Kind: config.SourceGit, Value: "https://example.org/p.git"}, "release-1",
+			`{"kind":"git","git":{"url":"https://example.org/p.git","ref":"release-1"}}`, false},
+		{config.PackageSource{Kind: config.SourceGit, Value: "https://example.org/p.git"}, commit,
+			`{"kind":"git","git":{"url":"https://example.org/p.git","rev":"` + commit + `","allRefs":true}}`, true},
+		{config.PackageSource{Kind: config.SourceGit, Value: "https://example.org/p.git"}, strings.ToUpper(commit),
+			`{"kind":"git","git":{"url":"https://example.org/p.git","ref":"` + strings.ToUpper(commit) + `"}}`, false},
+		{config.PackageSource{Kind: config.SourceChannel, Value: "nixos-unstable"}, "latest",
+			`{"kind":"channel","url":"https://github.com/NixOS/nixpkgs/archive/nixos-unstable.tar.gz"}`, false},
+		{config.PackageSource{Kind: config.SourceChannel, Value: "nixos-unstable"}, "nixos-24.05",
+			`{"kind":"channel","url":"https://github.com/NixOS/nixpkgs/archive/nixos-24.05.tar.gz"}`, false},
+		{config.PackageSource{Kind: config.SourceChannel, Value: "nixos-unstable"}, commit,
+			`{"kind":"channel","url":"https://github.com/NixOS/nixpkgs/archive/` + commit + `.tar.gz"}`, true},
+		{config.PackageSource{Kind: config.SourcePath, Value: "/srv/pkgs"}, commit,
+			`{"kind":"path","path":"/srv/pkgs"}`, false},
+		{config.PackageSource{Kind: config.SourceBuiltin}, commit,
+			`{"kind":"path","path":"/tmp/builtin"}`, false},
+	}
+	for _, tc := range tests {
+		d := &Driver{opts: Options{Source: tc.src}, pkgsDir: tc.src.Value}
+		if tc.src.Kind == config.SourceBuiltin {
+			d.pkgsDir = "/tmp/builtin"
+		}
+		s, err := d.spec(tc.tag)
+		if err != nil {
+			t.Errorf("%v %s: %v", tc.src, tc.tag, err)
+			continue
+		}
+		if got := s.json(); got != tc.want {
+			t.Errorf("%v %s:\n got  %s\n want %s", tc.src, tc.tag, got, tc.want)
+		}
+		if got := d.Pinned(tc.tag); got != tc.pinned {
+			t.Errorf("%v %s: Pinned = %v", tc.src, tc.tag, got)
+		}
+	}
+}
+
+func TestValidName(t *testing.T) {
+	good := []string{"hello", "xorg.xev", "haskellPackages.pandoc", "iana-etc", "gtk+", "_0x0", "python3.pkgs.requests", "7zz"}
+	bad := []string{"", ".", "a.", ".a", "a..b", "-a", "+a", "a b", "a/b", `a"b`, "a$b", "a'", "${x}", "a\n", "é", strings.Repeat("x", MaxNameLength+1)}
+	for _, n := range good {
+		if !ValidName(n) {
+			t.Errorf("ValidName(%q) = false", n)
+		}
+	}
+	for _, n := range bad {
+		if ValidName(n) {
+			t.Errorf("ValidName(%q) = true", n)
+		}
+	}
+}
+
+func TestNixEnv(t *testing.T) {
+	env := nixEnv([]string{"PATH=/bin", "NIX_CONFIG=sandbox = true"}, Options{Substituters: []string{"https://a", "https://b"}, NixConfig: "max-jobs = 4\n"})
+	var conf []string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "NIX_CONFIG="); ok {
+			conf = append(conf, v)
+		}
+	}
+	if len(conf) != 1 || !slices.Contains(env, "PATH=/bin") {
+		t.Fatalf("env %q", env)
+	}
+	want := "substituters = https://a https://b\nsandbox = false\nexperimental-features = nix-command\nbuild-poll-interval = 1\nmax-jobs = 4"
+	if conf[0] != want {
+		t.Errorf("NIX_CONFIG\n%s\nwant\n%s", conf[0], want)
+	}
+	if c := nixEnv(nil, Options{}); !strings.HasPrefix(c[0], "NIX_CONFIG=substituters = \n") {
+		t.Errorf("offline NIX_CONFIG %q", c[0])
+	}
+}

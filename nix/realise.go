@@ -1,0 +1,123 @@
+package nix
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/nixport/nixport/errcode"
+	"github.com/sirupsen/logrus"
+)
+
+// Roots are the GC roots that keep an image's outputs (and so their
+// closures) alive while the image is built. Release them once the layers
+// are archived.
+type Roots struct {
+	dir string
+}
+
+// Release removes the roots; the next garbage collection may delete the
+// paths. Safe to call more than once and on nil.
+func (r *Roots) Release() error {
+	if r == nil || r.dir == "" {
+		return nil
+	}
+	if err := os.RemoveAll(r.dir); err != nil {
+		return fmt.Errorf("nix: releasing GC roots %s: %w", r.dir, err)
+	}
+	return nil
+}
+
+// builderFailed is how Nix names a derivation whose builder failed.
+var builderFailed = regexp.MustCompile(`builder for '([^']+)' failed(?: with exit code (\d+))?`)
+
+// Realise builds (or substitutes) the outputs to install of every resolved
+// package in one nix-store --realise call, and roots them in a directory
+// of the driver's until Release. A failed build is BUILD_FAILED naming
+// the derivations whose builders failed; the log gets the stderr tail.
+//
+// Between Resolve and Realise the derivation files are not rooted: a
+// garbage collection in that window (tens of milliseconds) makes Realise
+// fail, and a retry resolves again.
+func (d *Driver) Realise(ctx context.Context, res *Resolution) (*Roots, error) {
+	dir := filepath.Join(d.rootsDir, strconv.FormatInt(d.rootSeq.Add(1), 10))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("nix: creating GC roots directory: %w", err)
+	}
+	roots := &Roots{dir: dir}
+	if len(res.Packages) == 0 {
+		return roots, nil
+	}
+	log := d.log.WithFields(logrus.Fields{"op": "realise", "tag": res.Tag, "system": res.System, "packages": len(res.Packages)})
+
+	// One argument per derivation: drv!out1,out2 builds the derivation
+	// and roots just those outputs (a substituter fetches only them).
+	var order []string
+	outs := map[string][]string{}
+	for _, p := range res.Packages {
+		if _, ok := outs[p.DrvPath]; !ok {
+			order = append(order, p.DrvPath)
+		}
+		for _, o := range p.Outputs {
+			outs[p.DrvPath] = append(outs[p.DrvPath], o.Name)
+		}
+	}
+	args := []string{"--realise", "--add-root", filepath.Join(dir, "r")}
+	for _, drv := range order {
+		args = append(args, drv+"!"+strings.Join(sortedUnique(outs[drv]), ","))
+	}
+	r, err := d.run(ctx, log, "nix-store", args...)
+	if err == nil && r.exitCode != 0 {
+		err = buildFailure(res, r)
+	}
+	if err != nil {
+		if rerr := roots.Release(); rerr != nil {
+			log.WithError(rerr).Warn("releasing GC roots")
+		}
+		return nil, err
+	}
+	return roots, nil
+}
+
+// buildFailure explains a failed nix-store --realise. Exit codes 100-104
+// are build failures (100 plus bits for timeout, hash mismatch, check
+// failure); 1 is anything else, such as a derivation for a system this
+// machine cannot build.
+func buildFailure(res *Resolution, r result) error {
+	if r.exitCode < 100 || r.exitCode > 104 {
+		return failure("building the image failed", "nix-store", r)
+	}
+	byDrv := map[string]string{}
+	for _, p := range res.Packages {
+		byDrv[p.DrvPath] = p.Name
+	}
+	var failed []string
+	seen := map[string]bool{}
+	for _, l := range stderrLines(r.stderr) {
+		m := builderFailed.FindStringSubmatch(l)
+		if m == nil || seen[m[1]] {
+			continue
+		}
+		seen[m[1]] = true
+		s := m[1]
+		if name, ok := byDrv[m[1]]; ok {
+			s = fmt.Sprintf("package %s (%s)", name, m[1])
+		}
+		if m[2] != "" {
+			s += " failed with exit code " + m[2]
+		} else {
+			s += " failed"
+		}
+		failed = append(failed, s)
+	}
+	if len(failed) == 0 {
+		return failure("building the image failed", "nix-store", r)
+	}
+	return errcode.Wrap(errcode.BuildFailed,
+		fmt.Errorf("nix-store exited with code %d: %s", r.exitCode, stderrTail(r.stderr, 20)),
+		"building the image failed: %s", clip(strings.Join(failed, "; ")))
+}

@@ -1,0 +1,278 @@
+package nix
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/errcode"
+	"github.com/sirupsen/logrus"
+)
+
+// MaxNameLength bounds one package name (an attribute path).
+const MaxNameLength = 200
+
+// namePattern is an attribute path: components of letters, digits, _, +
+// and -, not starting with + or -, joined by dots. Nothing else reaches
+// Nix, even as data.
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_+-]*(\.[A-Za-z0-9_][A-Za-z0-9_+-]*)*$`)
+
+// ValidName says whether name is a package name the driver accepts: an
+// attribute path such as "hello", "xorg.xev" or "haskellPackages.pandoc",
+// at most MaxNameLength bytes.
+func ValidName(name string) bool {
+	return len(name) <= MaxNameLength && namePattern.MatchString(name)
+}
+
+// storePathPattern is what resolve.nix must return: absolute store paths
+// that are safe as command-line arguments (no leading dash, no space).
+var storePathPattern = regexp.MustCompile(`^/[^\s]*/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+$`)
+
+// Resolution is what the package set says about the requested names.
+type Resolution struct {
+	Tag    string
+	System string
+	// Packages are the names found, in request order.
+	Packages []Package
+	// Missing are the names not found (or naming something that is not a
+	// package), in request order. Resolve returns them with a
+	// MANIFEST_UNKNOWN error.
+	Missing []string
+}
+
+// Package is one resolved name.
+type Package struct {
+	// Name as requested.
+	Name string
+	// Attr is the attribute path found: differs from Name after the
+	// case-insensitive fallback (haskellpackages.pandoc →
+	// haskellPackages.pandoc).
+	Attr string
+	// DrvPath is the derivation (written to the store by the evaluation).
+	DrvPath string
+	// Outputs to install: meta.outputsToInstall, else the default output;
+	// just the named one when the name selects an output (multi.dev).
+	Outputs []Output
+}
+
+// Output is one output of a derivation.
+type Output struct {
+	Name string `json:"name"` // out, bin, dev, ...
+	Path string `json:"path"` // its store path
+}
+
+// OutputPaths are the store paths of every package's outputs to install,
+// sorted, without duplicates: the roots of the image's closure.
+func (r *Resolution) OutputPaths() []string {
+	var paths []string
+	for _, p := range r.Packages {
+		for _, o := range p.Outputs {
+			paths = append(paths, o.Path)
+		}
+	}
+	return sortedUnique(paths)
+}
+
+// Key identifies the resolved input of an image: its system and output
+// paths. Store paths are input-addressed, so two resolutions with the same
+// Key give the same closure, whatever the names or tag; a moving tag whose
+// Key has not changed needs no new build.
+func (r *Resolution) Key() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "nixport resolution v1\x00%s\x00", r.System)
+	for _, p := range r.OutputPaths() {
+		fmt.Fprintf(h, "%s\x00", p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// resolved is one element of resolve.nix's answer.
+type resolved struct {
+	Name    string   `json:"name"`
+	Status  string   `json:"status"` // ok, missing, notPackage
+	Attr    string   `json:"attr"`
+	DrvPath string   `json:"drvPath"`
+	Outputs []Output `json:"outputs"`
+}
+
+// Resolve looks up every name in the package set at tag, for system (such
+// as x86_64-linux), in one nix-instantiate evaluation, which also writes
+// the derivations to the store. A dot addresses a nested attribute; a
+// top-level attribute that does not exist is looked up again ignoring
+// case (an exact match wins, else the lexicographically smallest).
+//
+// If names are missing, the Resolution lists them and the error is one
+// MANIFEST_UNKNOWN naming each of them. A package set that fails to
+// evaluate gives BUILD_FAILED with Nix's first error line; a name or tag
+// that fails validation gives NAME_INVALID or TAG_INVALID without running
+// Nix.
+func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string) (*Resolution, error) {
+	if !systemPattern.MatchString(system) {
+		return nil, errcode.New(errcode.NameInvalid, "invalid system %q", system)
+	}
+	for _, n := range names {
+		if !ValidName(n) {
+			return nil, errcode.New(errcode.NameInvalid, "invalid package name %q", n)
+		}
+	}
+	spec, err := d.spec(tag)
+	if err != nil {
+		return nil, err
+	}
+	res := &Resolution{Tag: tag, System: system}
+	if len(names) == 0 {
+		return res, nil
+	}
+	log := d.log.WithFields(logrus.Fields{"op": "resolve", "tag": tag, "system": system, "packages": len(names)})
+
+	out, err := d.evaluate(ctx, log, spec, system, names)
+	if err != nil {
+		return nil, err
+	}
+	var answer []resolved
+	if err := json.Unmarshal(out, &answer); err != nil {
+		return nil, fmt.Errorf("nix: reading the resolution: %w", err)
+	}
+	if len(answer) != len(names) {
+		return nil, fmt.Errorf("nix: the resolution has %d entries for %d names", len(answer), len(names))
+	}
+	var notPackages []string
+	for i, a := range answer {
+		if a.Name != names[i] {
+			return nil, fmt.Errorf("nix: resolution entry %d is %q, want %q", i, a.Name, names[i])
+		}
+		switch a.Status {
+		case "ok":
+			if !storePathPattern.MatchString(a.DrvPath) || len(a.Outputs) == 0 {
+				return nil, fmt.Errorf("nix: resolution of %q: unexpected derivation %q with %d outputs", a.Name, a.DrvPath, len(a.Outputs))
+			}
+			for _, o := range a.Outputs {
+				if !storePathPattern.MatchString(o.Path) || !ValidName(o.Name) {
+					return nil, fmt.Errorf("nix: resolution of %q: unexpected output %q = %q", a.Name, o.Name, o.Path)
+				}
+			}
+			res.Packages = append(res.Packages, Package{Name: a.Name, Attr: a.Attr, DrvPath: a.DrvPath, Outputs: a.Outputs})
+		case "notPackage":
+			res.Missing = append(res.Missing, a.Name)
+			notPackages = append(notPackages, a.Name)
+		case "missing":
+			res.Missing = append(res.Missing, a.Name)
+		default:
+			return nil, fmt.Errorf("nix: resolution of %q: unknown status %q", a.Name, a.Status)
+		}
+	}
+	if len(res.Missing) > 0 {
+		log.WithField("missing", res.Missing).Info("packages not found")
+		return res, missingError(res.Missing, notPackages)
+	}
+	return res, nil
+}
+
+// evaluate runs resolve.nix. A git tag that is not a branch of a remote
+// repository is retried once as a git tag (refs/tags/…): fetchGit looks
+// names up under refs/heads/ only, and which one a tag names is unknown
+// until the remote answers.
+func (d *Driver) evaluate(ctx context.Context, log logrus.FieldLogger, spec sourceSpec, system string, names []string) ([]byte, error) {
+	namesJSON, err := json.Marshal(names)
+	if err != nil {
+		return nil, fmt.Errorf("nix: encoding names: %w", err)
+	}
+	for attempt := 0; ; attempt++ {
+		args := []string{"--eval", "--strict", "--json", "--read-write-mode"}
+		if spec.Kind == "git" {
+			// See a branch's new commits at once (fetchGit caches refs
+			// for an hour by default).
+			args = append(args, "--option", "tarball-ttl", "0")
+		}
+		args = append(args, d.resolveFile,
+			"--argstr", "names", string(namesJSON),
+			"--argstr", "source", spec.json(),
+			"--argstr", "system", system)
+		res, err := d.run(ctx, log, "nix-instantiate", args...)
+		if err != nil {
+			return nil, err
+		}
+		if res.exitCode == 0 {
+			return res.stdout, nil
+		}
+		if attempt == 0 && spec.Kind == "git" && spec.Git.Ref != "" && spec.Git.Ref != "HEAD" &&
+			strings.Contains(res.stderr, "couldn't find remote ref refs/heads/"+spec.Git.Ref) {
+			log.WithField("ref", spec.Git.Ref).Debug("not a branch; trying it as a git tag")
+			g := *spec.Git
+			g.Ref = "refs/tags/" + g.Ref
+			spec.Git = &g
+			continue
+		}
+		if spec.Kind == "git" && unknownGitRevision.MatchString(res.stderr) {
+			log.WithField("stderr_tail", stderrTail(res.stderr, 5)).Info("tag names nothing in the git repository")
+			return nil, errcode.New(errcode.ManifestUnknown,
+				"tag %q names no branch, tag or commit of the package repository", d.tagOf(spec))
+		}
+		return nil, failure(d.evalWhat(), "nix-instantiate", res)
+	}
+}
+
+// unknownGitRevision matches what git and Nix print when a ref or commit
+// does not exist: a local repository ("unknown revision"), a remote one
+// ("couldn't find remote ref") and a missing commit ("Cannot find Git
+// revision").
+var unknownGitRevision = regexp.MustCompile(`unknown revision or path not in the working tree|couldn't find remote ref|Cannot find Git revision`)
+
+// tagOf recovers the requested tag from a git spec, for messages.
+func (d *Driver) tagOf(spec sourceSpec) string {
+	if spec.Git == nil {
+		return ""
+	}
+	if spec.Git.Rev != "" {
+		return spec.Git.Rev
+	}
+	return strings.TrimPrefix(spec.Git.Ref, "refs/tags/")
+}
+
+func (d *Driver) evalWhat() string {
+	switch d.opts.Source.Kind {
+	case config.SourceGit, config.SourceChannel:
+		return "fetching or evaluating the package set failed"
+	}
+	return "evaluating the package set failed"
+}
+
+func missingError(missing, notPackages []string) error {
+	not := map[string]bool{}
+	for _, n := range notPackages {
+		not[n] = true
+	}
+	parts := make([]string, len(missing))
+	for i, n := range missing {
+		parts[i] = n
+		if not[n] {
+			parts[i] += " (not a package)"
+		}
+	}
+	noun := "package"
+	if len(missing) > 1 {
+		noun = "packages"
+	}
+	e := errcode.New(errcode.ManifestUnknown, "%s not found: %s", noun, strings.Join(parts, ", "))
+	e.Detail = map[string][]string{"missing": append([]string(nil), missing...)}
+	return e
+}
+
+func sortedUnique(s []string) []string {
+	out := append(make([]string, 0, len(s)), s...)
+	sort.Strings(out)
+	j := 0
+	for i, v := range out {
+		if i == 0 || v != out[j-1] {
+			out[j] = v
+			j++
+		}
+	}
+	return out[:j]
+}

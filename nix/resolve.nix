@@ -1,0 +1,104 @@
+# resolve.nix: turns package names into derivations, in one evaluation.
+#
+# The Go driver (resolve.go) runs
+#
+#   nix-instantiate --eval --strict --json --read-write-mode resolve.nix \
+#     --argstr names '["hello","xorg.xev"]' \
+#     --argstr source '{"kind":"git","git":{"url":"…","ref":"main"}}' \
+#     --argstr system x86_64-linux
+#
+# Everything a request contains arrives here as JSON data in those strings;
+# nothing from a request is ever part of Nix code.
+#
+# source.kind is one of
+#   path     import source.path (the builtin set and NIXERY_PKGS_PATH)
+#   git      import (builtins.fetchGit source.git): url plus ref, or rev
+#            with allRefs
+#   channel  import (builtins.fetchTarball source.url)
+#
+# The package set is called with whichever of { system, config = { };
+# overlays = [ ]; } its function declares (nixpkgs declares all three; the
+# empty config and overlays keep ~/.config/nixpkgs out of the result).
+#
+# For every name, in order, the result holds
+#   { name; status = "ok"; attr; drvPath; outputs = [ { name; path; } ]; }
+#   { name; status = "missing"; }          no such attribute
+#   { name; status = "notPackage"; attr; } an attribute that is no derivation
+# A dot separates nested attributes. A top-level attribute that does not
+# exist is looked up again ignoring case: of several matches the
+# lexicographically smallest wins (attrNames is sorted and listToAttrs keeps
+# the first of duplicate names). Nested keys are exact.
+# Outputs are meta.outputsToInstall if set, else the default output; a name
+# that selects an output (multi.dev) gives just that output.
+{ names, source, system }:
+
+let
+  src = builtins.fromJSON source;
+  requested = builtins.fromJSON names;
+
+  root =
+    if src.kind == "path" then src.path
+    else if src.kind == "git" then builtins.fetchGit src.git
+    else if src.kind == "channel" then builtins.fetchTarball src.url
+    else throw "nixport: unknown package source kind ${src.kind}";
+
+  imported = import root;
+  pkgs =
+    if builtins.isFunction imported
+    then imported (builtins.intersectAttrs (builtins.functionArgs imported) {
+      inherit system;
+      config = { };
+      overlays = [ ];
+    })
+    else imported;
+
+  upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
+  lower = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
+  toLower = builtins.replaceStrings upper lower;
+
+  # Lower-cased top-level name -> the smallest name with that spelling.
+  # Lazy: only computed when some name needs the fallback.
+  byLowerName = builtins.listToAttrs
+    (map (n: { name = toLower n; value = n; }) (builtins.attrNames pkgs));
+
+  isDerivation = v: builtins.isAttrs v && (v.type or null) == "derivation";
+
+  # walk follows keys from v: { found; value; parent; }
+  walk = v: parent: keys:
+    if keys == [ ] then { found = true; value = v; inherit parent; }
+    else
+      let k = builtins.head keys; in
+      if builtins.isAttrs v && builtins.hasAttr k v
+      then walk v.${k} v (builtins.tail keys)
+      else { found = false; };
+
+  resolve = name:
+    let
+      parts = builtins.filter builtins.isString (builtins.split "\\." name);
+      first = builtins.head parts;
+      rest = builtins.tail parts;
+      top =
+        if builtins.hasAttr first pkgs then first
+        else byLowerName.${toLower first} or null;
+      found = if top == null then { found = false; } else walk pkgs.${top} pkgs rest;
+      v = found.value;
+      attr = builtins.concatStringsSep "." ([ top ] ++ rest);
+      last = if rest == [ ] then null else builtins.elemAt rest (builtins.length rest - 1);
+      # multi.dev: the key names one of the parent derivation's outputs.
+      selectsOutput = last != null && isDerivation found.parent
+        && builtins.elem last (found.parent.outputs or [ ])
+        && (v.outputName or null) == last;
+      outputNames =
+        if selectsOutput then [ last ]
+        else v.meta.outputsToInstall or [ (v.outputName or "out") ];
+    in
+    if !found.found then { inherit name; status = "missing"; }
+    else if !isDerivation v then { inherit name attr; status = "notPackage"; }
+    else {
+      inherit name attr;
+      status = "ok";
+      drvPath = v.drvPath;
+      outputs = map (o: { name = o; path = v.${o}.outPath; }) outputNames;
+    };
+in
+map resolve requested

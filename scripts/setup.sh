@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what nixport needs on a Debian machine, as root, when it is
+# missing: Nix (Debian's nix-bin, single-user, offline by default), a static
+# busybox for the offline test package set, registry clients and benchmark
+# tools. Go tools (crane, the OCI conformance suite, fake-gcs-server) are
+# pinned in go.mod and built with `go tool`, so they need no install here.
+# Sourced by scripts/run and scripts/test; safe to run again.
+set -euo pipefail
+
+export PATH="/usr/local/go/bin:$PATH"
+
+need_pkgs=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in nix-bin nix-setup-systemd busybox-static skopeo pigz wrk nginx-light git ca-certificates bazel-bootstrap; do
+	have "$pkg" || need_pkgs+=("$pkg")
+done
+if ((${#need_pkgs[@]})); then
+	echo "setup: installing ${need_pkgs[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null
+	apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null; then
+	echo "setup: Go 1.26 is needed (expected at /usr/local/go/bin/go)" >&2
+	exit 1
+fi
+
+# Debian's nix-setup-systemd creates the nixbld users from a systemd unit;
+# on a machine without systemd running, make sure they exist.
+if ! getent group nixbld >/dev/null; then
+	groupadd --system nixbld
+fi
+if ! id nixbld1 >/dev/null 2>&1; then
+	for i in $(seq 1 8); do
+		useradd --system --no-create-home --home-dir /var/empty --shell /usr/sbin/nologin \
+			--gid nixbld --groups nixbld "nixbld$i" 2>/dev/null || true
+	done
+fi
+
+# Offline by default: no binary cache is contacted unless configured
+# (NIXPORT_SUBSTITUTERS). nixport passes its own NIX_CONFIG too; this makes
+# hand-run nix commands on the machine behave the same way.
+mkdir -p /etc/nix
+if ! grep -q '^substituters' /etc/nix/nix.conf 2>/dev/null; then
+	cat >>/etc/nix/nix.conf <<'CONF'
+sandbox = false
+substituters =
+build-poll-interval = 1
+experimental-features = nix-command
+CONF
+fi
+mkdir -p /nix/var/nix/gcroots /nix/var/nix/profiles

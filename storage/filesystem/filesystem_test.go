@@ -1,0 +1,399 @@
+package filesystem_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/nixport/nixport/storage"
+	"github.com/nixport/nixport/storage/filesystem"
+	"github.com/nixport/nixport/storage/storagetest"
+)
+
+func newBackend(t testing.TB, dir string) *filesystem.Backend {
+	t.Helper()
+	b, err := filesystem.New(dir, nil)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestSuite(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Backend {
+		return newBackend(t, t.TempDir())
+	})
+}
+
+func TestLayout(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	content := []byte("layout")
+	info, err := storage.PutBlob(t.Context(), b, "text/plain", "", -1, bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutObject(t.Context(), "tags/x/latest", []byte("o")); err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{
+		"blobs/sha256/" + info.Digest.Encoded():           string(content),
+		"blobs/sha256/" + info.Digest.Encoded() + ".type": "text/plain",
+		"objects/tags/x/latest":                           "o",
+	} {
+		got, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Errorf("reading %s: %v", file, err)
+		} else if string(got) != want {
+			t.Errorf("%s holds %q, want %q", file, got, want)
+		}
+	}
+	// Nothing is left behind in tmp/.
+	if entries, err := os.ReadDir(filepath.Join(dir, "tmp")); err != nil || len(entries) != 0 {
+		t.Errorf("tmp/ holds %v (error %v), want nothing", entries, err)
+	}
+}
+
+func TestNewCreatesMissingRoot(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "does", "not", "exist")
+	b := newBackend(t, dir)
+	if b.Dir() != dir {
+		t.Errorf("Dir() = %q, want %q", b.Dir(), dir)
+	}
+	for _, sub := range []string{"blobs/sha256", "objects", "tmp"} {
+		if fi, err := os.Stat(filepath.Join(dir, sub)); err != nil || !fi.IsDir() {
+			t.Errorf("%s: not a directory (%v)", sub, err)
+		}
+	}
+}
+
+func TestNewRemovesStaleTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	newBackend(t, dir).Close()
+
+	tmp := filepath.Join(dir, "tmp")
+	stale := filepath.Join(tmp, "blob-crashed")
+	fresh := filepath.Join(tmp, "blob-in-progress")
+	for _, name := range []string{stale, fresh} {
+		if err := os.WriteFile(name, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	newBackend(t, dir)
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale temporary file still there (stat error %v)", err)
+	}
+	// A younger file may belong to a writer in another process.
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh temporary file removed: %v", err)
+	}
+}
+
+func TestObjectNamesStayInsideRoot(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "root")
+	b := newBackend(t, dir)
+	for _, name := range []string{
+		"../escaped", "../../escaped", "/escaped", "a/../../escaped", "..", "a/../..",
+		filepath.Join(parent, "escaped"), "objects/../../escaped", `..\escaped`,
+	} {
+		if err := b.PutObject(t.Context(), name, []byte("x")); !errors.Is(err, storage.ErrInvalidName) {
+			t.Errorf("PutObject(%q) error = %v, want ErrInvalidName", name, err)
+		}
+		if err := b.CreateObject(t.Context(), name, []byte("x")); !errors.Is(err, storage.ErrInvalidName) {
+			t.Errorf("CreateObject(%q) error = %v, want ErrInvalidName", name, err)
+		}
+	}
+	requireOnlyRoot(t, parent, "root")
+}
+
+// Not required of the name validation, but the os.Root underneath refuses to
+// follow a symbolic link planted in the tree to somewhere outside it.
+func TestPlantedSymlinkDoesNotEscape(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "root")
+	outside := filepath.Join(parent, "outside")
+	if err := os.Mkdir(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := newBackend(t, dir)
+	if err := os.Symlink(outside, filepath.Join(dir, "objects", "link")); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := b.PutObject(t.Context(), "link/planted", []byte("x")); err == nil {
+		t.Error("PutObject through a symlink out of the root succeeded")
+	}
+	if err := b.CreateObject(t.Context(), "link/planted", []byte("x")); err == nil {
+		t.Error("CreateObject through a symlink out of the root succeeded")
+	}
+	if data, err := b.GetObject(t.Context(), "link/secret"); err == nil {
+		t.Errorf("GetObject through a symlink out of the root read %q", data)
+	}
+	if err := b.DeleteObject(t.Context(), "link/secret"); err == nil {
+		t.Error("DeleteObject through a symlink out of the root succeeded")
+	}
+	if names, err := b.ListObjects(t.Context(), "link/"); err == nil && len(names) > 0 {
+		t.Errorf("ListObjects through a symlink out of the root = %q", names)
+	}
+	entries, err := os.ReadDir(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "secret" {
+		t.Errorf("directory outside the root now holds %v, want only secret", entries)
+	}
+}
+
+func TestPermissions(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	if _, err := storage.PutBlob(t.Context(), b, "text/plain", "", -1, strings.NewReader("perm")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutObject(t.Context(), "p/put", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CreateObject(t.Context(), "p/created", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// World-readable (a separate process may serve or back up the store),
+	// writable only by the owner, nothing executable; the umask may take
+	// away more.
+	mask := umask()
+	wantDir, wantFile := 0o755&^mask, 0o644&^mask
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == dir { // the root itself is t.TempDir's
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := wantFile
+		if d.IsDir() {
+			want = wantDir
+		}
+		if got := fi.Mode().Perm(); got != want {
+			rel, _ := filepath.Rel(dir, path)
+			t.Errorf("%s has mode %v, want %v", rel, got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// umask reads the process umask without changing it (syscall.Umask can only
+// set it, which would race with other tests creating files).
+func umask() fs.FileMode {
+	name := filepath.Join(os.TempDir(), "umask-probe-"+strconv.Itoa(os.Getpid()))
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o777)
+	if err != nil {
+		return 0o022
+	}
+	defer os.Remove(name)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0o022
+	}
+	return 0o777 &^ fi.Mode().Perm()
+}
+
+func TestServeBlobHeaders(t *testing.T) {
+	b := newBackend(t, t.TempDir())
+	content := bytes.Repeat([]byte("0123456789"), 100)
+	info, err := storage.PutBlob(t.Context(), b, "application/vnd.oci.image.layer.v1.tar", "", -1, bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	etag := `"` + info.Digest.String() + `"`
+	tests := []struct {
+		name       string
+		header     map[string]string
+		wantStatus int
+		wantBody   []byte
+	}{
+		{"plain", nil, 200, content},
+		{"If-Range matching", map[string]string{"Range": "bytes=0-4", "If-Range": etag}, 206, content[:5]},
+		{"If-Range stale", map[string]string{"Range": "bytes=0-4", "If-Range": `"sha256:other"`}, 200, content},
+		{"If-None-Match list", map[string]string{"If-None-Match": `"x", ` + etag}, 304, nil},
+		{"If-None-Match star", map[string]string{"If-None-Match": "*"}, 304, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequestWithContext(t.Context(), "GET", "/", nil)
+			for k, v := range tt.header {
+				r.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			if err := b.ServeBlob(w, r, info.Digest); err != nil {
+				t.Fatal(err)
+			}
+			if w.Code != tt.wantStatus {
+				t.Fatalf("status %d, want %d", w.Code, tt.wantStatus)
+			}
+			if !bytes.Equal(w.Body.Bytes(), tt.wantBody) {
+				t.Errorf("body %q, want %q", w.Body.Bytes(), tt.wantBody)
+			}
+			if got := w.Header().Get("Etag"); got != etag {
+				t.Errorf("ETag %q, want %q", got, etag)
+			}
+			if tt.wantStatus != 304 {
+				if got := w.Header().Get("Cache-Control"); got != "max-age=31536000, immutable" {
+					t.Errorf("Cache-Control %q", got)
+				}
+				if got := w.Header().Get("Accept-Ranges"); got != "bytes" {
+					t.Errorf("Accept-Ranges %q, want bytes", got)
+				}
+			}
+			if got := w.Header().Get("Last-Modified"); got != "" {
+				t.Errorf("Last-Modified %q, want none (it would differ between replicas)", got)
+			}
+		})
+	}
+}
+
+func TestBlobWriterRefusesBadMediaType(t *testing.T) {
+	b := newBackend(t, t.TempDir())
+	for _, mediaType := range []string{"text/plain\r\nX-Injected: 1", "not a type", "/"} {
+		if w, err := b.NewBlobWriter(t.Context(), mediaType); err == nil {
+			w.Cancel()
+			t.Errorf("NewBlobWriter(%q) succeeded", mediaType)
+		}
+	}
+}
+
+// A reader never sees a blob's bytes under a name until they are complete.
+func TestNoPartialBlobVisible(t *testing.T) {
+	dir := t.TempDir()
+	b := newBackend(t, dir)
+	content := bytes.Repeat([]byte("partial"), 10_000)
+	w, err := b.NewBlobWriter(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(content[:1000]); err != nil {
+		t.Fatal(err)
+	}
+	dgst := digest.FromBytes(content)
+	if _, err := b.StatBlob(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("StatBlob during the write: %v, want ErrNotFound", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "blobs", "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("blobs/sha256 holds %d entries during the write, want none", len(entries))
+	}
+	if _, err := w.Write(content[1000:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(t.Context(), dgst, int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := b.OpenBlob(t.Context(), dgst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, _ := io.ReadAll(rc)
+	if !bytes.Equal(got, content) {
+		t.Error("blob content differs")
+	}
+}
+
+// requireOnlyRoot checks that parent holds nothing but the root directory.
+func requireOnlyRoot(t *testing.T, parent, root string) {
+	t.Helper()
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != root {
+			t.Errorf("%s appeared beside the root", e.Name())
+		}
+	}
+}
+
+func BenchmarkServeBlob(b *testing.B) {
+	backend := newBackend(b, b.TempDir())
+	const size = 64 << 20
+	content := bytes.Repeat([]byte("nixport!"), size/8)
+	info, err := storage.PutBlob(b.Context(), backend, "application/octet-stream", "", -1, bytes.NewReader(content))
+	if err != nil {
+		b.Fatal(err)
+	}
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := backend.ServeBlob(w, r, info.Digest); err != nil {
+			http.Error(w, err.Error(), 500)
+		}
+	}))
+	defer server.Close()
+	client := server.Client()
+	b.SetBytes(size)
+	for b.Loop() {
+		resp, err := client.Get(server.URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != size {
+			b.Fatalf("read %d bytes (%v), want %d", n, err, size)
+		}
+	}
+}
+
+// A directory tree cannot hold "a" and "a/b" as objects at once; the error
+// says so, and is not ErrExists (nothing of that name exists).
+func TestObjectNameConflicts(t *testing.T) {
+	b := newBackend(t, t.TempDir())
+	for _, name := range []string{"file", "dir/object"} {
+		if err := b.PutObject(t.Context(), name, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, wantInError string
+	}{
+		{"file/child", "file is an object"},
+		{"file/deeper/child", "file is an object"},
+		{"dir", "other objects are stored under dir/"},
+	}
+	for _, tt := range tests {
+		for op, call := range map[string]func(string) error{
+			"PutObject":    func(n string) error { return b.PutObject(t.Context(), n, []byte("y")) },
+			"CreateObject": func(n string) error { return b.CreateObject(t.Context(), n, []byte("y")) },
+		} {
+			err := call(tt.name)
+			if err == nil || errors.Is(err, storage.ErrExists) || !strings.Contains(err.Error(), tt.wantInError) {
+				t.Errorf("%s(%q) error = %v, want one saying %q and not wrapping ErrExists", op, tt.name, err, tt.wantInError)
+			}
+		}
+	}
+}

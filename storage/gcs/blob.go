@@ -1,0 +1,385 @@
+package gcs
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"os"
+	"time"
+
+	gstorage "cloud.google.com/go/storage"
+	"github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/api/googleapi"
+
+	"github.com/nixport/nixport/storage"
+)
+
+// blobCacheControl lets caches keep what is served from a blob's object
+// (through a signed URL) for good: the content at a digest never changes.
+const blobCacheControl = "max-age=31536000, immutable"
+
+// defaultContentType is the Content-Type of a blob without a media type.
+const defaultContentType = "application/octet-stream"
+
+var crc32cTable = crc32.MakeTable(crc32.Castagnoli)
+
+// blobKey returns the object name of the blob with the given digest. Only
+// valid sha256 digests are accepted; anything else cannot be stored here,
+// so it is reported as not found.
+func blobKey(dgst digest.Digest) (string, error) {
+	if err := dgst.Validate(); err != nil {
+		return "", fmt.Errorf("blob %q: %w: %w", dgst, err, storage.ErrNotFound)
+	}
+	if alg := dgst.Algorithm(); alg != digest.SHA256 {
+		return "", fmt.Errorf("blob %s: only sha256 blobs are stored, not %s: %w", dgst, alg, storage.ErrNotFound)
+	}
+	return blobPrefix + dgst.Encoded(), nil
+}
+
+// NewBlobWriter implements storage.Backend. The writer is not safe for
+// concurrent use; one goroutine writes and then commits or cancels.
+func (b *Backend) NewBlobWriter(ctx context.Context, mediaType string) (storage.BlobWriter, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if mediaType != "" {
+		// The media type comes back as a Content-Type header: refuse what
+		// is not one rather than store it.
+		if _, _, err := mime.ParseMediaType(mediaType); err != nil {
+			return nil, fmt.Errorf("new blob: media type %q: %w", mediaType, err)
+		}
+	}
+	f, err := b.createSpool()
+	if err != nil {
+		return nil, fmt.Errorf("new blob: %w", err)
+	}
+	return &blobWriter{
+		backend:   b,
+		file:      f,
+		mediaType: mediaType,
+		sha:       sha256.New(),
+		crc:       crc32.New(crc32cTable),
+	}, nil
+}
+
+// blobWriter spools into a local file, hashing as it goes; Commit uploads
+// the file under the blob's final name.
+type blobWriter struct {
+	backend   *Backend
+	file      *os.File
+	mediaType string
+	sha       hash.Hash
+	crc       hash.Hash32
+	size      int64
+	writeErr  error // first write failure; Commit refuses after one
+	closed    bool  // Commit or Cancel has run
+}
+
+func (w *blobWriter) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, errors.New("writing blob: writer already committed or cancelled")
+	}
+	if w.writeErr != nil {
+		return 0, w.writeErr
+	}
+	n, err := w.file.Write(p)
+	w.sha.Write(p[:n])
+	w.crc.Write(p[:n])
+	w.size += int64(n)
+	if err != nil {
+		w.writeErr = fmt.Errorf("writing blob: spooling: %w", err)
+		return n, w.writeErr
+	}
+	return n, nil
+}
+
+// Cancel implements storage.BlobWriter.
+func (w *blobWriter) Cancel() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return w.discardSpool()
+}
+
+func (w *blobWriter) discardSpool() error {
+	w.file.Close()
+	if err := os.Remove(w.file.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing spool file: %w", err)
+	}
+	return nil
+}
+
+// Commit implements storage.BlobWriter. The spool file is removed whatever
+// the outcome, so the caller need not (but may) call Cancel.
+func (w *blobWriter) Commit(ctx context.Context, expected digest.Digest, expectedSize int64) (storage.BlobInfo, error) {
+	if w.closed {
+		return storage.BlobInfo{}, errors.New("committing blob: writer already committed or cancelled")
+	}
+	w.closed = true
+	defer func() {
+		if err := w.discardSpool(); err != nil {
+			w.backend.log.WithError(err).WithField("file", w.file.Name()).Warn("removing spool file")
+		}
+	}()
+
+	info, err := w.verify(ctx, expected, expectedSize)
+	if err != nil {
+		return storage.BlobInfo{}, fmt.Errorf("committing blob: %w", err)
+	}
+	log := w.backend.log.WithFields(logrus.Fields{"digest": info.Digest, "size": info.Size})
+	// Fast path: a blob already stored needs no upload.
+	if existing, err := w.backend.StatBlob(ctx, info.Digest); err == nil {
+		log.Debug("blob already stored")
+		return existing, nil
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return storage.BlobInfo{}, fmt.Errorf("committing blob %s: %w", info.Digest, err)
+	}
+	stored, err := w.upload(ctx, info, log)
+	if err != nil {
+		return storage.BlobInfo{}, fmt.Errorf("committing blob %s: %w", info.Digest, err)
+	}
+	return stored, nil
+}
+
+// verify checks what was written against the caller's expectations and
+// returns the info the blob will be stored with.
+func (w *blobWriter) verify(ctx context.Context, expected digest.Digest, expectedSize int64) (storage.BlobInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if w.writeErr != nil {
+		return storage.BlobInfo{}, w.writeErr
+	}
+	info := storage.BlobInfo{
+		Digest:    digest.NewDigest(digest.SHA256, w.sha),
+		Size:      w.size,
+		MediaType: w.mediaType,
+	}
+	if expected != "" {
+		if err := expected.Validate(); err != nil {
+			return storage.BlobInfo{}, fmt.Errorf("expected digest %q: %w", expected, err)
+		}
+		if alg := expected.Algorithm(); alg != digest.SHA256 {
+			return storage.BlobInfo{}, fmt.Errorf("expected digest %s: algorithm %s is not supported, only sha256", expected, alg)
+		}
+		if expected != info.Digest {
+			return storage.BlobInfo{}, fmt.Errorf("content hashes to %s, expected %s: %w", info.Digest, expected, storage.ErrDigestMismatch)
+		}
+	}
+	if expectedSize >= 0 && expectedSize != info.Size {
+		return storage.BlobInfo{}, fmt.Errorf("content of %s is %d bytes, expected %d: %w", info.Digest, info.Size, expectedSize, storage.ErrDigestMismatch)
+	}
+	return info, nil
+}
+
+// upload stores the spooled bytes under the blob's name, starting again
+// from the spool when an attempt fails beyond the client's own retries of
+// its requests (a resumable upload whose session broke, say).
+func (w *blobWriter) upload(ctx context.Context, info storage.BlobInfo, log logrus.FieldLogger) (storage.BlobInfo, error) {
+	b := w.backend
+	var err error
+	for attempt := 1; ; attempt++ {
+		var stored storage.BlobInfo
+		stored, err = w.uploadOnce(ctx, info)
+		if err == nil {
+			if stored != info {
+				log.Debug("blob stored meanwhile by another writer")
+			} else {
+				log.WithField("attempt", attempt).Debug("blob stored")
+			}
+			return stored, nil
+		}
+		if ctx.Err() != nil || !retryableUpload(err) || attempt >= b.uploadAttempts {
+			return storage.BlobInfo{}, fmt.Errorf("upload (attempt %d of %d): %w", attempt, b.uploadAttempts, err)
+		}
+		pause := b.uploadPause(attempt)
+		log.WithError(err).WithFields(logrus.Fields{"attempt": attempt, "pause": pause.String()}).Warn("blob upload failed, starting again")
+		select {
+		case <-ctx.Done():
+			return storage.BlobInfo{}, fmt.Errorf("upload (attempt %d): %w (after %w)", attempt, ctx.Err(), err)
+		case <-time.After(pause):
+		}
+	}
+}
+
+// uploadPause is the pause before upload attempt n+1: exponential, with
+// full jitter.
+func (b *Backend) uploadPause(n int) time.Duration {
+	ceiling := b.retry.Initial << min(n, 16)
+	if ceiling > b.retry.Max || ceiling <= 0 {
+		ceiling = b.retry.Max
+	}
+	return time.Duration(rand.Int64N(int64(ceiling))) + 1
+}
+
+// retryableUpload reports whether a failed upload may succeed if started
+// again. Authorisation failures will not; anything else may be transient,
+// including a 400 or 404 from a resumable upload session that went wrong.
+func retryableUpload(err error) bool {
+	var gerr *googleapi.Error
+	if errors.As(err, &gerr) {
+		return gerr.Code != http.StatusUnauthorized && gerr.Code != http.StatusForbidden
+	}
+	return true
+}
+
+// uploadOnce makes one upload of the spooled bytes with a DoesNotExist
+// precondition. A 412 means the object exists already: then it returns the
+// stored blob's info, having checked its size and CRC32C against ours.
+func (w *blobWriter) uploadOnce(ctx context.Context, info storage.BlobInfo) (storage.BlobInfo, error) {
+	b := w.backend
+	key, err := blobKey(info.Digest)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	tctx, cancel := b.transferContext(ctx)
+	defer cancel()
+	obj := b.bucket.Object(key).If(gstorage.Conditions{DoesNotExist: true})
+	if w.size >= int64(b.chunkSize) {
+		// A resumable upload: a chunk is sent again in its session only
+		// after the server answered that it failed (408, 429, 5xx). After
+		// a lost response, the chunk may have been stored, and a server
+		// that does not track offsets (fake-gcs-server appends it again)
+		// would store it twice: the upload then starts afresh instead.
+		obj = obj.Retryer(gstorage.WithErrorFunc(serverAnsweredRetryable))
+	}
+	ow := obj.NewWriter(tctx)
+	ow.ContentType = defaultContentType
+	ow.Metadata = map[string]string{}
+	if info.MediaType != "" {
+		ow.ContentType = info.MediaType
+		ow.Metadata[metaMediaType] = info.MediaType
+	}
+	ow.CacheControl = blobCacheControl
+	// GCS refuses to finalise an object whose bytes do not match the
+	// declared checksum: whatever happens to a chunk on its way, nothing
+	// but these bytes can appear under this name.
+	crc := w.crc.Sum32()
+	ow.CRC32C = crc
+	ow.SendCRC32C = true
+	ow.ChunkSize = b.chunkSize
+
+	_, err = io.Copy(ow, io.NewSectionReader(w.file, 0, w.size))
+	if err != nil {
+		cancel() // makes Close return at once, uploading nothing
+		ow.Close()
+		return storage.BlobInfo{}, fmt.Errorf("uploading: %w", err)
+	}
+	err = ow.Close()
+	var attrs *gstorage.ObjectAttrs
+	switch {
+	case err == nil:
+		attrs = ow.Attrs()
+	case isPreconditionFailed(err):
+		// Stored before, by another writer or by this one's request
+		// whose response was lost.
+		attrs, err = b.bucket.Object(key).Attrs(tctx)
+		if err != nil {
+			return storage.BlobInfo{}, fmt.Errorf("checking the blob stored meanwhile: %w", err)
+		}
+	default:
+		return storage.BlobInfo{}, fmt.Errorf("uploading: %w", err)
+	}
+	if attrs.Size != info.Size || attrs.CRC32C != crc {
+		// Cannot happen with a server that checks the declared CRC32C.
+		// The object cannot hold this blob, and would keep it from ever
+		// being stored: remove it, and let the next attempt store it.
+		b.removeCorrupt(tctx, key, attrs, info, crc)
+		return storage.BlobInfo{}, fmt.Errorf("the object stored has size %d and CRC32C %08x, want %d and %08x", attrs.Size, attrs.CRC32C, info.Size, crc)
+	}
+	return blobInfo(info.Digest, attrs), nil
+}
+
+// serverAnsweredRetryable reports whether err is a retryable status the
+// server answered with (as opposed to a connection that failed, when the
+// request may or may not have reached it).
+func serverAnsweredRetryable(err error) bool {
+	var gerr *googleapi.Error
+	if !errors.As(err, &gerr) {
+		return false
+	}
+	return gerr.Code == http.StatusRequestTimeout || gerr.Code == http.StatusTooManyRequests || gerr.Code >= 500
+}
+
+// removeCorrupt deletes the generation of a blob's object that does not
+// hold the blob. Its size or CRC32C differ from the blob's, so whatever it
+// holds is not the content its name promises, and nobody can rely on it.
+func (b *Backend) removeCorrupt(ctx context.Context, key string, attrs *gstorage.ObjectAttrs, info storage.BlobInfo, crc uint32) {
+	log := b.log.WithFields(logrus.Fields{
+		"digest": info.Digest, "object": key, "generation": attrs.Generation,
+		"object_size": attrs.Size, "object_crc32c": fmt.Sprintf("%08x", attrs.CRC32C),
+		"size": info.Size, "crc32c": fmt.Sprintf("%08x", crc),
+	})
+	err := b.bucket.Object(key).If(gstorage.Conditions{GenerationMatch: attrs.Generation}).Delete(ctx)
+	if err != nil && !isNotExist(err) && !isPreconditionFailed(err) {
+		log.WithError(err).Error("blob object does not match its name, and removing it failed")
+		return
+	}
+	log.Error("removed a blob object that did not match its name")
+}
+
+// blobInfo assembles a blob's info from its object's attributes.
+func blobInfo(dgst digest.Digest, attrs *gstorage.ObjectAttrs) storage.BlobInfo {
+	return storage.BlobInfo{Digest: dgst, Size: attrs.Size, MediaType: attrs.Metadata[metaMediaType]}
+}
+
+// blobAttrs returns the attributes of the blob's object.
+func (b *Backend) blobAttrs(ctx context.Context, dgst digest.Digest) (string, *gstorage.ObjectAttrs, error) {
+	key, err := blobKey(dgst)
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := b.opContext(ctx)
+	defer cancel()
+	attrs, err := b.bucket.Object(key).Attrs(ctx)
+	if err != nil {
+		return "", nil, wrapErr("stat blob", dgst.String(), err)
+	}
+	return key, attrs, nil
+}
+
+// StatBlob implements storage.Backend.
+func (b *Backend) StatBlob(ctx context.Context, dgst digest.Digest) (storage.BlobInfo, error) {
+	_, attrs, err := b.blobAttrs(ctx, dgst)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	return blobInfo(dgst, attrs), nil
+}
+
+// OpenBlob implements storage.Backend. The reader reads the generation that
+// was stat'ed, under Options.TransferTimeout from now.
+func (b *Backend) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadCloser, storage.BlobInfo, error) {
+	key, attrs, err := b.blobAttrs(ctx, dgst)
+	if err != nil {
+		return nil, storage.BlobInfo{}, err
+	}
+	tctx, cancel := b.transferContext(ctx)
+	r, err := b.bucket.Object(key).Generation(attrs.Generation).NewReader(tctx)
+	if err != nil {
+		cancel()
+		return nil, storage.BlobInfo{}, wrapErr("opening blob", dgst.String(), err)
+	}
+	return &cancelReader{Reader: r, cancel: cancel}, blobInfo(dgst, attrs), nil
+}
+
+// cancelReader ends its reader's context when closed.
+type cancelReader struct {
+	*gstorage.Reader
+	cancel context.CancelFunc
+}
+
+func (r *cancelReader) Close() error {
+	err := r.Reader.Close()
+	r.cancel()
+	return err
+}

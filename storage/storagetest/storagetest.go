@@ -1,0 +1,32 @@
+// Package storagetest is the conformance suite for storage.Backend. Every
+// backend (filesystem, GCS against its emulator, any later one) runs the same
+// Run from its own tests, so the builder and the registry API can rely on
+// one behaviour whatever keeps the bytes.
+//
+// The suite only uses the storage.Backend interface. A backend may answer
+// ServeBlob with a redirect (a signed URL, say): the HTTP client follows it,
+// checks the body and Content-Type on the final response, and checks
+// Docker-Content-Digest and ETag on the backend's own (first) response.
+package storagetest
+
+import (
+	"testing"
+
+	"github.com/nixport/nixport/storage"
+)
+
+// Run runs the suite as subtests of t. newBackend must return a fresh, empty
+// backend for each call, and arrange its own cleanup with t.Cleanup. The
+// lease tests run if the backend implements storage.Leaser, and are skipped
+// otherwise.
+func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
+	t.Run("Blobs", func(t *testing.T) { runBlobTests(t, newBackend) })
+	t.Run("Serve", func(t *testing.T) { runServeTests(t, newBackend) })
+	t.Run("Objects", func(t *testing.T) { runObjectTests(t, newBackend) })
+	t.Run("Leases", func(t *testing.T) {
+		if _, ok := newBackend(t).(storage.Leaser); !ok {
+			t.Skip("the backend does not implement storage.Leaser")
+		}
+		runLeaseTests(t, newBackend)
+	})
+}

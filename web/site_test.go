@@ -1,0 +1,241 @@
+package web
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestEmbeddedSite(t *testing.T) {
+	f := newFixture(t)
+	cases := []struct {
+		path        string
+		status      int
+		contentType string
+		contains    []string
+	}{
+		{"/", 200, "text/html; charset=utf-8", []string{"<title>nixport", "docker pull registry.test:5000/shell/git", "podman pull", "skopeo copy", "Nixery"}},
+		{"/index.html", 200, "text/html; charset=utf-8", []string{"<title>nixport"}},
+		{"/names", 200, "text/html; charset=utf-8", []string{"bashInteractive", "moreutils", "aarch64-linux", "cacert", "iana-etc", "xorg.xev", "case-insensitively", "Order and duplicates", "commit hash", "cached forever", "tag is ignored"}},
+		{"/names.html", 200, "text/html; charset=utf-8", []string{"Meta-packages"}},
+		{"/running", 200, "text/html; charset=utf-8", []string{"go run ./cmd/nixport", "Nix 2.18", "2.8", "NIXERY_CHANNEL", "NIXPORT_SUBSTITUTERS", "GCS_SIGNING_ACCOUNT", "NIXPORT_LOG_LEVEL", "/var/lib/nixport", "cacert,iana-etc"}},
+		{"/style.css", 200, "text/css; charset=utf-8", []string{"prefers-color-scheme: dark"}},
+		{"/nope", 404, "text/html; charset=utf-8", []string{"Page not found", "registry.test:5000/shell/git"}},
+		{"/v2x", 404, "text/html; charset=utf-8", []string{"Page not found"}},
+		{"/../../etc/passwd", 404, "text/html; charset=utf-8", []string{"Page not found"}},
+		{"/site/index.html", 404, "text/html; charset=utf-8", nil},
+	}
+	for _, c := range cases {
+		r := httptest.NewRequest("GET", c.path, nil)
+		r.Host = "registry.test:5000"
+		w := httptest.NewRecorder()
+		f.handler.ServeHTTP(w, r)
+		if w.Code != c.status {
+			t.Errorf("%s: %d, want %d", c.path, w.Code, c.status)
+			continue
+		}
+		if ct := w.Header().Get("Content-Type"); ct != c.contentType {
+			t.Errorf("%s: Content-Type %q, want %q", c.path, ct, c.contentType)
+		}
+		body := w.Body.String()
+		for _, s := range c.contains {
+			if !strings.Contains(body, s) {
+				t.Errorf("%s: no %q in the page", c.path, s)
+			}
+		}
+		if strings.Contains(body, hostPlaceholder) {
+			t.Errorf("%s: placeholder left in the page", c.path)
+		}
+		if w.Header().Get("Docker-Distribution-Api-Version") != "" {
+			t.Errorf("%s: registry header on a docs page", c.path)
+		}
+	}
+}
+
+// TestSiteEveryPageLinksResolve checks that every local link and the
+// stylesheet of every page resolve.
+func TestSiteEveryPageLinksResolve(t *testing.T) {
+	f := newFixture(t)
+	for _, page := range []string{"/", "/names", "/running", "/nope"} {
+		body := f.do("GET", page, nil).Body.String()
+		for _, part := range strings.Split(body, `href="`)[1:] {
+			link, _, _ := strings.Cut(part, `"`)
+			if !strings.HasPrefix(link, "/") {
+				continue
+			}
+			link, _, _ = strings.Cut(link, "#")
+			if w := f.do("GET", link, nil); w.Code != 200 {
+				t.Errorf("%s links to %s: %d", page, link, w.Code)
+			}
+		}
+	}
+}
+
+func TestSiteHostAndCaching(t *testing.T) {
+	f := newFixture(t)
+	get := func(host string, header http.Header) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = host
+		for k, v := range header {
+			r.Header[k] = v
+		}
+		w := httptest.NewRecorder()
+		f.handler.ServeHTTP(w, r)
+		return w
+	}
+	// A Host that is not a plain host name is never reflected.
+	for _, host := range []string{"", `evil"><script>`, "a b", strings.Repeat("a", 300), "x/y"} {
+		w := get(host, nil)
+		if !strings.Contains(w.Body.String(), "docker pull HOST/shell/git") {
+			t.Errorf("Host %q: placeholder not used", host)
+		}
+		if strings.Contains(w.Body.String(), "<script>") {
+			t.Errorf("Host %q reflected", host)
+		}
+	}
+	if w := get("[::1]:8080", nil); !strings.Contains(w.Body.String(), "docker pull [::1]:8080/shell/git") {
+		t.Error("IPv6 host not shown")
+	}
+
+	a, b := get("a.test", nil), get("b.test", nil)
+	ea, eb := a.Header().Get("Etag"), b.Header().Get("Etag")
+	if ea == "" || ea == eb {
+		t.Errorf("ETags for two hosts: %q, %q", ea, eb)
+	}
+	if w := get("a.test", http.Header{"If-None-Match": {ea}}); w.Code != 304 {
+		t.Errorf("If-None-Match: %d, want 304", w.Code)
+	}
+	if w := get("b.test", http.Header{"If-None-Match": {ea}}); w.Code != 200 {
+		t.Errorf("If-None-Match of another host: %d, want 200", w.Code)
+	}
+	if cc := a.Header().Get("Cache-Control"); cc != "no-cache" {
+		t.Errorf("page Cache-Control %q", cc)
+	}
+	css := f.do("GET", "/style.css", nil)
+	if css.Header().Get("Etag") == "" || !strings.Contains(css.Header().Get("Cache-Control"), "max-age") {
+		t.Errorf("stylesheet caching headers: %v", css.Header())
+	}
+}
+
+func TestSiteMethods(t *testing.T) {
+	f := newFixture(t)
+	if w := f.do("HEAD", "/", nil); w.Code != 200 || w.Body.Len() != 0 || w.Header().Get("Content-Length") == "" {
+		t.Errorf("HEAD /: %d, %d bytes, Content-Length %q", w.Code, w.Body.Len(), w.Header().Get("Content-Length"))
+	}
+	if w := f.do("HEAD", "/nope", nil); w.Code != 404 || w.Body.Len() != 0 {
+		t.Errorf("HEAD /nope: %d, %d bytes", w.Code, w.Body.Len())
+	}
+	for _, m := range []string{"POST", "PUT", "DELETE", "PATCH", "OPTIONS"} {
+		if w := f.do(m, "/", nil); w.Code != 405 || w.Header().Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s /: %d, Allow %q", m, w.Code, w.Header().Get("Allow"))
+		}
+	}
+}
+
+func TestWebDir(t *testing.T) {
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "secret.txt"), []byte("secret"), 0o644)
+	dir := t.TempDir()
+	write := func(name, content string) {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("index.html", "<h1>custom {{HOST}}</h1>")
+	write("about.html", "about")
+	write("a.css", "body{}")
+	write("docs/index.html", "docs")
+	write(".env", "TOKEN=1")
+	write(".git/config", "[core]")
+	if err := os.Symlink(filepath.Join(outside, "secret.txt"), filepath.Join(dir, "leak.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "out")); err != nil {
+		t.Fatal(err)
+	}
+
+	f := newFixture(t)
+	h, err := New(Options{Storage: f.store, Images: f.images, WebDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		path   string
+		status int
+		body   string // exact, if status 200
+		ctype  string
+	}{
+		{"/", 200, "<h1>custom {{HOST}}</h1>", "text/html; charset=utf-8"},
+		{"/index.html", 200, "<h1>custom {{HOST}}</h1>", "text/html; charset=utf-8"},
+		{"/about", 200, "about", "text/html; charset=utf-8"},
+		{"/a.css", 200, "body{}", "text/css; charset=utf-8"},
+		{"/docs", 200, "docs", "text/html; charset=utf-8"},
+		{"/docs/", 200, "docs", "text/html; charset=utf-8"},
+		{"/.env", 404, "", ""},
+		{"/.git/config", 404, "", ""},
+		{"/leak.txt", 404, "", ""},
+		{"/out/secret.txt", 404, "", ""},
+		{"/../" + filepath.Base(outside) + "/secret.txt", 404, "", ""},
+		{"/nope", 404, "", ""},
+		{"/style.css", 404, "", ""}, // the embedded site is not mixed in
+	}
+	for _, c := range cases {
+		w := httpDo(h, "GET", c.path, nil)
+		if w.Code != c.status {
+			t.Errorf("%s: %d, want %d (%q)", c.path, w.Code, c.status, w.Body.String())
+			continue
+		}
+		if strings.Contains(w.Body.String(), "secret") || strings.Contains(w.Body.String(), "TOKEN") {
+			t.Errorf("%s: leaked %q", c.path, w.Body.String())
+		}
+		if c.status != 200 {
+			continue
+		}
+		if w.Body.String() != c.body {
+			t.Errorf("%s: body %q, want %q", c.path, w.Body.String(), c.body)
+		}
+		if ct := w.Header().Get("Content-Type"); ct != c.ctype {
+			t.Errorf("%s: Content-Type %q", c.path, ct)
+		}
+		etag := w.Header().Get("Etag")
+		if etag == "" || w.Header().Get("Last-Modified") == "" {
+			t.Errorf("%s: ETag %q, Last-Modified %q", c.path, etag, w.Header().Get("Last-Modified"))
+		}
+		if w := httpDo(h, "GET", c.path, http.Header{"If-None-Match": {etag}}); w.Code != 304 {
+			t.Errorf("%s: If-None-Match: %d", c.path, w.Code)
+		}
+	}
+
+	// A custom 404 page.
+	write("404.html", "gone")
+	if w := httpDo(h, "GET", "/nope", nil); w.Code != 404 || w.Body.String() != "gone" {
+		t.Errorf("custom 404: %d %q", w.Code, w.Body.String())
+	}
+	// The registry still works beside it.
+	if w := httpDo(h, "GET", "/v2/", nil); w.Code != 200 {
+		t.Errorf("/v2/ with a web directory: %d", w.Code)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	f := newFixture(t)
+	for _, opts := range []Options{
+		{Images: f.images},
+		{Storage: f.store},
+		{Storage: f.store, Images: f.images, WebDir: filepath.Join(t.TempDir(), "missing")},
+	} {
+		if _, err := New(opts); err == nil {
+			t.Errorf("New(%+v) succeeded", opts)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := New(Options{Storage: f.store, Images: f.images, WebDir: file}); err == nil {
+		t.Error("New with a file as WebDir succeeded")
+	}
+}

@@ -1,0 +1,127 @@
+// Package web is every HTTP surface of nixport: the read side of the OCI
+// distribution API under /v2/, and the documentation site at /.
+//
+// It exists so that HTTP concerns (routing, validation of names, tags and
+// digests, content negotiation, error bodies, request logging) live in one
+// place, while what an image is and where bytes are kept stay behind two
+// small interfaces: Images (the builder) and storage.Backend. Routing is a
+// small hand-written matcher on the standard library: registry names hold
+// any number of path components, so the endpoint is decided by the path's
+// suffix.
+//
+// Every error a registry client sees is written by writeError as an OCI
+// error body; every request gets one log line.
+package web
+
+import (
+	// go-digest needs the hash implementations linked in, else it panics
+	// ("sha256 not available") on the first digest it validates.
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/storage"
+)
+
+// Options configure New.
+type Options struct {
+	// Storage holds the blobs (manifests included) that are served.
+	Storage storage.Backend
+	// Images resolves tags to manifests, building images as needed.
+	Images Images
+	// Log receives one line per request. Nil discards.
+	Log logrus.FieldLogger
+	// WebDir, if set, is a directory served at / instead of the embedded
+	// docs site (Nixery's WEB_DIR).
+	WebDir string
+}
+
+// handler is the http.Handler returned by New.
+type handler struct {
+	storage   storage.Backend
+	images    Images
+	log       logrus.FieldLogger
+	manifests *manifestCache
+	site      *site
+}
+
+// New returns the handler of the whole HTTP surface.
+func New(opts Options) (http.Handler, error) {
+	if opts.Storage == nil {
+		return nil, errors.New("web: no storage backend")
+	}
+	if opts.Images == nil {
+		return nil, errors.New("web: no image source")
+	}
+	log := opts.Log
+	if log == nil {
+		discard := logrus.New()
+		discard.Out = io.Discard
+		log = discard
+	}
+	s, err := newSite(opts.WebDir)
+	if err != nil {
+		return nil, fmt.Errorf("web: docs site: %w", err)
+	}
+	return &handler{
+		storage:   opts.Storage,
+		images:    opts.Images,
+		log:       log,
+		manifests: newManifestCache(defaultManifestCacheBytes),
+		site:      s,
+	}, nil
+}
+
+// Header values shared by every response. Assigning a shared slice to a
+// header saves an allocation per request; net/http only reads it.
+var (
+	apiVersionValue = []string{"registry/2.0"}
+	jsonType        = []string{"application/json"}
+	baseLength      = []string{"2"}
+)
+
+// serveRegistry answers everything under /v2.
+func (h *handler) serveRegistry(w *responseWriter, r *http.Request) {
+	w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
+	if !isReadMethod(r.Method) {
+		writeError(w, errcode.New(errcode.Unsupported, "method %s is not supported: this registry is read-only", truncate(r.Method)))
+		return
+	}
+	rt, err := parseRoute(r.URL.Path)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.image = rt.name
+	switch rt.kind {
+	case routeBase:
+		serveBase(w)
+	case routeManifest:
+		h.serveManifest(w, r, rt)
+	case routeBlob:
+		h.serveBlob(w, r, rt)
+	case routeTags:
+		h.serveTags(w, r, rt)
+	case routeReferrers:
+		serveReferrers(w, r, rt)
+	}
+}
+
+var baseBody = []byte("{}")
+
+// serveBase answers GET /v2/: the API version check clients start with.
+func serveBase(w *responseWriter) {
+	h := w.Header()
+	h["Content-Type"] = jsonType
+	h["Content-Length"] = baseLength
+	w.WriteHeader(http.StatusOK)
+	if !w.head {
+		w.Write(baseBody)
+	}
+}
