@@ -49,6 +49,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/reference"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -570,70 +571,10 @@ func checkNameTag(name, tag string) error {
 	return nil
 }
 
-// validRepoName reports whether name matches the distribution spec's
-//
-//	[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
-//
-// and is at most maxRepoNameLength bytes.
+// validRepoName reports whether name is a repository name (see package
+// reference) of at most maxRepoNameLength bytes.
 func validRepoName(name string) bool {
-	if len(name) == 0 || len(name) > maxRepoNameLength {
-		return false
-	}
-	for _, c := range strings.Split(name, "/") {
-		if !validNameComponent(c) {
-			return false
-		}
-	}
-	return true
+	return len(name) <= maxRepoNameLength && reference.ValidName(name)
 }
 
-func validNameComponent(c string) bool {
-	i := 0
-	for {
-		if i >= len(c) || !isLowerAlnum(c[i]) {
-			return false
-		}
-		for i < len(c) && isLowerAlnum(c[i]) {
-			i++
-		}
-		if i == len(c) {
-			return true
-		}
-		switch c[i] {
-		case '.':
-			i++
-		case '_':
-			i++
-			if i < len(c) && c[i] == '_' {
-				i++
-			}
-		case '-':
-			for i < len(c) && c[i] == '-' {
-				i++
-			}
-		default:
-			return false
-		}
-	}
-}
-
-func isLowerAlnum(c byte) bool {
-	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
-}
-
-// validTag reports whether tag matches [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
-func validTag(tag string) bool {
-	if len(tag) == 0 || len(tag) > 128 {
-		return false
-	}
-	for i := 0; i < len(tag); i++ {
-		c := tag[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_':
-		case (c == '.' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func validTag(tag string) bool { return reference.ValidTag(tag) }

@@ -7,6 +7,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/reference"
 )
 
 // maxNameLength bounds a repository name. The distribution spec suggests
@@ -121,73 +122,13 @@ func checkName(name string) error {
 	return nil
 }
 
-// validName reports whether name matches the distribution spec's
-//
-//	[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
-//
-// and is at most maxNameLength bytes. It is a hand-written scanner rather
-// than a regular expression because it runs on every request.
+// validName reports whether name is a repository name (see package
+// reference) of at most maxNameLength bytes.
 func validName(name string) bool {
-	if len(name) == 0 || len(name) > maxNameLength {
-		return false
-	}
-	i := 0
-	for {
-		// A component: alphanumeric runs joined by single separators.
-		if i >= len(name) || !isLowerAlnum(name[i]) {
-			return false
-		}
-		for i < len(name) && isLowerAlnum(name[i]) {
-			i++
-		}
-		if i == len(name) {
-			return true
-		}
-		switch name[i] {
-		case '/':
-			i++
-			continue
-		case '.':
-			i++
-		case '_':
-			i++
-			if i < len(name) && name[i] == '_' {
-				i++
-			}
-		case '-':
-			for i < len(name) && name[i] == '-' {
-				i++
-			}
-		default:
-			return false
-		}
-		// After a separator an alphanumeric must follow.
-		if i >= len(name) || !isLowerAlnum(name[i]) {
-			return false
-		}
-	}
+	return len(name) <= maxNameLength && reference.ValidName(name)
 }
 
-func isLowerAlnum(c byte) bool {
-	return ('a' <= c && c <= 'z') || ('0' <= c && c <= '9')
-}
-
-// validTag reports whether tag matches [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
-func validTag(tag string) bool {
-	if len(tag) == 0 || len(tag) > 128 {
-		return false
-	}
-	for i := 0; i < len(tag); i++ {
-		c := tag[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_':
-		case (c == '.' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func validTag(tag string) bool { return reference.ValidTag(tag) }
 
 // parseDigest accepts "sha256:<64 hex>" and "sha512:<128 hex>" (lower-case
 // hex, as the OCI image spec requires) and nothing else; the result also
