@@ -42,9 +42,12 @@ type Options struct {
 
 // Builder serves images by name and tag. It implements web.Images.
 type Builder struct {
-	opts    Options
-	log     logrus.FieldLogger
-	cache   *lru.Cache[string, cacheEntry]
+	opts  Options
+	log   logrus.FieldLogger
+	cache *lru.Cache[string, cacheEntry]
+	// ids remembers Source.Identify by name and tag: parsing a name costs
+	// more than the rest of a warm lookup.
+	ids     *lru.Cache[string, identity]
 	slots   chan struct{}
 	flights flightGroup
 
@@ -55,6 +58,12 @@ type Builder struct {
 	now    func() time.Time
 	// holder names this instance in build leases.
 	holder string
+}
+
+type identity struct {
+	key    string
+	pinned bool
+	at     time.Time
 }
 
 type cacheEntry struct {
@@ -86,11 +95,16 @@ func New(opts Options) (*Builder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating manifest cache: %w", err)
 	}
+	ids, err := lru.New[string, identity](opts.CacheEntries)
+	if err != nil {
+		return nil, fmt.Errorf("creating name cache: %w", err)
+	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Builder{
 		opts:   opts,
 		log:    opts.Log,
 		cache:  cache,
+		ids:    ids,
 		slots:  make(chan struct{}, opts.MaxBuilds),
 		base:   base,
 		cancel: cancel,
@@ -124,7 +138,7 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error
 	if b.opts.Source == nil {
 		return b.storedTag(ctx, name, tag)
 	}
-	key, pinned, err := b.opts.Source.Identify(name, tag)
+	key, pinned, err := b.identify(name, tag)
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +156,25 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error
 			return b.build(ctx, key, name, tag, pinned)
 		})
 	})
+}
+
+// identify asks the source what name:tag is. The answer is remembered for
+// MovingTagTTL, the staleness already accepted for moving tags: a source's
+// answer may change (a layout rebuilt in place gets a new key).
+func (b *Builder) identify(name, tag string) (string, bool, error) {
+	id := name + ":" + tag
+	now := b.now()
+	if v, ok := b.ids.Get(id); ok && now.Sub(v.at) < b.opts.MovingTagTTL {
+		return v.key, v.pinned, nil
+	}
+	key, pinned, err := b.opts.Source.Identify(name, tag)
+	if err != nil {
+		return "", false, err
+	}
+	if b.opts.MovingTagTTL > 0 {
+		b.ids.Add(id, identity{key: key, pinned: pinned, at: now})
+	}
+	return key, pinned, nil
 }
 
 // build runs one build under the global bound and records its result.

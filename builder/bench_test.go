@@ -1,0 +1,40 @@
+package builder
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nixport/nixport/manifest"
+)
+
+// BenchmarkWarmManifestByTag is the builder's share of a warm manifest GET
+// by tag: the image is built and cached.
+func BenchmarkWarmManifestByTag(b *testing.B) {
+	src := &nixLikeSource{countingSource: countingSource{}}
+	t := &testing.T{}
+	bl := newTestBuilder(t, &src.countingSource, Options{MovingTagTTL: time.Hour})
+	bl.opts.Source = src
+	ctx := context.Background()
+	if _, err := bl.ManifestByTag(ctx, "shell/git/htop", "latest", manifest.OCI); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := bl.ManifestByTag(ctx, "shell/git/htop", "latest", manifest.OCI); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// nixLikeSource identifies names the way the Nix source does.
+type nixLikeSource struct{ countingSource }
+
+func (s *nixLikeSource) Identify(name, tag string) (string, bool, error) {
+	req, err := ParseImageName(name, DefaultNameOptions())
+	if err != nil {
+		return "", false, err
+	}
+	return req.Key() + "|" + tag, false, nil
+}
