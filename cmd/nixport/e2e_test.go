@@ -397,3 +397,37 @@ func decodeJSON(t *testing.T, resp *http.Response, v any) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestCraneClient checks the registry with go-containerregistry's crane
+// (pinned in go.mod as a tool): digest, manifest, validate (downloads and
+// verifies every layer) and tags.
+func TestCraneClient(t *testing.T) {
+	requireTools(t, "nix-store")
+	crane := filepath.Join(t.TempDir(), "crane")
+	if out, err := exec.Command("go", "build", "-o", crane, "github.com/google/go-containerregistry/cmd/crane").CombinedOutput(); err != nil {
+		t.Fatalf("building crane: %v\n%s", err, out)
+	}
+	s := startServer(t, "STORAGE_PATH="+t.TempDir())
+	ref := s.addr + "/shell/hello:latest"
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(crane, append(args, "--insecure")...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("crane %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	digest := run("digest", ref)
+	want, err := pullAll(http.DefaultClient, "http://"+s.addr, "shell/hello", "latest")
+	if err != nil || digest != want {
+		t.Fatalf("crane digest %s, registry %s (%v)", digest, want, err)
+	}
+	if m := run("manifest", ref); !strings.Contains(m, `"layers"`) {
+		t.Errorf("crane manifest: %s", m)
+	}
+	run("validate", "--remote", ref)
+	if tags := run("ls", s.addr+"/shell/hello"); tags != "latest" {
+		t.Errorf("crane ls: %q", tags)
+	}
+	s.stop(t)
+}
