@@ -5,6 +5,8 @@
 # stopped on exit.
 #   bench/serve.sh [seconds per measurement, default 10]
 # Targets (issue 2): manifests >= 0.8x nginx, blobs >= 0.9x nginx.
+# NIXPORT_LOG_LEVEL=warning measures nixport without its request log line
+# (nginx keeps its access log either way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -32,7 +34,7 @@ blob=$(sed -n 's/.*blob=\(sha256:[0-9a-f]*\).*/\1/p' "$work/seed.out")
 # The registry on the built-in package set; the moving-tag TTL is raised so
 # the run measures the warm path, not a re-resolve every minute.
 np_port=$(free_port)
-STORAGE_PATH="$work/store" NIXPORT_MOVING_TAG_TTL=3600 GOGC=${GOGC:-100} "$work/nixport" -listen 127.0.0.1 -port "$np_port" 2>"$work/nixport.log" &
+STORAGE_PATH="$work/store" NIXPORT_MOVING_TAG_TTL=3600 NIXPORT_LOG_LEVEL=${NIXPORT_LOG_LEVEL:-info} GOGC=${GOGC:-100} "$work/nixport" -listen 127.0.0.1 -port "$np_port" 2>"$work/nixport.log" &
 pids+=($!)
 
 ng_port=$(free_port)
