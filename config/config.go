@@ -108,7 +108,7 @@ func settings() []setting {
 			c.GCSBucket = v
 			return nil
 		}},
-		{"GCS_SIGNING_KEY", "gcs-signing-key", "", "PEM private key file for signed blob URLs", func(c *Config, v string) error {
+		{"GCS_SIGNING_KEY", "gcs-signing-key", "", "PEM or service-account JSON key file for signed blob URLs", func(c *Config, v string) error {
 			c.GCSSigningKey = v
 			return nil
 		}},
@@ -274,12 +274,14 @@ func (c *Config) validate() error {
 	if c.StorageBackend == "filesystem" && c.StoragePath == "" {
 		return errors.New("invalid STORAGE_PATH: the filesystem backend needs a directory")
 	}
-	if (c.GCSSigningKey == "") != (c.GCSSigningAccount == "") {
-		return errors.New("invalid GCS_SIGNING_KEY/GCS_SIGNING_ACCOUNT: set both or neither")
+	// A service-account JSON key names its account; a PEM key needs
+	// GCS_SIGNING_ACCOUNT beside it (the GCS backend checks which it is).
+	if c.GCSSigningAccount != "" && c.GCSSigningKey == "" {
+		return errors.New("invalid GCS_SIGNING_ACCOUNT: needs GCS_SIGNING_KEY")
 	}
 	if c.GCSSigningKey != "" {
 		if _, err := os.Stat(c.GCSSigningKey); err != nil {
-			return fmt.Errorf("invalid GCS_SIGNING_KEY=%q: accepts a readable PEM key file", c.GCSSigningKey)
+			return fmt.Errorf("invalid GCS_SIGNING_KEY=%q: accepts a readable PEM or service-account JSON key file", c.GCSSigningKey)
 		}
 	}
 	return nil

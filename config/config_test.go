@@ -66,7 +66,7 @@ func TestLoad(t *testing.T) {
 		{name: "two sources", env: map[string]string{"NIXERY_CHANNEL": "nixos-unstable", "NIXERY_PKGS_PATH": dir}, wantErr: "set only one"},
 		{name: "missing path", env: map[string]string{"NIXERY_PKGS_PATH": dir + "/nope"}, wantErr: "NIXERY_PKGS_PATH"},
 		{name: "bad channel", env: map[string]string{"NIXERY_CHANNEL": "a b"}, wantErr: "NIXERY_CHANNEL"},
-		{name: "half signing", env: map[string]string{"GCS_SIGNING_ACCOUNT": "x@y"}, wantErr: "set both or neither"},
+		{name: "account without key", env: map[string]string{"GCS_SIGNING_ACCOUNT": "x@y"}, wantErr: "needs GCS_SIGNING_KEY"},
 		{name: "bad log level", env: map[string]string{"NIXPORT_LOG_LEVEL": "loud"}, wantErr: "NIXPORT_LOG_LEVEL"},
 		{name: "budget range", env: map[string]string{"NIXPORT_LAYER_BUDGET": "500"}, wantErr: "from 1 to 124"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/sirupsen/logrus"
 
@@ -21,7 +22,10 @@ func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, 
 		Source:       cfg.Source,
 		Timeout:      cfg.NixTimeout,
 		Substituters: cfg.Substituters,
-		Log:          log,
+		// The operator's own Nix settings (remote builders, trusted keys
+		// of a private cache) come after nixport's, so they win.
+		NixConfig: os.Getenv("NIX_CONFIG"),
+		Log:       log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("setting up Nix: %w", err)
