@@ -150,6 +150,11 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error
 			b.cache.Add(key, cacheEntry{manifests: m, pinned: true, at: b.now()})
 			return m, nil
 		}
+	} else if m, at, ok := b.recentTagRecord(ctx, name, tag); ok {
+		// Another instance on this storage (or this one before a restart)
+		// built the moving tag recently enough.
+		b.cache.Add(key, cacheEntry{manifests: m, at: at})
+		return m, nil
 	}
 	return b.flights.do(ctx, b.base, key, func(ctx context.Context) (Manifests, error) {
 		return b.leased(ctx, key, name, tag, pinned, func(ctx context.Context) (Manifests, error) {
@@ -229,6 +234,28 @@ func (b *Builder) pinnedRecord(ctx context.Context, key string) (Manifests, erro
 		}
 	}
 	return m, nil
+}
+
+// recentTagRecord returns the tag record of name:tag if it was written
+// within MovingTagTTL and the manifests it names are stored.
+func (b *Builder) recentTagRecord(ctx context.Context, name, tag string) (Manifests, time.Time, bool) {
+	if b.opts.MovingTagTTL <= 0 {
+		return nil, time.Time{}, false
+	}
+	r, err := getRecord(ctx, b.opts.Storage, tagObject(name, tag))
+	if err != nil || b.now().Sub(r.BuiltAt) >= b.opts.MovingTagTTL {
+		return nil, time.Time{}, false
+	}
+	m, err := r.manifests()
+	if err != nil {
+		return nil, time.Time{}, false
+	}
+	for _, info := range m {
+		if _, err := b.opts.Storage.StatBlob(ctx, info.Digest); err != nil {
+			return nil, time.Time{}, false
+		}
+	}
+	return m, r.BuiltAt, true
 }
 
 // storedTag serves an image recorded with StoreTag.

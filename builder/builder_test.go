@@ -286,3 +286,38 @@ func TestStoredImagesWithoutSource(t *testing.T) {
 		}
 	}
 }
+
+func TestMovingTagSharedThroughStorage(t *testing.T) {
+	store, err := filesystem.New(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first := &countingSource{store: store}
+	b1, _ := New(Options{Storage: store, Source: first, MovingTagTTL: time.Minute})
+	defer b1.Close()
+	want, err := b1.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A second instance on the same storage serves the recent build.
+	second := &countingSource{store: store}
+	b2, _ := New(Options{Storage: store, Source: second, MovingTagTTL: time.Minute})
+	defer b2.Close()
+	got, err := b2.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
+	if err != nil || got.Digest != want.Digest || second.builds.Load() != 0 {
+		t.Fatalf("second instance: %v %v, %d builds", got, err, second.builds.Load())
+	}
+
+	// Once the record is older than the TTL, the tag is built again.
+	b2.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	b2.cache.Purge()
+	b2.ids.Purge()
+	if _, err := b2.ManifestByTag(ctx, "hello", "latest", manifest.OCI); err != nil {
+		t.Fatal(err)
+	}
+	if n := second.builds.Load(); n != 1 {
+		t.Errorf("stale record: %d builds, want 1", n)
+	}
+}
