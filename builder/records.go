@@ -118,7 +118,8 @@ func listTags(ctx context.Context, s storage.Backend, name string) ([]string, er
 	prefix := tagPrefix + name + "/_/"
 	names, err := s.ListObjects(ctx, prefix)
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
+		// A name too long for an object name was never recorded.
+		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidName) {
 			return []string{}, nil
 		}
 		return nil, fmt.Errorf("listing tags of %s: %w", name, err)
