@@ -160,19 +160,8 @@ func (w *blobWriter) verify(ctx context.Context, expected digest.Digest, expecte
 		Size:      w.size,
 		MediaType: w.mediaType,
 	}
-	if expected != "" {
-		if err := expected.Validate(); err != nil {
-			return storage.BlobInfo{}, fmt.Errorf("expected digest %q: %w", expected, err)
-		}
-		if alg := expected.Algorithm(); alg != digest.SHA256 {
-			return storage.BlobInfo{}, fmt.Errorf("expected digest %s: algorithm %s is not supported, only sha256", expected, alg)
-		}
-		if expected != info.Digest {
-			return storage.BlobInfo{}, fmt.Errorf("content hashes to %s, expected %s: %w", info.Digest, expected, storage.ErrDigestMismatch)
-		}
-	}
-	if expectedSize >= 0 && expectedSize != info.Size {
-		return storage.BlobInfo{}, fmt.Errorf("content of %s is %d bytes, expected %d: %w", info.Digest, info.Size, expectedSize, storage.ErrDigestMismatch)
+	if err := storage.VerifyBlob(info, expected, expectedSize); err != nil {
+		return storage.BlobInfo{}, err
 	}
 	return info, nil
 }
