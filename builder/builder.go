@@ -227,11 +227,8 @@ func (b *Builder) pinnedRecord(ctx context.Context, key string) (Manifests, erro
 	if err != nil {
 		return nil, err
 	}
-	// A record is only as good as the blobs it names.
-	for _, info := range m {
-		if _, err := b.opts.Storage.StatBlob(ctx, info.Digest); err != nil {
-			return nil, fmt.Errorf("pinned record names a missing manifest: %w", err)
-		}
+	if err := checkManifestsStored(ctx, b.opts.Storage, m); err != nil {
+		return nil, fmt.Errorf("pinned record: %w", err)
 	}
 	return m, nil
 }
@@ -247,13 +244,8 @@ func (b *Builder) recentTagRecord(ctx context.Context, name, tag string) (Manife
 		return nil, time.Time{}, false
 	}
 	m, err := r.manifests()
-	if err != nil {
+	if err != nil || checkManifestsStored(ctx, b.opts.Storage, m) != nil {
 		return nil, time.Time{}, false
-	}
-	for _, info := range m {
-		if _, err := b.opts.Storage.StatBlob(ctx, info.Digest); err != nil {
-			return nil, time.Time{}, false
-		}
 	}
 	return m, r.BuiltAt, true
 }

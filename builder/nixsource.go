@@ -127,7 +127,7 @@ func (s *NixSource) Build(ctx context.Context, name, tag string) (Manifests, err
 	inputKey := s.inputKey(img)
 	recordName := manifestRecordPrefix + inputKey
 	if r, err := getRecord(ctx, s.opts.Storage, recordName); err == nil {
-		if m, err := r.manifests(); err == nil && s.blobsExist(ctx, m) {
+		if m, err := r.manifests(); err == nil && checkManifestsStored(ctx, s.opts.Storage, m) == nil {
 			s.stats.ManifestsReused.Add(1)
 			log.Debug("closure unchanged: manifest reused")
 			return m, nil
@@ -160,15 +160,6 @@ func (s *NixSource) inputKey(img *nix.Image) string {
 		fmt.Fprintf(h, "path %s %s\n", p.Path, p.NarHash)
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-func (s *NixSource) blobsExist(ctx context.Context, m Manifests) bool {
-	for _, info := range m {
-		if _, err := s.opts.Storage.StatBlob(ctx, info.Digest); err != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // render groups the closure into layers, archives those not yet in the

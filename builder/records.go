@@ -69,6 +69,18 @@ func (r record) manifests() (Manifests, error) {
 	return m, nil
 }
 
+// checkManifestsStored returns an error (wrapping storage.ErrNotFound when a blob is
+// missing) unless every manifest m names is in storage: a record is only as
+// good as the blobs it names.
+func checkManifestsStored(ctx context.Context, s storage.Backend, m Manifests) error {
+	for _, info := range m {
+		if _, err := s.StatBlob(ctx, info.Digest); err != nil {
+			return fmt.Errorf("record names manifest %s: %w", info.Digest, err)
+		}
+	}
+	return nil
+}
+
 // PutRecord stores a record object.
 func putRecord(ctx context.Context, s storage.Backend, name string, r record) error {
 	data, err := json.Marshal(r)

@@ -565,7 +565,7 @@ func checkNameTag(name, tag string) error {
 			"invalid repository name %.100q: use lower-case letters and digits, separated by ., _, __, - or /, at most %d characters",
 			name, maxRepoNameLength)
 	}
-	if !validTag(tag) {
+	if !reference.ValidTag(tag) {
 		return errcode.New(errcode.TagInvalid, "invalid tag %.140q: use letters, digits, _, . and -, not starting with . or -, at most 128 characters", tag)
 	}
 	return nil
@@ -576,5 +576,3 @@ func checkNameTag(name, tag string) error {
 func validRepoName(name string) bool {
 	return len(name) <= maxRepoNameLength && reference.ValidName(name)
 }
-
-func validTag(tag string) bool { return reference.ValidTag(tag) }
