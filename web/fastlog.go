@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"slices"
@@ -12,15 +13,17 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/logsink"
 )
 
 // The request line is written on every request, so it has a fast path.
 // logrus's JSONFormatter copies the fields into maps three times and
 // encodes them by reflection, which costs several times more than serving
-// a warm manifest. When the logger is a plain one writing JSON to a file
-// (what cmd/nixport sets up: stderr), fastLine writes the very bytes
-// JSONFormatter would (same keys in the same sorted order, same escaping,
-// same time format) straight to the file, in one write. Anything else
+// a warm manifest. When the logger is a plain one writing JSON to a file or
+// a logsink.Writer (what cmd/nixport sets up: stderr through a logsink),
+// fastLine writes the very bytes JSONFormatter would (same keys in the same
+// sorted order, same escaping, same time format) in one Write. Anything else
 // (hooks, caller reporting, a field map, another formatter or writer)
 // takes logrus's own path; the tests check both give the same line.
 
@@ -44,7 +47,7 @@ var linePool = sync.Pool{New: func() any {
 
 // fastTarget returns what the fast path needs from log, or ok false if the
 // line must go through logrus.
-func fastTarget(log logrus.FieldLogger, level logrus.Level) (f *logrus.JSONFormatter, out *os.File, base logrus.Fields, ok bool) {
+func fastTarget(log logrus.FieldLogger, level logrus.Level) (f *logrus.JSONFormatter, out io.Writer, base logrus.Fields, ok bool) {
 	var l *logrus.Logger
 	switch v := log.(type) {
 	case *logrus.Logger:
@@ -58,12 +61,18 @@ func fastTarget(log logrus.FieldLogger, level logrus.Level) (f *logrus.JSONForma
 		return nil, nil, nil, false
 	}
 	f, isJSON := l.Formatter.(*logrus.JSONFormatter)
-	out, isFile := l.Out.(*os.File)
-	if !isJSON || !isFile || l.ReportCaller || len(l.Hooks[level]) > 0 ||
+	// Both writers take concurrent Writes whole, so the fast path needs
+	// no lock of logrus's.
+	switch l.Out.(type) {
+	case *os.File, *logsink.Writer:
+	default:
+		return nil, nil, nil, false
+	}
+	if !isJSON || l.ReportCaller || len(l.Hooks[level]) > 0 ||
 		f.DataKey != "" || len(f.FieldMap) > 0 || f.PrettyPrint {
 		return nil, nil, nil, false
 	}
-	return f, out, base, true
+	return f, l.Out, base, true
 }
 
 // fastLine writes the request line if the fast path applies, and reports
@@ -99,7 +108,7 @@ func fastLine(log logrus.FieldLogger, level logrus.Level, line *requestLine) boo
 	b.str("code", line.code, html)
 	b.str("digest", line.digest, html)
 	from := len(b.scratch)
-	if b.scratch, ok = appendJSONValue(b.scratch, line.durationMs, html); !ok {
+	if b.scratch, ok = appendJSONFloat(b.scratch, line.durationMs); !ok {
 		return false
 	}
 	b.mark("duration_ms", from)
@@ -142,7 +151,7 @@ func fastLine(log logrus.FieldLogger, level logrus.Level, line *requestLine) boo
 		b.out = append(b.out, b.scratch[s.from:s.to]...)
 	}
 	b.out = append(b.out, '}', '\n')
-	out.Write(b.out) // one write(2), so lines never interleave
+	out.Write(b.out) // one Write, so lines never interleave
 	return true
 }
 
@@ -185,13 +194,18 @@ func appendJSONValue(dst []byte, v any, html bool) ([]byte, bool) {
 	case bool:
 		return strconv.AppendBool(dst, v), true
 	case float64:
-		// encoding/json switches to exponent notation outside this range.
-		if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) || math.IsNaN(v) || math.IsInf(v, 0) {
-			return dst, false
-		}
-		return strconv.AppendFloat(dst, v, 'f', -1, 64), true
+		return appendJSONFloat(dst, v)
 	}
 	return dst, false
+}
+
+// appendJSONFloat encodes v as encoding/json would, within the range where
+// that is plain decimal notation; ok is false outside it.
+func appendJSONFloat(dst []byte, v float64) ([]byte, bool) {
+	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) || math.IsNaN(v) || math.IsInf(v, 0) {
+		return dst, false
+	}
+	return strconv.AppendFloat(dst, v, 'f', -1, 64), true
 }
 
 // appendJSONString quotes s. Plain text is copied as it is; anything that

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/logsink"
 )
 
 // TestFastLineMatchesLogrus checks that the fast request line is byte for
@@ -40,10 +42,12 @@ func TestFastLineMatchesLogrus(t *testing.T) {
 			for li, line := range lines {
 				line.end = end
 				for _, level := range []logrus.Level{logrus.InfoLevel, logrus.ErrorLevel} {
-					fast := fastOutput(t, f, base, level, &line)
 					want := logrusOutput(f, base, level, &line)
-					if !bytes.Equal(fast, want) {
-						t.Errorf("formatter %d, base %d, line %d, %s:\nfast:   %s\nlogrus: %s", fi, bi, li, level, fast, want)
+					for _, sink := range []bool{false, true} {
+						fast := fastOutput(t, f, base, level, &line, sink)
+						if !bytes.Equal(fast, want) {
+							t.Errorf("formatter %d, base %d, line %d, %s, logsink %v:\nfast:   %s\nlogrus: %s", fi, bi, li, level, sink, fast, want)
+						}
 					}
 				}
 			}
@@ -51,8 +55,9 @@ func TestFastLineMatchesLogrus(t *testing.T) {
 	}
 }
 
-// fastOutput runs fastLine into a temporary file and returns what it wrote.
-func fastOutput(t *testing.T, f *logrus.JSONFormatter, base logrus.Fields, level logrus.Level, line *requestLine) []byte {
+// fastOutput runs fastLine into a temporary file, straight or through a
+// logsink.Writer, and returns what it wrote.
+func fastOutput(t *testing.T, f *logrus.JSONFormatter, base logrus.Fields, level logrus.Level, line *requestLine, sink bool) []byte {
 	t.Helper()
 	file, err := os.Create(filepath.Join(t.TempDir(), "log"))
 	if err != nil {
@@ -61,6 +66,11 @@ func fastOutput(t *testing.T, f *logrus.JSONFormatter, base logrus.Fields, level
 	defer file.Close()
 	l := logrus.New()
 	l.Out = file
+	var w *logsink.Writer
+	if sink {
+		w = logsink.New(file, 0)
+		l.Out = w
+	}
 	l.Formatter = f
 	var log logrus.FieldLogger = l
 	if base != nil {
@@ -68,6 +78,11 @@ func fastOutput(t *testing.T, f *logrus.JSONFormatter, base logrus.Fields, level
 	}
 	if !fastLine(log, level, line) {
 		t.Fatal("fast path not taken")
+	}
+	if w != nil {
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	data, err := os.ReadFile(file.Name())
 	if err != nil {

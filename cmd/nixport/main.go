@@ -23,13 +23,10 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/logsink"
 )
 
 func main() {
-	log := logrus.New()
-	log.SetFormatter(&logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano})
-	log.SetOutput(os.Stderr)
-
 	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -38,14 +35,26 @@ func main() {
 		fmt.Fprintln(os.Stderr, "nixport:", err)
 		os.Exit(2)
 	}
+	os.Exit(serve(cfg))
+}
+
+// serve runs the registry and returns the exit code. It owns the log's
+// batching writer, so every line is written before the process exits.
+func serve(cfg *config.Config) int {
+	sink := logsink.New(os.Stderr, 0)
+	defer sink.Close()
+	log := logrus.New()
+	log.SetFormatter(&logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano})
+	log.SetOutput(sink)
 	log.SetLevel(cfg.LogLevel)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil {
 		log.WithError(err).Error("nixport stopped")
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // run serves until ctx is cancelled, then drains in-flight requests.
