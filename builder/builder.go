@@ -47,7 +47,7 @@ type Builder struct {
 	cache *lru.Cache[string, cacheEntry]
 	// ids remembers Source.Identify by name and tag: parsing a name costs
 	// more than the rest of a warm lookup.
-	ids     *lru.Cache[string, identity]
+	ids     *lru.Cache[imageID, identity]
 	slots   chan struct{}
 	flights flightGroup
 
@@ -59,6 +59,10 @@ type Builder struct {
 	// holder names this instance in build leases.
 	holder string
 }
+
+// imageID is the ids cache's key; a struct, not name+":"+tag, so that a
+// lookup allocates nothing.
+type imageID struct{ name, tag string }
 
 type identity struct {
 	key    string
@@ -95,7 +99,7 @@ func New(opts Options) (*Builder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating manifest cache: %w", err)
 	}
-	ids, err := lru.New[string, identity](opts.CacheEntries)
+	ids, err := lru.New[imageID, identity](opts.CacheEntries)
 	if err != nil {
 		return nil, fmt.Errorf("creating name cache: %w", err)
 	}
@@ -133,6 +137,26 @@ func (b *Builder) ManifestByTag(ctx context.Context, name, tag string, f manifes
 	return info, nil
 }
 
+// WarmManifestByTag is ManifestByTag answered from memory alone: it reports
+// false, without waiting, reading storage or asking the source, whenever
+// the answer is not already known and fresh. The registry's fast path uses
+// it; what it returns is what ManifestByTag would.
+func (b *Builder) WarmManifestByTag(name, tag string, f manifest.Format) (storage.BlobInfo, bool) {
+	if b.opts.Source == nil {
+		return storage.BlobInfo{}, false
+	}
+	now := b.now()
+	id, ok := b.ids.Get(imageID{name, tag})
+	if !ok || now.Sub(id.at) >= b.opts.MovingTagTTL {
+		return storage.BlobInfo{}, false
+	}
+	e, ok := b.cache.Get(id.key)
+	if !ok || !(e.pinned || now.Sub(e.at) < b.opts.MovingTagTTL) {
+		return storage.BlobInfo{}, false
+	}
+	return e.manifests.Pick(f)
+}
+
 // Image returns every stored manifest of name:tag.
 func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error) {
 	if b.opts.Source == nil {
@@ -167,7 +191,7 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error
 // MovingTagTTL, the staleness already accepted for moving tags: a source's
 // answer may change (a layout rebuilt in place gets a new key).
 func (b *Builder) identify(name, tag string) (string, bool, error) {
-	id := name + ":" + tag
+	id := imageID{name, tag}
 	now := b.now()
 	if v, ok := b.ids.Get(id); ok && now.Sub(v.at) < b.opts.MovingTagTTL {
 		return v.key, v.pinned, nil

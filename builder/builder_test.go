@@ -321,3 +321,52 @@ func TestMovingTagSharedThroughStorage(t *testing.T) {
 		t.Errorf("stale record: %d builds, want 1", n)
 	}
 }
+
+func TestWarmManifestByTag(t *testing.T) {
+	tests := []struct {
+		name    string
+		pinned  bool
+		ttl     time.Duration
+		advance time.Duration // clock moved after the build
+		want    bool
+	}{
+		{"moving, fresh", false, time.Hour, time.Minute, true},
+		{"moving, stale", false, time.Hour, 2 * time.Hour, false},
+		{"pinned, name fresh", true, time.Hour, time.Minute, true},
+		{"pinned, name stale: the source must be asked", true, time.Hour, 2 * time.Hour, false},
+		{"no ttl: always asked", false, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &countingSource{pinned: tt.pinned}
+			b := newTestBuilder(t, src, Options{MovingTagTTL: tt.ttl})
+			now := time.Now()
+			b.now = func() time.Time { return now }
+			if _, ok := b.WarmManifestByTag("hello", "v1", manifest.OCI); ok {
+				t.Fatal("warm before anything was built")
+			}
+			want := map[manifest.Format]storage.BlobInfo{}
+			for _, f := range []manifest.Format{manifest.OCI, manifest.Docker} {
+				info, err := b.ManifestByTag(context.Background(), "hello", "v1", f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[f] = info
+			}
+			builds := src.builds.Load()
+			now = now.Add(tt.advance)
+			for f, w := range want {
+				got, ok := b.WarmManifestByTag("hello", "v1", f)
+				if ok != tt.want || (ok && got != w) {
+					t.Errorf("%s: WarmManifestByTag = %v, %v; want %v, %v", f, got, ok, w, tt.want)
+				}
+			}
+			if _, ok := b.WarmManifestByTag("bad", "v1", manifest.OCI); ok {
+				t.Error("an unknown name is warm")
+			}
+			if n := src.builds.Load(); n != builds {
+				t.Errorf("WarmManifestByTag built %d times", n-builds)
+			}
+		})
+	}
+}

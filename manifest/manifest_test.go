@@ -269,3 +269,11 @@ func TestIsManifestMediaType(t *testing.T) {
 		t.Error("config counted as a manifest")
 	}
 }
+
+// Negotiate runs on every manifest GET.
+func TestNegotiateDoesNotAllocate(t *testing.T) {
+	accept := []string{DockerManifest + ";q=0.9, " + v1.MediaTypeImageManifest, "*/*;q=0.1"}
+	if n := testing.AllocsPerRun(100, func() { Negotiate(accept) }); n != 0 {
+		t.Errorf("Negotiate allocates %.0f times per call", n)
+	}
+}

@@ -17,7 +17,11 @@ import (
 func negotiate(accept []string) Format {
 	var oci, docker bool
 	for _, value := range accept {
-		for _, r := range strings.Split(value, ",") {
+		// strings.Cut rather than Split: this runs on every manifest GET
+		// and should not allocate.
+		for more := true; more; {
+			var r string
+			r, value, more = strings.Cut(value, ",")
 			mt, ok := mediaRange(r)
 			if !ok {
 				continue
@@ -44,7 +48,9 @@ func mediaRange(r string) (string, bool) {
 	if mt == "" {
 		return "", false
 	}
-	for _, p := range strings.Split(params, ";") {
+	for more := true; more; {
+		var p string
+		p, params, more = strings.Cut(params, ";")
 		k, v, _ := strings.Cut(p, "=")
 		if !strings.EqualFold(strings.TrimSpace(k), "q") {
 			continue
