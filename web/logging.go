@@ -116,10 +116,16 @@ func (h *handler) logRequest(w *responseWriter, r *http.Request, start time.Time
 		end:        end,
 		err:        w.err,
 	}
-	if fastLine(h.log, level, &line) {
+	h.writeLine(level, &line)
+}
+
+// writeLine writes a request line: on the fast path when the logger allows,
+// else through logrus.
+func (h *handler) writeLine(level logrus.Level, line *requestLine) {
+	if fastLine(h.log, level, line) {
 		return
 	}
-	entry := h.log.WithFields(line.fields()).WithTime(end)
+	entry := h.log.WithFields(line.fields()).WithTime(line.end)
 	if line.err != nil {
 		entry = entry.WithError(line.err)
 	}

@@ -10,7 +10,8 @@
 // suffix.
 //
 // Every error a registry client sees is written by writeError as an OCI
-// error body; every request gets one log line.
+// error body; every request gets one log line. Server puts a fast path for
+// warm manifest requests in front of net/http (see server.go).
 package web
 
 import (

@@ -33,6 +33,7 @@ type testImages struct {
 	tags  map[string]map[manifest.Format]digest.Digest
 	fail  error // if set, every call returns it
 	panic bool  // if set, every call panics
+	warm  map[string]storage.BlobInfo
 }
 
 func (ti *testImages) set(name, tag string, m map[manifest.Format]digest.Digest) {
@@ -58,7 +59,25 @@ func (ti *testImages) ManifestByTag(ctx context.Context, name, tag string, f man
 	if !ok {
 		return storage.BlobInfo{}, errcode.New(errcode.ManifestUnknown, "unknown manifest %s:%s", name, tag)
 	}
-	return ti.store.StatBlob(ctx, m[f])
+	info, err := ti.store.StatBlob(ctx, m[f])
+	if err == nil {
+		ti.mu.Lock()
+		if ti.warm == nil {
+			ti.warm = map[string]storage.BlobInfo{}
+		}
+		ti.warm[name+":"+tag+":"+f.String()] = info
+		ti.mu.Unlock()
+	}
+	return info, err
+}
+
+// WarmManifestByTag knows what ManifestByTag has answered before, as the
+// builder's caches do.
+func (ti *testImages) WarmManifestByTag(name, tag string, f manifest.Format) (storage.BlobInfo, bool) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	info, ok := ti.warm[name+":"+tag+":"+f.String()]
+	return info, ok
 }
 
 func (ti *testImages) Tags(ctx context.Context, name string) ([]string, error) {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/logsink"
+	"github.com/nixport/nixport/web"
 )
 
 func main() {
@@ -80,8 +81,9 @@ func run(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
 		"source":  string(cfg.Source.Kind),
 	}).Info("nixport listening")
 
+	front := web.NewServer(srv)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- front.Serve(ln) }()
 
 	select {
 	case err := <-serveErr:
@@ -91,9 +93,9 @@ func run(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
 	log.WithField("timeout", cfg.ShutdownTimeout.String()).Info("shutting down: finishing in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := front.Shutdown(sctx); err != nil {
 		log.WithError(err).Warn("in-flight requests did not finish in time; closing")
-		srv.Close()
+		front.Close()
 	}
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serving: %w", err)
