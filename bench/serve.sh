@@ -3,7 +3,9 @@
 # throughput, nixport beside nginx serving the same bytes as static files,
 # in one run on this machine. Both bind 127.0.0.1 on free ports; both are
 # stopped on exit.
-#   bench/serve.sh [seconds per measurement, default 10]
+#   bench/serve.sh [seconds per measurement, default 5] [rounds, default 3]
+# Each figure is the median of the rounds, which alternate between the two
+# servers; every round's figures are printed to stderr as well.
 # Targets (issue 2): manifests >= 0.8x nginx, blobs >= 0.9x nginx.
 #
 # Two arrangements of the CPUs, each printed:
@@ -18,7 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
-secs=${1:-10}
+secs=${1:-5}
+rounds=${2:-3}
 for tool in wrk nginx taskset; do
 	command -v $tool >/dev/null || { echo "bench: $tool missing (scripts/setup.sh installs it)" >&2; exit 1; }
 done
@@ -96,17 +99,25 @@ mbps() {
 		if (u=="GB") n*=1024; else if (u=="KB") n/=1024; print n }'
 }
 
+# median of the numbers given
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 results=()
-# measure LABEL: one manifest and one blob measurement of each server.
+# measure LABEL: manifest and blob figures of each server, as the median
+# of $rounds rounds that alternate between the two servers, so that drift
+# in the machine (page cache, clock, neighbours) falls on both alike.
 measure() {
 	local label=$1
-	local np_rps ng_rps np_mbps ng_mbps
-	np_rps=$(rps "http://127.0.0.1:$np_port$manifest_path")
-	ng_rps=$(rps "http://127.0.0.1:$ng_port$manifest_path")
-	np_mbps=$(mbps "http://127.0.0.1:$np_port$blob_path")
-	ng_mbps=$(mbps "http://127.0.0.1:$ng_port$blob_path")
-	results+=("$(awk -v l="$label" -v a="$np_rps" -v b="$ng_rps" 'BEGIN { printf "%-36s %14.0f %14.0f %8.2f %8s", "warm manifest GET (req/s), " l, a, b, a/b, ">=0.80" }')")
-	results+=("$(awk -v l="$label" -v a="$np_mbps" -v b="$ng_mbps" 'BEGIN { printf "%-36s %14.0f %14.0f %8.2f %8s", "256 MB blob GET (MB/s), " l, a, b, a/b, ">=0.90" }')")
+	local np_rps=() ng_rps=() np_mbps=() ng_mbps=()
+	for _ in $(seq "$rounds"); do
+		np_rps+=("$(rps "http://127.0.0.1:$np_port$manifest_path")")
+		ng_rps+=("$(rps "http://127.0.0.1:$ng_port$manifest_path")")
+		np_mbps+=("$(mbps "http://127.0.0.1:$np_port$blob_path")")
+		ng_mbps+=("$(mbps "http://127.0.0.1:$ng_port$blob_path")")
+	done
+	results+=("$(awk -v l="$label" -v a="$(median "${np_rps[@]}")" -v b="$(median "${ng_rps[@]}")" 'BEGIN { printf "%-36s %14.0f %14.0f %8.2f %8s", "warm manifest GET (req/s), " l, a, b, a/b, ">=0.80" }')")
+	results+=("$(awk -v l="$label" -v a="$(median "${np_mbps[@]}")" -v b="$(median "${ng_mbps[@]}")" 'BEGIN { printf "%-36s %14.0f %14.0f %8.2f %8s", "256 MB blob GET (MB/s), " l, a, b, a/b, ">=0.90" }')")
+	echo "bench: $label rounds: manifests nixport ${np_rps[*]} nginx ${ng_rps[*]}; blobs nixport ${np_mbps[*]} nginx ${ng_mbps[*]}" >&2
 }
 
 wrk_prefix=""
