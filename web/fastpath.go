@@ -27,8 +27,9 @@ import (
 const headBufSize = 8 << 10
 
 // maxFastHeaderValues bounds the Accept and If-None-Match lines a fast
-// request may carry; a request with more goes to net/http.
-const maxFastHeaderValues = 4
+// request may carry; a request with more goes to net/http. Docker's client
+// sends one Accept line per manifest type it knows, six today.
+const maxFastHeaderValues = 16
 
 // WarmImages is implemented by Images that can answer ManifestByTag from
 // memory alone (the builder does). The fast path needs it to answer a tag;
