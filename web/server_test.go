@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -332,5 +333,57 @@ func TestServerWithoutFastPath(t *testing.T) {
 	srv.Close()
 	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 		t.Fatalf("Serve returned %v", err)
+	}
+}
+
+// TestFastPathConcurrentClients runs many keep-alive clients at once, each
+// mixing fast answers with requests that hand their connection over, and
+// checks every answer (under -race in scripts/test).
+func TestFastPathConcurrentClients(t *testing.T) {
+	f := newFixture(t)
+	s := newServers(t, f)
+	oci := f.built.OCI
+	base := "http://" + s.fastAddr
+	// Warm the tag through the fast server itself.
+	if resp, err := http.Get(base + "/v2/hello/manifests/latest"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	servedBefore := s.fast.served.Load()
+
+	const clients, rounds = 16, 50
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer client.CloseIdleConnections()
+			for r := range rounds {
+				path, want := "/v2/hello/manifests/latest", oci.Bytes
+				switch (i + r) % 4 {
+				case 1:
+					path = "/v2/hello/manifests/" + oci.Digest.String()
+				case 2:
+					path, want = "/v2/hello/blobs/"+f.layerDigest.String(), f.layer
+				case 3:
+					path, want = "/v2/", []byte("{}")
+				}
+				resp, err := client.Get(base + path)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+					t.Errorf("GET %s: %s, %d bytes, %v", path, resp.Status, len(body), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if s.fast.served.Load() == servedBefore {
+		t.Error("no request was answered on the fast path")
 	}
 }
