@@ -8,11 +8,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/manifest"
 )
@@ -26,7 +29,7 @@ type servers struct {
 	shutdowned bool
 }
 
-func newServers(t *testing.T, f *fixture) *servers {
+func newServers(t testing.TB, f *fixture) *servers {
 	t.Helper()
 	conf := func() *http.Server {
 		return &http.Server{Handler: f.handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second}
@@ -385,5 +388,63 @@ func TestFastPathConcurrentClients(t *testing.T) {
 	wg.Wait()
 	if s.fast.served.Load() == servedBefore {
 		t.Error("no request was answered on the fast path")
+	}
+}
+
+// BenchmarkServerManifestGet is a warm manifest GET by tag over loopback
+// TCP, one keep-alive connection, through the fast path and through plain
+// net/http with the same handler, logging to /dev/null; time and
+// allocations include the client's side:
+//
+//	go test ./web -run '^$' -bench ServerManifestGet -benchmem
+//
+// bench/serve.sh compares the whole binary with nginx under load.
+func BenchmarkServerManifestGet(b *testing.B) {
+	f := newFixture(b)
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devNull.Close()
+	log := logrus.New()
+	log.Out = devNull
+	log.Formatter = &logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano}
+	f.handler.(*handler).log = log
+	s := newServers(b, f)
+	req := "GET /v2/hello/manifests/latest HTTP/1.1\r\nHost: x\r\nAccept: " + v1Manifest + "\r\n\r\n"
+	// Warm on a connection of its own: a cold request hands its
+	// connection to net/http for good.
+	if resp, err := http.Get("http://" + s.plainAddr + "/v2/hello/manifests/latest"); err != nil {
+		b.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	for _, c := range []struct{ name, addr string }{{"fast", s.fastAddr}, {"net-http", s.plainAddr}} {
+		b.Run(c.name, func(b *testing.B) {
+			conn, err := net.Dial("tcp", c.addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			br := bufio.NewReader(conn)
+			roundTrip := func() {
+				if _, err := io.WriteString(conn, req); err != nil {
+					b.Fatal(err)
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatal(resp.Status)
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				roundTrip()
+			}
+		})
 	}
 }
