@@ -84,13 +84,14 @@ func IngestLayout(ctx context.Context, store storage.Backend, dir string, log lo
 // ingestStats count what one ingest did.
 type ingestStats struct {
 	blobs  int   // distinct blobs in the layout
+	hashed int   // non-manifest blobs hashed (the rest were in storage)
 	copied int   // blobs copied into storage (the rest were there)
 	bytes  int64 // bytes copied
 }
 
 func ingestLayout(ctx context.Context, store storage.Backend, dir string, log logrus.FieldLogger) (Manifests, ingestStats, error) {
 	start := time.Now()
-	l, err := checkLayout(ctx, dir)
+	l, err := checkLayout(ctx, dir, store)
 	if err != nil {
 		return nil, ingestStats{}, err
 	}
@@ -104,7 +105,7 @@ func ingestLayout(ctx context.Context, store storage.Backend, dir string, log lo
 		return nil, stats, err
 	}
 	log.WithFields(logrus.Fields{
-		"blobs": stats.blobs, "copied": stats.copied, "bytes_copied": stats.bytes,
+		"blobs": stats.blobs, "hashed": stats.hashed, "copied": stats.copied, "bytes_copied": stats.bytes,
 		"duration_ms": time.Since(start).Milliseconds(),
 	}).Debug("OCI layout ingested")
 	return m, stats, nil
@@ -123,6 +124,7 @@ type layoutBlob struct {
 	mediaType string
 	what      string // where it was first referenced, for errors
 	data      []byte // a manifest's or index's bytes (verified); nil for other blobs
+	held      bool   // storage already holds it: not hashed, not copied
 }
 
 // checkedLayout is a layout whose every blob has been verified.
@@ -139,21 +141,22 @@ type checkedLayout struct {
 func (l *checkedLayout) close() { l.root.Close() }
 
 // checkLayout reads and verifies the layout in dir without writing
-// anything anywhere.
-func checkLayout(ctx context.Context, dir string) (*checkedLayout, error) {
+// anything anywhere. Blobs store already holds are checked for presence
+// and size only; store may be nil.
+func checkLayout(ctx context.Context, dir string, store storage.Backend) (*checkedLayout, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, badLayout(err, "the layout directory cannot be opened")
 	}
 	l := &checkedLayout{dir: dir, root: root, blobs: map[digest.Digest]*layoutBlob{}}
-	if err := l.check(ctx); err != nil {
+	if err := l.check(ctx, store); err != nil {
 		root.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
-func (l *checkedLayout) check(ctx context.Context) error {
+func (l *checkedLayout) check(ctx context.Context, store storage.Backend) error {
 	data, err := l.readFile("oci-layout", maxOCILayoutBytes)
 	if err != nil {
 		return err
@@ -183,7 +186,7 @@ func (l *checkedLayout) check(ctx context.Context) error {
 	// Manifests were verified as they were read; hash the rest.
 	jobs := make([]func(context.Context) error, len(l.leaves))
 	for i, b := range l.leaves {
-		jobs[i] = func(ctx context.Context) error { return l.verifyFile(ctx, b) }
+		jobs[i] = func(ctx context.Context) error { return l.verifyLeaf(ctx, store, b) }
 	}
 	if err := runBounded(ctx, runtime.NumCPU(), jobs); err != nil {
 		if ctx.Err() != nil {
@@ -528,6 +531,34 @@ func (l *checkedLayout) readBlob(ctx context.Context, b *layoutBlob) ([]byte, er
 	return data, nil
 }
 
+// verifyLeaf checks a blob that is not a manifest. One that storage
+// already holds is not hashed: what is served is storage's copy, verified
+// when it was stored, so only the layout file's presence and size are
+// checked, and the descriptor's size against storage's. A layout rebuilt
+// with one layer changed thus costs the hashing of that layer alone.
+func (l *checkedLayout) verifyLeaf(ctx context.Context, store storage.Backend, b *layoutBlob) error {
+	if store == nil {
+		return l.verifyFile(ctx, b)
+	}
+	info, err := store.StatBlob(ctx, b.digest)
+	if errors.Is(err, storage.ErrNotFound) {
+		return l.verifyFile(ctx, b)
+	}
+	if err != nil {
+		return fmt.Errorf("looking up blob %s in storage: %w", b.digest, err)
+	}
+	if info.Size != b.size {
+		return badLayout(nil, "%s: blob %s has size %d, but the blob of that digest is %d bytes", b.what, b.digest, b.size, info.Size)
+	}
+	f, err := l.openBlob(b)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	b.held = true
+	return nil
+}
+
 // verifyFile hashes blob b's file and checks it against its descriptor.
 func (l *checkedLayout) verifyFile(ctx context.Context, b *layoutBlob) error {
 	f, err := l.openBlob(b)
@@ -562,7 +593,15 @@ func checkContent(b *layoutBlob, n int64, sum [sha256.Size]byte) error {
 // the blobs it references.
 func (l *checkedLayout) copyBlobs(ctx context.Context, store storage.Backend) (ingestStats, error) {
 	stats := ingestStats{blobs: len(l.order)}
+	for _, b := range l.leaves {
+		if !b.held {
+			stats.hashed++
+		}
+	}
 	for _, b := range l.order {
+		if b.held {
+			continue
+		}
 		if _, err := store.StatBlob(ctx, b.digest); err == nil {
 			continue
 		} else if !errors.Is(err, storage.ErrNotFound) {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
@@ -65,7 +66,7 @@ func genLayout(t *testing.T, bin string, args ...string) string {
 	return dir
 }
 
-func newFSStore(t *testing.T) (storage.Backend, string) {
+func newFSStore(t testing.TB) (storage.Backend, string) {
 	t.Helper()
 	dir := t.TempDir()
 	s, err := filesystem.New(dir, nil)
@@ -210,8 +211,8 @@ func TestIngestLayout(t *testing.T) {
 			if got := checkStored(t, store, info); !slices.Equal(got, tt.platforms) {
 				t.Errorf("platforms %v, want %v", got, tt.platforms)
 			}
-			if stats.blobs != tt.blobs || stats.copied != tt.blobs {
-				t.Errorf("stats %+v, want %d blobs all copied", stats, tt.blobs)
+			if stats.blobs != tt.blobs || stats.copied != tt.blobs || stats.hashed == 0 {
+				t.Errorf("stats %+v, want %d blobs all copied, layers hashed", stats, tt.blobs)
 			}
 			// Again: the same manifests, nothing copied, storage as it was.
 			before := listTree(t, storeDir)
@@ -219,8 +220,8 @@ func TestIngestLayout(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m2[manifest.OCI] != info || stats.copied != 0 {
-				t.Errorf("second ingest: %+v, %+v", m2, stats)
+			if m2[manifest.OCI] != info || stats.copied != 0 || stats.hashed != 0 {
+				t.Errorf("second ingest: %+v, %+v; want nothing copied or hashed", m2, stats)
 			}
 			if after := listTree(t, storeDir); !slices.Equal(before, after) {
 				t.Errorf("second ingest changed storage:\n%v\n%v", before, after)
@@ -410,7 +411,7 @@ func FuzzIngestIndex(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer os.Remove(mPath)
-		l, err := checkLayout(context.Background(), dir)
+		l, err := checkLayout(context.Background(), dir, nil)
 		if err != nil {
 			if e, ok := errcode.As(err); !ok || e.Code != errcode.BuildFailed || !strings.HasPrefix(e.Message, "invalid OCI image layout: ") {
 				t.Fatalf("error %v is not a BUILD_FAILED layout error", err)
@@ -441,4 +442,81 @@ func FuzzIngestIndex(f *testing.F) {
 func sha256hex(data []byte) string {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
+}
+
+// TestIngestTrustsStoredBlobs: a blob storage already holds is not hashed
+// again, since storage's copy is what is served; its file must still be in
+// the layout with the descriptor's size, and the descriptor must agree
+// with storage on the size.
+func TestIngestTrustsStoredBlobs(t *testing.T) {
+	bin := buildLayoutgen(t)
+	good := genLayout(t, bin)
+	_, m := layoutManifest(t, good)
+	layer := m.Layers[0]
+	layerPath := func(dir string) string {
+		return filepath.Join(dir, "blobs", "sha256", layer.Digest.Encoded())
+	}
+	// withManifest points a layout at a new manifest made by change.
+	withManifest := func(change func(*v1.Manifest)) layoutEdit {
+		return func(t *testing.T, dir string) {
+			_, m := layoutManifest(t, dir)
+			change(&m)
+			data, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(data)
+			writeFile(t, filepath.Join(dir, "blobs", "sha256", hex.EncodeToString(sum[:])), data)
+			editIndex(func(idx map[string]any) {
+				d := firstManifest(idx)
+				d["digest"], d["size"] = "sha256:"+hex.EncodeToString(sum[:]), len(data)
+			})(t, dir)
+		}
+	}
+	tests := []struct {
+		name    string
+		edit    layoutEdit
+		message string // empty: accepted
+	}{
+		{"held layer rewritten with the same size: storage's copy serves", func(t *testing.T, dir string) {
+			writeFile(t, layerPath(dir), bytes.Repeat([]byte{'x'}, int(layer.Size)))
+		}, ""},
+		{"held layer missing", func(t *testing.T, dir string) { os.Remove(layerPath(dir)) }, "is missing"},
+		{"held layer truncated", func(t *testing.T, dir string) { writeFile(t, layerPath(dir), []byte("x")) }, "is truncated"},
+		{"descriptor disagrees with storage on the size", withManifest(func(m *v1.Manifest) {
+			m.Layers[0].Size++
+		}), "but the blob of that digest is"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store, _ := newFSStore(t)
+			ctx := context.Background()
+			if _, err := IngestLayout(ctx, store, good, quietLog()); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := os.CopyFS(dir, os.DirFS(good)); err != nil {
+				t.Fatal(err)
+			}
+			tt.edit(t, dir)
+			_, stats, err := ingestLayout(ctx, store, dir, quietLog())
+			if tt.message != "" {
+				wantCode(t, err, errcode.BuildFailed, tt.message)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stats.hashed != 0 {
+				t.Errorf("%d blobs hashed, want 0", stats.hashed)
+			}
+			info, err := store.StatBlob(ctx, layer.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := digest.FromBytes(readBlob(t, store, info)); got != layer.Digest {
+				t.Errorf("stored layer hashes to %s", got)
+			}
+		})
+	}
 }
