@@ -68,6 +68,9 @@ func (fc *fastConn) serve() {
 	remote := c.RemoteAddr().String()
 	var out []byte
 	var req fastRequest
+	// As in net/http, a new connection has the header timeout to send its
+	// first request, and only later ones the idle timeout.
+	wait := s.readHeaderTimeout()
 	for {
 		if br.Buffered() == 0 {
 			if s.shutting.Load() {
@@ -77,7 +80,7 @@ func (fc *fastConn) serve() {
 			if s.shutting.Load() {
 				return
 			}
-			c.SetReadDeadline(deadline(s.idleTimeout()))
+			c.SetReadDeadline(deadline(wait))
 			_, err := br.Peek(1)
 			fc.idle.Store(false)
 			if err != nil {
@@ -120,6 +123,7 @@ func (fc *fastConn) serve() {
 		if werr != nil {
 			return
 		}
+		wait = s.idleTimeout()
 	}
 	// net/http takes the connection, with the request not yet consumed;
 	// during Shutdown too, which stops net/http only once every fast

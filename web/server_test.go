@@ -448,3 +448,59 @@ func BenchmarkServerManifestGet(b *testing.B) {
 		})
 	}
 }
+
+// TestFastPathTimeouts: the fast path cuts connections as net/http would,
+// since it waits for requests itself: a new connection that sends nothing
+// and a stalled request head after ReadHeaderTimeout, a quiet keep-alive
+// connection after IdleTimeout.
+func TestFastPathTimeouts(t *testing.T) {
+	const header, idle = 200 * time.Millisecond, 600 * time.Millisecond
+	f := newFixture(t)
+	srv := NewServer(&http.Server{Handler: f.handler, ReadHeaderTimeout: header, IdleTimeout: idle})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	tests := []struct {
+		name     string
+		send     string // then silence
+		answers  int    // responses to read first
+		min, max time.Duration
+	}{
+		{"nothing sent", "", 0, header, 2 * header},
+		{"head stalled", "GET /v2/ HTTP/1.1\r\nHost: x\r\n", 0, header, 2 * header},
+		{"idle after an answer", "GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n", 1, idle, 3 * idle},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, tc.send)
+			br := bufio.NewReader(c)
+			for range tc.answers {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			start := time.Now()
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Fatalf("read %v, want the server to close", err)
+			}
+			// Timers are not exact; the bounds only tell the two timeouts
+			// apart.
+			if d := time.Since(start); d < tc.min*8/10 || d > tc.max {
+				t.Errorf("closed after %v, want between %v and %v", d, tc.min, tc.max)
+			}
+		})
+	}
+}
