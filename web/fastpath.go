@@ -103,9 +103,11 @@ func (fc *fastConn) serve() {
 		if !ok {
 			break
 		}
+		// During Shutdown, say this is the last answer, as net/http does.
+		closing := s.shutting.Load()
 		var tail []byte
 		var n int
-		out, tail, n = appendResponse(out[:0], &a, req.head, start)
+		out, tail, n = appendResponse(out[:0], &a, req.head, closing, start)
 		if d := s.http.WriteTimeout; d > 0 {
 			c.SetWriteDeadline(start.Add(d))
 		}
@@ -120,7 +122,7 @@ func (fc *fastConn) serve() {
 			_, werr = c.Write(out)
 		}
 		br.Discard(len(head))
-		if werr != nil {
+		if werr != nil || closing {
 			return
 		}
 		wait = s.idleTimeout()
@@ -403,10 +405,11 @@ func (h *handler) answerFast(req *fastRequest) (fastAnswer, bool) {
 }
 
 // appendResponse appends a's status line and headers to out, as net/http
-// writes them (sorted by name, then Date). A small body is appended too,
+// writes them (sorted by name, then Date, then Connection: close if
+// closing). A small body is appended too,
 // so the response goes in one write; a large one is returned as tail, to
 // be written after out without a copy. n is the body's length.
-func appendResponse(out []byte, a *fastAnswer, head bool, now time.Time) (_ []byte, tail []byte, n int) {
+func appendResponse(out []byte, a *fastAnswer, head, closing bool, now time.Time) (_ []byte, tail []byte, n int) {
 	e := a.entry
 	var body []byte
 	switch {
@@ -444,6 +447,9 @@ func appendResponse(out []byte, a *fastAnswer, head bool, now time.Time) (_ []by
 	}
 	out = append(out, "Date: "...)
 	out = now.UTC().AppendFormat(out, http.TimeFormat)
+	if closing {
+		out = append(out, "\r\nConnection: close"...)
+	}
 	out = append(out, "\r\n\r\n"...)
 	if head {
 		body = nil

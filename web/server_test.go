@@ -504,3 +504,15 @@ func TestFastPathTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// TestFastAnswerDuringShutdown: an answer the fast path gives while
+// shutting down says it is the connection's last, as net/http's do.
+func TestFastAnswerDuringShutdown(t *testing.T) {
+	now := time.Date(2026, 11, 24, 18, 0, 0, 0, time.UTC)
+	out, _, n := appendResponse(nil, &fastAnswer{}, false, true, now)
+	want := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n" +
+		"Docker-Distribution-Api-Version: registry/2.0\r\nDate: Tue, 24 Nov 2026 18:00:00 GMT\r\nConnection: close\r\n\r\n{}"
+	if string(out) != want || n != 2 {
+		t.Errorf("got %q (%d body bytes), want %q", out, n, want)
+	}
+}
