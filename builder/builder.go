@@ -146,15 +146,32 @@ func (b *Builder) WarmManifestByTag(name, tag string, f manifest.Format) (storag
 		return storage.BlobInfo{}, false
 	}
 	now := b.now()
-	id, ok := b.ids.Get(imageID{name, tag})
-	if !ok || now.Sub(id.at) >= b.opts.MovingTagTTL {
+	id, ok := b.knownID(imageID{name, tag}, now)
+	if !ok {
 		return storage.BlobInfo{}, false
 	}
-	e, ok := b.cache.Get(id.key)
+	m, ok := b.cached(id.key, now)
+	if !ok {
+		return storage.BlobInfo{}, false
+	}
+	return m.Pick(f)
+}
+
+// knownID is the remembered answer of Source.Identify for id, if it is
+// younger than MovingTagTTL.
+func (b *Builder) knownID(id imageID, now time.Time) (identity, bool) {
+	v, ok := b.ids.Get(id)
+	return v, ok && now.Sub(v.at) < b.opts.MovingTagTTL
+}
+
+// cached is the in-memory image of key, if it is pinned or was built
+// within MovingTagTTL.
+func (b *Builder) cached(key string, now time.Time) (Manifests, bool) {
+	e, ok := b.cache.Get(key)
 	if !ok || !(e.pinned || now.Sub(e.at) < b.opts.MovingTagTTL) {
-		return storage.BlobInfo{}, false
+		return nil, false
 	}
-	return e.manifests.Pick(f)
+	return e.manifests, true
 }
 
 // Image returns every stored manifest of name:tag.
@@ -166,8 +183,8 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error
 	if err != nil {
 		return nil, err
 	}
-	if e, ok := b.cache.Get(key); ok && (e.pinned || b.now().Sub(e.at) < b.opts.MovingTagTTL) {
-		return e.manifests, nil
+	if m, ok := b.cached(key, b.now()); ok {
+		return m, nil
 	}
 	if pinned {
 		if m, err := b.pinnedRecord(ctx, key); err == nil {
@@ -193,7 +210,7 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error
 func (b *Builder) identify(name, tag string) (string, bool, error) {
 	id := imageID{name, tag}
 	now := b.now()
-	if v, ok := b.ids.Get(id); ok && now.Sub(v.at) < b.opts.MovingTagTTL {
+	if v, ok := b.knownID(id, now); ok {
 		return v.key, v.pinned, nil
 	}
 	key, pinned, err := b.opts.Source.Identify(name, tag)
