@@ -63,13 +63,9 @@ func New(out io.Writer, limit int) *Writer {
 // is full. After Close it writes p directly.
 func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
-	if w.closed {
-		defer w.mu.Unlock()
-		return w.out.Write(p)
-	}
 	// A line larger than the whole limit still goes, once the buffer is
 	// empty, so nothing is ever refused.
-	for len(w.pending) > 0 && len(w.pending)+len(p) > w.limit && !w.closed {
+	for !w.closed && len(w.pending) > 0 && len(w.pending)+len(p) > w.limit {
 		w.drained.Wait()
 	}
 	if w.closed {
