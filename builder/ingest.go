@@ -134,8 +134,7 @@ type checkedLayout struct {
 	top   []v1.Descriptor // index.json's manifests
 	blobs map[digest.Digest]*layoutBlob
 	// order holds every blob once, each after the blobs it references.
-	order  []*layoutBlob
-	leaves []*layoutBlob // blobs that are not manifests, to hash
+	order []*layoutBlob
 }
 
 func (l *checkedLayout) close() { l.root.Close() }
@@ -183,10 +182,9 @@ func (l *checkedLayout) check(ctx context.Context, store storage.Backend) error 
 			return err
 		}
 	}
-	// Manifests were verified as they were read; hash the rest.
-	jobs := make([]func(context.Context) error, len(l.leaves))
-	for i, b := range l.leaves {
-		jobs[i] = func(ctx context.Context) error { return l.verifyLeaf(ctx, store, b) }
+	jobs := make([]func(context.Context) error, len(l.order))
+	for i, b := range l.order {
+		jobs[i] = func(ctx context.Context) error { return l.verifyBlob(ctx, store, b) }
 	}
 	if err := runBounded(ctx, runtime.NumCPU(), jobs); err != nil {
 		if ctx.Err() != nil {
@@ -366,7 +364,6 @@ func (l *checkedLayout) walk(ctx context.Context, d v1.Descriptor, depth int, wh
 	b := &layoutBlob{digest: d.Digest, size: d.Size, mediaType: d.MediaType, what: what}
 	l.blobs[d.Digest] = b
 	if !isManifest && !isIndex {
-		l.leaves = append(l.leaves, b)
 		l.order = append(l.order, b)
 		return nil
 	}
@@ -531,32 +528,38 @@ func (l *checkedLayout) readBlob(ctx context.Context, b *layoutBlob) ([]byte, er
 	return data, nil
 }
 
-// verifyLeaf checks a blob that is not a manifest. One that storage
-// already holds is not hashed: what is served is storage's copy, verified
-// when it was stored, so only the layout file's presence and size are
-// checked, and the descriptor's size against storage's. A layout rebuilt
-// with one layer changed thus costs the hashing of that layer alone.
-func (l *checkedLayout) verifyLeaf(ctx context.Context, store storage.Backend, b *layoutBlob) error {
-	if store == nil {
-		return l.verifyFile(ctx, b)
+// verifyBlob finishes checking blob b, and asks storage, once, whether it
+// holds b already. Manifests and indexes were verified as they were read.
+// Other blobs are hashed, unless storage holds them: what is served is
+// storage's copy, verified when it was stored, so only the layout file's
+// presence and size are checked, and the descriptor's size against
+// storage's. A layout rebuilt with one layer changed thus costs the
+// hashing of that layer alone. store may be nil: then nothing is held.
+func (l *checkedLayout) verifyBlob(ctx context.Context, store storage.Backend, b *layoutBlob) error {
+	if store != nil {
+		info, err := store.StatBlob(ctx, b.digest)
+		switch {
+		case err == nil:
+			if info.Size != b.size {
+				return badLayout(nil, "%s: blob %s has size %d, but the blob of that digest is %d bytes", b.what, b.digest, b.size, info.Size)
+			}
+			b.held = true
+		case !errors.Is(err, storage.ErrNotFound):
+			return fmt.Errorf("looking up blob %s in storage: %w", b.digest, err)
+		}
 	}
-	info, err := store.StatBlob(ctx, b.digest)
-	if errors.Is(err, storage.ErrNotFound) {
-		return l.verifyFile(ctx, b)
+	switch {
+	case b.data != nil:
+		return nil
+	case b.held:
+		f, err := l.openBlob(b)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("looking up blob %s in storage: %w", b.digest, err)
-	}
-	if info.Size != b.size {
-		return badLayout(nil, "%s: blob %s has size %d, but the blob of that digest is %d bytes", b.what, b.digest, b.size, info.Size)
-	}
-	f, err := l.openBlob(b)
-	if err != nil {
-		return err
-	}
-	f.Close()
-	b.held = true
-	return nil
+	return l.verifyFile(ctx, b)
 }
 
 // verifyFile hashes blob b's file and checks it against its descriptor.
@@ -589,23 +592,18 @@ func checkContent(b *layoutBlob, n int64, sum [sha256.Size]byte) error {
 	return nil
 }
 
-// copyBlobs copies into store every blob it does not hold yet, each after
-// the blobs it references.
+// copyBlobs copies into store, the one checkLayout asked, every blob it
+// did not hold, each after the blobs it references. A blob another writer
+// stored meanwhile is no harm: committing a blob that exists leaves it as
+// it is.
 func (l *checkedLayout) copyBlobs(ctx context.Context, store storage.Backend) (ingestStats, error) {
 	stats := ingestStats{blobs: len(l.order)}
-	for _, b := range l.leaves {
-		if !b.held {
-			stats.hashed++
-		}
-	}
 	for _, b := range l.order {
 		if b.held {
 			continue
 		}
-		if _, err := store.StatBlob(ctx, b.digest); err == nil {
-			continue
-		} else if !errors.Is(err, storage.ErrNotFound) {
-			return stats, fmt.Errorf("looking up blob %s in storage: %w", b.digest, err)
+		if b.data == nil {
+			stats.hashed++
 		}
 		if err := l.copyBlob(ctx, store, b); err != nil {
 			return stats, err
