@@ -73,9 +73,8 @@ func (fc *fastConn) serve() {
 	wait := s.readHeaderTimeout()
 	for {
 		if br.Buffered() == 0 {
-			if s.shutting.Load() {
-				return
-			}
+			// Idle first, then the check: Shutdown sets the flag before it
+			// wakes idle connections, so one of the two catches this one.
 			fc.idle.Store(true)
 			if s.shutting.Load() {
 				return
@@ -474,18 +473,15 @@ func (h *handler) logFast(req *fastRequest, a *fastAnswer, remote string, bodyBy
 	if req.head {
 		method = http.MethodHead
 	}
-	end := time.Now()
 	line := requestLine{
-		method:     method,
-		path:       req.path,
-		remote:     remote,
-		image:      a.image,
-		tag:        a.tag,
-		digest:     string(a.digest),
-		status:     status,
-		bytes:      bodyBytes,
-		durationMs: float64(end.Sub(start).Microseconds()) / 1000,
-		end:        end,
+		method: method,
+		path:   req.path,
+		remote: remote,
+		image:  a.image,
+		tag:    a.tag,
+		digest: string(a.digest),
+		status: status,
+		bytes:  bodyBytes,
 	}
-	h.writeLine(logrus.InfoLevel, &line)
+	h.writeLine(logrus.InfoLevel, &line, start)
 }

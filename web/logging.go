@@ -101,27 +101,26 @@ func (h *handler) logRequest(w *responseWriter, r *http.Request, start time.Time
 	if !h.logEnabled(level) {
 		return
 	}
-	end := time.Now()
 	line := requestLine{
-		method:     r.Method,
-		path:       r.URL.Path,
-		remote:     r.RemoteAddr,
-		image:      w.image,
-		tag:        w.tag,
-		digest:     string(w.digest),
-		code:       string(w.code),
-		status:     status,
-		bytes:      w.bytes,
-		durationMs: float64(end.Sub(start).Microseconds()) / 1000,
-		end:        end,
-		err:        w.err,
+		method: r.Method,
+		path:   r.URL.Path,
+		remote: r.RemoteAddr,
+		image:  w.image,
+		tag:    w.tag,
+		digest: string(w.digest),
+		code:   string(w.code),
+		status: status,
+		bytes:  w.bytes,
+		err:    w.err,
 	}
-	h.writeLine(level, &line)
+	h.writeLine(level, &line, start)
 }
 
-// writeLine writes a request line: on the fast path when the logger allows,
-// else through logrus.
-func (h *handler) writeLine(level logrus.Level, line *requestLine) {
+// writeLine writes a request line, timed from start to now: on the fast
+// path when the logger allows, else through logrus.
+func (h *handler) writeLine(level logrus.Level, line *requestLine, start time.Time) {
+	line.end = time.Now()
+	line.durationMs = float64(line.end.Sub(start).Microseconds()) / 1000
 	if fastLine(h.log, level, line) {
 		return
 	}
