@@ -5,9 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
-	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -58,11 +56,7 @@ func BenchmarkManifestGet(b *testing.B) {
 		b.Fatal(err)
 	}
 	h.images = fixedImages{images: f.images, name: "fixed", info: info}
-	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devNull.Close()
+	devNull := openDevNull(b)
 	byDigest := "/v2/shell/git/htop/manifests/" + f.built.OCI.Digest.String()
 	for _, c := range []struct {
 		name string
@@ -77,9 +71,7 @@ func BenchmarkManifestGet(b *testing.B) {
 		{"digest-nolog", byDigest, devNull, logrus.WarnLevel},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			log := logrus.New()
-			log.Out = c.out
-			log.Formatter = &logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano}
+			log := jsonLogger(c.out)
 			log.SetLevel(c.log)
 			h.log = log
 			r := httptest.NewRequest("GET", c.path, nil)

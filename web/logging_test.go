@@ -83,8 +83,8 @@ func TestLogLevel(t *testing.T) {
 	}
 }
 
-// TestRequestLogToFile runs requests with the logger cmd/nixport sets up
-// (JSON to a file), which takes the fast path.
+// TestRequestLogToFile runs requests with cmd/nixport's JSON logger
+// writing to a file, which takes the fast log path.
 func TestRequestLogToFile(t *testing.T) {
 	f := newFixture(t)
 	file, err := os.Create(filepath.Join(t.TempDir(), "log"))
@@ -92,10 +92,7 @@ func TestRequestLogToFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer file.Close()
-	log := logrus.New()
-	log.Out = file
-	log.Formatter = &logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano}
-	f.handler.(*handler).log = log
+	f.handler.(*handler).log = jsonLogger(file)
 
 	f.do("GET", "/v2/hello/manifests/latest", nil)
 	f.images.fail = errors.New("source gone")

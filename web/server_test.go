@@ -8,14 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/manifest"
 )
@@ -401,15 +398,7 @@ func TestFastPathConcurrentClients(t *testing.T) {
 // bench/serve.sh compares the whole binary with nginx under load.
 func BenchmarkServerManifestGet(b *testing.B) {
 	f := newFixture(b)
-	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devNull.Close()
-	log := logrus.New()
-	log.Out = devNull
-	log.Formatter = &logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano}
-	f.handler.(*handler).log = log
+	f.handler.(*handler).log = jsonLogger(openDevNull(b))
 	s := newServers(b, f)
 	req := "GET /v2/hello/manifests/latest HTTP/1.1\r\nHost: x\r\nAccept: " + v1Manifest + "\r\n\r\n"
 	// Warm on a connection of its own: a cold request hands its

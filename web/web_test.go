@@ -9,11 +9,13 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
@@ -163,6 +165,27 @@ func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// jsonLogger is the logger cmd/nixport sets up: JSON lines with
+// nanosecond times, here to out.
+func jsonLogger(out io.Writer) *logrus.Logger {
+	log := logrus.New()
+	log.Out = out
+	log.Formatter = &logrus.JSONFormatter{TimestampFormat: time.RFC3339Nano}
+	return log
+}
+
+// openDevNull opens /dev/null for writing, a file like stderr that costs
+// nothing to write, and closes it when tb ends.
+func openDevNull(tb testing.TB) *os.File {
+	tb.Helper()
+	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	return f
 }
 
 // testNames are the repositories the fixture's image is tagged under.
