@@ -21,12 +21,21 @@ import (
 
 // siteFiles is the documentation site served at / unless WebDir is set.
 //
-//go:embed site
+//go:embed site site/_*.html
 var siteFiles embed.FS
 
 // hostPlaceholder in an embedded HTML page is replaced by the host the
 // client asked for, so that the examples can be copied as they are.
 const hostPlaceholder = "{{HOST}}"
+
+// The embedded pages share their header (with the navigation) and footer:
+// these placeholders are replaced once, at start-up, by _header.html and
+// _footer.html, the header marking the page's own link as the current one.
+// Files whose names start with "_" are such parts, never served.
+const (
+	headerPlaceholder = "{{HEADER}}"
+	footerPlaceholder = "{{FOOTER}}"
+)
 
 // site serves the documentation: the embedded pages, or a directory.
 type site struct {
@@ -55,7 +64,7 @@ func newSite(webDir string) (*site, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded site: %w", err)
 	}
-	pages := map[string]*page{}
+	contents, parts := map[string][]byte{}, map[string][]byte{}
 	err = fs.WalkDir(files, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -64,16 +73,43 @@ func newSite(webDir string) (*site, error) {
 		if err != nil {
 			return err
 		}
-		pages[name] = newPage(name, data)
+		if strings.HasPrefix(path.Base(name), "_") {
+			parts[name] = bytes.TrimSuffix(data, []byte("\n"))
+		} else {
+			contents[name] = data
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded site: %w", err)
 	}
+	header, footer := parts["_header.html"], parts["_footer.html"]
+	if header == nil || footer == nil {
+		return nil, errors.New("embedded site: _header.html or _footer.html missing")
+	}
+	pages := map[string]*page{}
+	for name, data := range contents {
+		if path.Ext(name) == ".html" {
+			data = withSharedParts(name, data, header, footer)
+		}
+		pages[name] = newPage(name, data)
+	}
 	if pages["index.html"] == nil || pages["404.html"] == nil {
 		return nil, errors.New("embedded site: index.html or 404.html missing")
 	}
 	return &site{pages: pages}, nil
+}
+
+// withSharedParts puts the shared header and footer into page name.
+func withSharedParts(name string, data, header, footer []byte) []byte {
+	self := "/" + strings.TrimSuffix(name, ".html")
+	if name == "index.html" {
+		self = "/"
+	}
+	own := `<li><a href="` + self + `">`
+	header = bytes.Replace(header, []byte(own), []byte(`<li><a href="`+self+`" aria-current="page">`), 1)
+	data = bytes.Replace(data, []byte(headerPlaceholder), header, 1)
+	return bytes.Replace(data, []byte(footerPlaceholder), footer, 1)
 }
 
 func newPage(name string, data []byte) *page {

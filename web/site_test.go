@@ -29,6 +29,7 @@ func TestEmbeddedSite(t *testing.T) {
 		{"/v2x", 404, "text/html; charset=utf-8", []string{"Page not found"}},
 		{"/../../etc/passwd", 404, "text/html; charset=utf-8", []string{"Page not found"}},
 		{"/site/index.html", 404, "text/html; charset=utf-8", nil},
+		{"/_header.html", 404, "text/html; charset=utf-8", nil},
 	}
 	for _, c := range cases {
 		r := httptest.NewRequest("GET", c.path, nil)
@@ -48,11 +49,38 @@ func TestEmbeddedSite(t *testing.T) {
 				t.Errorf("%s: no %q in the page", c.path, s)
 			}
 		}
-		if strings.Contains(body, hostPlaceholder) {
-			t.Errorf("%s: placeholder left in the page", c.path)
+		for _, p := range []string{hostPlaceholder, headerPlaceholder, footerPlaceholder} {
+			if strings.Contains(body, p) {
+				t.Errorf("%s: placeholder %s left in the page", c.path, p)
+			}
 		}
 		if w.Header().Get("Docker-Distribution-Api-Version") != "" {
 			t.Errorf("%s: registry header on a docs page", c.path)
+		}
+	}
+}
+
+// TestSiteSharedHeader: every page gets the one header and footer, its
+// own navigation link marked current (the 404 page has none).
+func TestSiteSharedHeader(t *testing.T) {
+	f := newFixture(t)
+	for path, current := range map[string]string{
+		"/": "/", "/names": "/names", "/running": "/running", "/deploy": "/deploy", "/sources": "/sources", "/nope": "",
+	} {
+		w := f.do("GET", path, nil)
+		body := w.Body.String()
+		if strings.Count(body, `<header class="site-header">`) != 1 || strings.Count(body, `<footer class="site-footer">`) != 1 {
+			t.Errorf("%s: not exactly one header and one footer", path)
+		}
+		marked := strings.Count(body, `aria-current="page"`)
+		if current == "" {
+			if marked != 0 {
+				t.Errorf("%s: %d links marked current, want none", path, marked)
+			}
+			continue
+		}
+		if want := `<li><a href="` + current + `" aria-current="page">`; marked != 1 || !strings.Contains(body, want) {
+			t.Errorf("%s: %d links marked current, want exactly %s", path, marked, want)
 		}
 	}
 }
