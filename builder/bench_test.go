@@ -8,21 +8,21 @@ import (
 	"github.com/nixport/nixport/manifest"
 )
 
-// BenchmarkWarmManifestByTag is the builder's share of a warm manifest GET
+// BenchmarkManifestByTagWarm is the builder's share of a warm manifest GET
 // by tag: the image is built and cached.
-func BenchmarkWarmManifestByTag(b *testing.B) {
+func BenchmarkManifestByTagWarm(b *testing.B) {
 	src := &nixLikeSource{countingSource: countingSource{}}
 	t := &testing.T{}
 	bl := newTestBuilder(t, &src.countingSource, Options{MovingTagTTL: time.Hour})
 	bl.opts.Source = src
 	ctx := context.Background()
-	if _, err := bl.ManifestByTag(ctx, "shell/git/htop", "latest", manifest.OCI); err != nil {
+	if _, _, err := bl.ManifestByTag(ctx, "shell/git/htop", "latest", manifest.OCI); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := bl.ManifestByTag(ctx, "shell/git/htop", "latest", manifest.OCI); err != nil {
+		if _, _, err := bl.ManifestByTag(ctx, "shell/git/htop", "latest", manifest.OCI); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -124,37 +124,21 @@ func (b *Builder) Close() error {
 }
 
 // ManifestByTag returns the manifest of name:tag in format f, building the
-// image if no cache has it.
-func (b *Builder) ManifestByTag(ctx context.Context, name, tag string, f manifest.Format) (storage.BlobInfo, error) {
-	m, err := b.Image(ctx, name, tag)
+// image if no cache has it, and until when the answer may be reused
+// without asking again: the registry keeps its own tag map for that long.
+// A pinned image or a moving tag is fresh for MovingTagTTL from the moment
+// its name was identified (a moving tag no longer than its build's
+// MovingTagTTL); the zero time means ask every time.
+func (b *Builder) ManifestByTag(ctx context.Context, name, tag string, f manifest.Format) (storage.BlobInfo, time.Time, error) {
+	m, fresh, err := b.image(ctx, name, tag)
 	if err != nil {
-		return storage.BlobInfo{}, err
+		return storage.BlobInfo{}, time.Time{}, err
 	}
 	info, ok := m.Pick(f)
 	if !ok {
-		return storage.BlobInfo{}, errcode.New(errcode.ManifestUnknown, "no manifest for %s:%s", name, tag)
+		return storage.BlobInfo{}, time.Time{}, errcode.New(errcode.ManifestUnknown, "no manifest for %s:%s", name, tag)
 	}
-	return info, nil
-}
-
-// WarmManifestByTag is ManifestByTag answered from memory alone: it reports
-// false, without waiting, reading storage or asking the source, whenever
-// the answer is not already known and fresh. The registry's fast path uses
-// it; what it returns is what ManifestByTag would.
-func (b *Builder) WarmManifestByTag(name, tag string, f manifest.Format) (storage.BlobInfo, bool) {
-	if b.opts.Source == nil {
-		return storage.BlobInfo{}, false
-	}
-	now := b.now()
-	id, ok := b.knownID(imageID{name, tag}, now)
-	if !ok {
-		return storage.BlobInfo{}, false
-	}
-	m, ok := b.cached(id.key, now)
-	if !ok {
-		return storage.BlobInfo{}, false
-	}
-	return m.Pick(f)
+	return info, fresh, nil
 }
 
 // knownID is the remembered answer of Source.Identify for id, if it is
@@ -166,61 +150,95 @@ func (b *Builder) knownID(id imageID, now time.Time) (identity, bool) {
 
 // cached is the in-memory image of key, if it is pinned or was built
 // within MovingTagTTL.
-func (b *Builder) cached(key string, now time.Time) (Manifests, bool) {
+func (b *Builder) cached(key string, now time.Time) (cacheEntry, bool) {
 	e, ok := b.cache.Get(key)
 	if !ok || !(e.pinned || now.Sub(e.at) < b.opts.MovingTagTTL) {
-		return nil, false
+		return cacheEntry{}, false
 	}
-	return e.manifests, true
+	return e, true
 }
 
 // Image returns every stored manifest of name:tag.
 func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error) {
+	m, _, err := b.image(ctx, name, tag)
+	return m, err
+}
+
+// image is Image, and until when its answer is fresh (see ManifestByTag).
+func (b *Builder) image(ctx context.Context, name, tag string) (Manifests, time.Time, error) {
 	if b.opts.Source == nil {
-		return b.storedTag(ctx, name, tag)
+		m, err := b.storedTag(ctx, name, tag)
+		return m, time.Time{}, err
 	}
-	key, pinned, err := b.identify(name, tag)
+	id, err := b.identify(name, tag)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	if m, ok := b.cached(key, b.now()); ok {
-		return m, nil
+	if e, ok := b.cached(id.key, b.now()); ok {
+		return e.manifests, b.freshUntil(id, e), nil
 	}
-	if pinned {
-		if m, err := b.pinnedRecord(ctx, key); err == nil {
-			b.cache.Add(key, cacheEntry{manifests: m, pinned: true, at: b.now()})
-			return m, nil
+	if id.pinned {
+		if m, err := b.pinnedRecord(ctx, id.key); err == nil {
+			e := cacheEntry{manifests: m, pinned: true, at: b.now()}
+			b.cache.Add(id.key, e)
+			return m, b.freshUntil(id, e), nil
 		}
 	} else if m, at, ok := b.recentTagRecord(ctx, name, tag); ok {
 		// Another instance on this storage (or this one before a restart)
 		// built the moving tag recently enough.
-		b.cache.Add(key, cacheEntry{manifests: m, at: at})
-		return m, nil
+		e := cacheEntry{manifests: m, at: at}
+		b.cache.Add(id.key, e)
+		return m, b.freshUntil(id, e), nil
 	}
-	return b.flights.do(ctx, b.base, key, func(ctx context.Context) (Manifests, error) {
-		return b.leased(ctx, key, name, tag, pinned, func(ctx context.Context) (Manifests, error) {
-			return b.build(ctx, key, name, tag, pinned)
+	m, err := b.flights.do(ctx, b.base, id.key, func(ctx context.Context) (Manifests, error) {
+		return b.leased(ctx, id.key, name, tag, id.pinned, func(ctx context.Context) (Manifests, error) {
+			return b.build(ctx, id.key, name, tag, id.pinned)
 		})
 	})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	// The build was recorded with its own time; a moving tag stays fresh
+	// for MovingTagTTL from there.
+	return m, b.freshUntil(id, cacheEntry{pinned: id.pinned, at: b.now()}), nil
+}
+
+// freshUntil is how long an answer for a name identified as id, served
+// from e, may be reused: until the name must be identified again, and for
+// a moving tag no longer than its build stays fresh.
+func (b *Builder) freshUntil(id identity, e cacheEntry) time.Time {
+	if b.opts.MovingTagTTL <= 0 || id.at.IsZero() {
+		return time.Time{}
+	}
+	until := id.at.Add(b.opts.MovingTagTTL)
+	if !e.pinned {
+		if built := e.at.Add(b.opts.MovingTagTTL); built.Before(until) {
+			until = built
+		}
+	}
+	return until
 }
 
 // identify asks the source what name:tag is. The answer is remembered for
 // MovingTagTTL, the staleness already accepted for moving tags: a source's
-// answer may change (a layout rebuilt in place gets a new key).
-func (b *Builder) identify(name, tag string) (string, bool, error) {
+// answer may change (a layout rebuilt in place gets a new key). An answer
+// not remembered has a zero time.
+func (b *Builder) identify(name, tag string) (identity, error) {
 	id := imageID{name, tag}
 	now := b.now()
 	if v, ok := b.knownID(id, now); ok {
-		return v.key, v.pinned, nil
+		return v, nil
 	}
 	key, pinned, err := b.opts.Source.Identify(name, tag)
 	if err != nil {
-		return "", false, err
+		return identity{}, err
 	}
+	v := identity{key: key, pinned: pinned}
 	if b.opts.MovingTagTTL > 0 {
-		b.ids.Add(id, identity{key: key, pinned: pinned, at: now})
+		v.at = now
+		b.ids.Add(id, v)
 	}
-	return key, pinned, nil
+	return v, nil
 }
 
 // build runs one build under the global bound and records its result.

@@ -97,7 +97,7 @@ func TestCoalescesConcurrentRequests(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			info, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
+			info, _, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
 			digests[i], errs[i] = string(info.Digest), err
 		}()
 	}
@@ -124,12 +124,12 @@ func TestDisconnectingClientDoesNotCancelSharedBuild(t *testing.T) {
 	leaving, cancel := context.WithCancel(context.Background())
 	leftErr := make(chan error, 1)
 	go func() {
-		_, err := b.ManifestByTag(leaving, "hello", "latest", manifest.OCI)
+		_, _, err := b.ManifestByTag(leaving, "hello", "latest", manifest.OCI)
 		leftErr <- err
 	}()
 	stayed := make(chan error, 1)
 	go func() {
-		_, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
+		_, _, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
 		stayed <- err
 	}()
 	time.Sleep(50 * time.Millisecond)
@@ -151,7 +151,7 @@ func TestLastWaiterLeavingCancelsBuild(t *testing.T) {
 	b := newTestBuilder(t, src, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
+	_, _, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
 	if e, ok := errcode.As(err); !ok || e.Code != errcode.Unavailable {
 		t.Fatalf("err = %v, want UNAVAILABLE", err)
 	}
@@ -172,7 +172,7 @@ func TestBoundsConcurrentBuilds(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := b.ManifestByTag(context.Background(), fmt.Sprintf("img%d", i), "latest", manifest.OCI); err != nil {
+			if _, _, err := b.ManifestByTag(context.Background(), fmt.Sprintf("img%d", i), "latest", manifest.OCI); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -204,7 +204,7 @@ func TestCaching(t *testing.T) {
 			src := &countingSource{pinned: tt.pinned}
 			b := newTestBuilder(t, src, Options{MovingTagTTL: tt.ttl})
 			for range 3 {
-				if _, err := b.ManifestByTag(context.Background(), "hello", "v1", manifest.Docker); err != nil {
+				if _, _, err := b.ManifestByTag(context.Background(), "hello", "v1", manifest.Docker); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -223,7 +223,7 @@ func TestPinnedImageSurvivesRestart(t *testing.T) {
 	}
 	first := &countingSource{pinned: true, store: store}
 	b1, _ := New(Options{Storage: store, Source: first})
-	want, err := b1.ManifestByTag(context.Background(), "hello", "0123", manifest.OCI)
+	want, _, err := b1.ManifestByTag(context.Background(), "hello", "0123", manifest.OCI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestPinnedImageSurvivesRestart(t *testing.T) {
 	second := &countingSource{pinned: true, store: store, fail: errors.New("must not build")}
 	b2, _ := New(Options{Storage: store, Source: second})
 	defer b2.Close()
-	got, err := b2.ManifestByTag(context.Background(), "hello", "0123", manifest.OCI)
+	got, _, err := b2.ManifestByTag(context.Background(), "hello", "0123", manifest.OCI)
 	if err != nil || got.Digest != want.Digest {
 		t.Fatalf("after restart: %v %v, want %v", got, err, want)
 	}
@@ -244,11 +244,11 @@ func TestPinnedImageSurvivesRestart(t *testing.T) {
 func TestErrorsReachTheClient(t *testing.T) {
 	src := &countingSource{fail: errcode.New(errcode.BuildFailed, "package broken failed to build")}
 	b := newTestBuilder(t, src, Options{})
-	_, err := b.ManifestByTag(context.Background(), "broken", "latest", manifest.OCI)
+	_, _, err := b.ManifestByTag(context.Background(), "broken", "latest", manifest.OCI)
 	if e, ok := errcode.As(err); !ok || e.Code != errcode.BuildFailed {
 		t.Errorf("build failure: %v", err)
 	}
-	_, err = b.ManifestByTag(context.Background(), "bad", "latest", manifest.OCI)
+	_, _, err = b.ManifestByTag(context.Background(), "bad", "latest", manifest.OCI)
 	if e, ok := errcode.As(err); !ok || e.Code != errcode.NameInvalid {
 		t.Errorf("bad name: %v", err)
 	}
@@ -271,11 +271,11 @@ func TestStoredImagesWithoutSource(t *testing.T) {
 	if err := StoreTag(ctx, b.opts.Storage, "a/b/c", "v2", Manifests{manifest.OCI: info}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.ManifestByTag(ctx, "a/b", "v1", manifest.Docker)
+	got, _, err := b.ManifestByTag(ctx, "a/b", "v1", manifest.Docker)
 	if err != nil || got.Digest != info.Digest {
 		t.Fatalf("stored tag: %v %v", got, err)
 	}
-	_, err = b.ManifestByTag(ctx, "a/b", "v2", manifest.OCI)
+	_, _, err = b.ManifestByTag(ctx, "a/b", "v2", manifest.OCI)
 	if e, ok := errcode.As(err); !ok || e.Code != errcode.ManifestUnknown {
 		t.Errorf("unknown tag: %v", err)
 	}
@@ -296,7 +296,7 @@ func TestMovingTagSharedThroughStorage(t *testing.T) {
 	first := &countingSource{store: store}
 	b1, _ := New(Options{Storage: store, Source: first, MovingTagTTL: time.Minute})
 	defer b1.Close()
-	want, err := b1.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
+	want, _, err := b1.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestMovingTagSharedThroughStorage(t *testing.T) {
 	second := &countingSource{store: store}
 	b2, _ := New(Options{Storage: store, Source: second, MovingTagTTL: time.Minute})
 	defer b2.Close()
-	got, err := b2.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
+	got, _, err := b2.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
 	if err != nil || got.Digest != want.Digest || second.builds.Load() != 0 {
 		t.Fatalf("second instance: %v %v, %d builds", got, err, second.builds.Load())
 	}
@@ -314,7 +314,7 @@ func TestMovingTagSharedThroughStorage(t *testing.T) {
 	b2.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
 	b2.cache.Purge()
 	b2.ids.Purge()
-	if _, err := b2.ManifestByTag(ctx, "hello", "latest", manifest.OCI); err != nil {
+	if _, _, err := b2.ManifestByTag(ctx, "hello", "latest", manifest.OCI); err != nil {
 		t.Fatal(err)
 	}
 	if n := second.builds.Load(); n != 1 {
@@ -322,50 +322,51 @@ func TestMovingTagSharedThroughStorage(t *testing.T) {
 	}
 }
 
-func TestWarmManifestByTag(t *testing.T) {
+// TestManifestByTagFreshness checks the lifetime ManifestByTag gives its
+// answer: the registry serves the tag from its own map until then, so it
+// must never outlive what the builder itself would answer from memory.
+func TestManifestByTagFreshness(t *testing.T) {
 	tests := []struct {
-		name    string
-		pinned  bool
-		ttl     time.Duration
-		advance time.Duration // clock moved after the build
-		want    bool
+		name   string
+		pinned bool
+		ttl    time.Duration
+		want   time.Duration // after the first request; 0: not reusable
 	}{
-		{"moving, fresh", false, time.Hour, time.Minute, true},
-		{"moving, stale", false, time.Hour, 2 * time.Hour, false},
-		{"pinned, name fresh", true, time.Hour, time.Minute, true},
-		{"pinned, name stale: the source must be asked", true, time.Hour, 2 * time.Hour, false},
-		{"no ttl: always asked", false, 0, 0, false},
+		{"moving", false, time.Hour, time.Hour},
+		{"pinned", true, time.Hour, time.Hour},
+		{"no ttl: always asked", false, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := &countingSource{pinned: tt.pinned}
 			b := newTestBuilder(t, src, Options{MovingTagTTL: tt.ttl})
-			now := time.Now()
+			start := time.Now()
+			now := start
 			b.now = func() time.Time { return now }
-			if _, ok := b.WarmManifestByTag("hello", "v1", manifest.OCI); ok {
-				t.Fatal("warm before anything was built")
-			}
-			want := map[manifest.Format]storage.BlobInfo{}
 			for _, f := range []manifest.Format{manifest.OCI, manifest.Docker} {
-				info, err := b.ManifestByTag(context.Background(), "hello", "v1", f)
+				_, fresh, err := b.ManifestByTag(context.Background(), "hello", "v1", f)
 				if err != nil {
 					t.Fatal(err)
 				}
-				want[f] = info
-			}
-			builds := src.builds.Load()
-			now = now.Add(tt.advance)
-			for f, w := range want {
-				got, ok := b.WarmManifestByTag("hello", "v1", f)
-				if ok != tt.want || (ok && got != w) {
-					t.Errorf("%s: WarmManifestByTag = %v, %v; want %v, %v", f, got, ok, w, tt.want)
+				if tt.want == 0 {
+					if !fresh.IsZero() {
+						t.Errorf("%s: fresh until %v, want zero", f, fresh)
+					}
+					continue
+				}
+				if want := start.Add(tt.want); !fresh.Equal(want) {
+					t.Errorf("%s: fresh until %v, want %v", f, fresh.Sub(start), tt.want)
 				}
 			}
-			if _, ok := b.WarmManifestByTag("bad", "v1", manifest.OCI); ok {
-				t.Error("an unknown name is warm")
+			// Later, the answer comes from memory and keeps its first
+			// deadline; past it the source is asked again.
+			now = start.Add(tt.ttl / 2)
+			builds := src.builds.Load()
+			if _, fresh, err := b.ManifestByTag(context.Background(), "hello", "v1", manifest.OCI); err != nil || (tt.want > 0 && !fresh.Equal(start.Add(tt.want))) {
+				t.Errorf("from memory: fresh until %v, %v", fresh.Sub(start), err)
 			}
-			if n := src.builds.Load(); n != builds {
-				t.Errorf("WarmManifestByTag built %d times", n-builds)
+			if tt.ttl > 0 && src.builds.Load() != builds {
+				t.Error("a fresh answer built again")
 			}
 		})
 	}

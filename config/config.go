@@ -53,6 +53,16 @@ type Config struct {
 
 	LogLevel        logrus.Level
 	ShutdownTimeout time.Duration
+
+	// TLSCert and TLSKey name PEM files; set together, the registry
+	// serves HTTPS (HTTP/2 and HTTP/1.1).
+	TLSCert, TLSKey string
+	// BodyTimeout ends a request whose body stalls this long; WriteTimeout
+	// bounds each write of an answer.
+	BodyTimeout, WriteTimeout time.Duration
+	// MaxConnsPerClient bounds the connections one client address holds;
+	// 0: no bound.
+	MaxConnsPerClient int
 }
 
 // Addr is the address to listen on.
@@ -63,13 +73,15 @@ func (c *Config) Addr() string {
 // setting is one configuration value: its environment variable, its flag
 // and how to parse it into the Config.
 type setting struct {
-	env, flag, def, usage string
-	apply                 func(c *Config, v string) error
+	env, flag, def string
+	kind           string // what the value is, shown by -h: int, seconds, file, ...
+	usage          string
+	apply          func(c *Config, v string) error
 }
 
 func settings() []setting {
 	return []setting{
-		{"PORT", "port", "8080", "TCP port to listen on (0: any free port, logged)", func(c *Config, v string) error {
+		{"PORT", "port", "8080", "int", "TCP port to listen on (0: any free port, logged)", func(c *Config, v string) error {
 			p, err := strconv.Atoi(v)
 			if err != nil || p < 0 || p > 65535 {
 				return errors.New("accepts a port number 0-65535")
@@ -77,46 +89,46 @@ func settings() []setting {
 			c.Port = p
 			return nil
 		}},
-		{"NIXPORT_LISTEN_ADDR", "listen", "", "address to bind (empty: all interfaces)", func(c *Config, v string) error {
+		{"NIXPORT_LISTEN_ADDR", "listen", "", "address", "address to bind (empty: all interfaces)", func(c *Config, v string) error {
 			if v != "" && net.ParseIP(strings.Trim(v, "[]")) == nil && !validHostname(v) {
 				return errors.New("accepts an IP address or host name")
 			}
 			c.ListenAddr = strings.Trim(v, "[]")
 			return nil
 		}},
-		{"NIXERY_CHANNEL", "channel", "", "nixpkgs channel to build from (e.g. nixos-unstable)", func(c *Config, v string) error {
+		{"NIXERY_CHANNEL", "channel", "", "name", "nixpkgs channel to build from (e.g. nixos-unstable)", func(c *Config, v string) error {
 			return c.setSource(SourceChannel, v)
 		}},
-		{"NIXERY_PKGS_REPO", "pkgs-repo", "", "git repository of the package set", func(c *Config, v string) error {
+		{"NIXERY_PKGS_REPO", "pkgs-repo", "", "url", "git repository of the package set", func(c *Config, v string) error {
 			return c.setSource(SourceGit, v)
 		}},
-		{"NIXERY_PKGS_PATH", "pkgs-path", "", "local directory of the package set", func(c *Config, v string) error {
+		{"NIXERY_PKGS_PATH", "pkgs-path", "", "dir", "local directory of the package set", func(c *Config, v string) error {
 			return c.setSource(SourcePath, v)
 		}},
-		{"NIXERY_STORAGE_BACKEND", "storage-backend", "filesystem", "storage backend: filesystem or gcs", func(c *Config, v string) error {
+		{"NIXERY_STORAGE_BACKEND", "storage-backend", "filesystem", "name", "storage backend: filesystem or gcs", func(c *Config, v string) error {
 			if v != "filesystem" && v != "gcs" {
 				return errors.New("accepts filesystem or gcs")
 			}
 			c.StorageBackend = v
 			return nil
 		}},
-		{"STORAGE_PATH", "storage-path", "/var/lib/nixport", "root directory of filesystem storage", func(c *Config, v string) error {
+		{"STORAGE_PATH", "storage-path", "/var/lib/nixport", "dir", "root directory of filesystem storage", func(c *Config, v string) error {
 			c.StoragePath = v
 			return nil
 		}},
-		{"GCS_BUCKET", "gcs-bucket", "", "GCS bucket (gcs backend)", func(c *Config, v string) error {
+		{"GCS_BUCKET", "gcs-bucket", "", "name", "GCS bucket (gcs backend)", func(c *Config, v string) error {
 			c.GCSBucket = v
 			return nil
 		}},
-		{"GCS_SIGNING_KEY", "gcs-signing-key", "", "PEM or service-account JSON key file for signed blob URLs", func(c *Config, v string) error {
+		{"GCS_SIGNING_KEY", "gcs-signing-key", "", "file", "PEM or service-account JSON key file for signed blob URLs", func(c *Config, v string) error {
 			c.GCSSigningKey = v
 			return nil
 		}},
-		{"GCS_SIGNING_ACCOUNT", "gcs-signing-account", "", "service account e-mail for signed blob URLs", func(c *Config, v string) error {
+		{"GCS_SIGNING_ACCOUNT", "gcs-signing-account", "", "email", "service account e-mail for signed blob URLs", func(c *Config, v string) error {
 			c.GCSSigningAccount = v
 			return nil
 		}},
-		{"NIX_TIMEOUT", "nix-timeout", "60", "seconds a Nix process may run", func(c *Config, v string) error {
+		{"NIX_TIMEOUT", "nix-timeout", "60", "seconds", "seconds a Nix process may run", func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
 				return errors.New("accepts a whole number of seconds, at least 1")
@@ -124,15 +136,15 @@ func settings() []setting {
 			c.NixTimeout = time.Duration(n) * time.Second
 			return nil
 		}},
-		{"NIX_POPULARITY_URL", "popularity-url", "", "popularity data for layering (file path or http(s) URL)", func(c *Config, v string) error {
+		{"NIX_POPULARITY_URL", "popularity-url", "", "file|url", "popularity data for layering (file path or http(s) URL)", func(c *Config, v string) error {
 			c.PopularityURL = v
 			return nil
 		}},
-		{"NIXPORT_SUBSTITUTERS", "substituters", "", "space-separated Nix binary caches (empty: none, offline)", func(c *Config, v string) error {
+		{"NIXPORT_SUBSTITUTERS", "substituters", "", "urls", "space-separated Nix binary caches (empty: none, offline)", func(c *Config, v string) error {
 			c.Substituters = strings.Fields(v)
 			return nil
 		}},
-		{"WEB_DIR", "web-dir", "", "serve the docs site from this directory instead of the embedded one", func(c *Config, v string) error {
+		{"WEB_DIR", "web-dir", "", "dir", "serve the docs site from this directory instead of the embedded one", func(c *Config, v string) error {
 			if v != "" {
 				if st, err := os.Stat(v); err != nil || !st.IsDir() {
 					return errors.New("accepts an existing directory")
@@ -141,7 +153,7 @@ func settings() []setting {
 			c.WebDir = v
 			return nil
 		}},
-		{"NIXPORT_ROUTES", "routes", "", "routes file choosing a source (nix, command, layout) per repository name", func(c *Config, v string) error {
+		{"NIXPORT_ROUTES", "routes", "", "file", "routes file choosing a source (nix, command, layout) per repository name", func(c *Config, v string) error {
 			if v != "" {
 				if st, err := os.Stat(v); err != nil || st.IsDir() {
 					return errors.New("accepts an existing routes file (JSON)")
@@ -150,13 +162,13 @@ func settings() []setting {
 			c.Routes = v
 			return nil
 		}},
-		{"NIXPORT_LAYER_BUDGET", "layer-budget", "94", "most layers per image, customisation layer excluded", func(c *Config, v string) error {
+		{"NIXPORT_LAYER_BUDGET", "layer-budget", "94", "int", "most layers per image, customisation layer excluded", func(c *Config, v string) error {
 			return parseIntIn(v, 1, 124, &c.LayerBudget)
 		}},
-		{"NIXPORT_MAX_PACKAGES", "max-packages", "64", "most packages one image may name", func(c *Config, v string) error {
+		{"NIXPORT_MAX_PACKAGES", "max-packages", "64", "int", "most packages one image may name", func(c *Config, v string) error {
 			return parseIntIn(v, 1, 1024, &c.MaxPackages)
 		}},
-		{"NIXPORT_BASE_PACKAGES", "base-packages", "cacert,iana-etc", "comma-separated packages every image gets", func(c *Config, v string) error {
+		{"NIXPORT_BASE_PACKAGES", "base-packages", "cacert,iana-etc", "list", "comma-separated packages every image gets", func(c *Config, v string) error {
 			c.BasePackages = nil
 			for _, p := range strings.Split(v, ",") {
 				if p = strings.TrimSpace(p); p != "" {
@@ -165,10 +177,10 @@ func settings() []setting {
 			}
 			return nil
 		}},
-		{"NIXPORT_MAX_BUILDS", "max-builds", strconv.Itoa(runtime.NumCPU()), "most image builds at once; the rest queue", func(c *Config, v string) error {
+		{"NIXPORT_MAX_BUILDS", "max-builds", strconv.Itoa(runtime.NumCPU()), "int", "most image builds at once; the rest queue", func(c *Config, v string) error {
 			return parseIntIn(v, 1, 1024, &c.MaxBuilds)
 		}},
-		{"NIXPORT_MOVING_TAG_TTL", "moving-tag-ttl", "60", "seconds a moving tag (branch, channel, path) is served from memory before the source is asked again", func(c *Config, v string) error {
+		{"NIXPORT_MOVING_TAG_TTL", "moving-tag-ttl", "60", "seconds", "seconds a moving tag (branch, channel, path) is served from memory before the source is asked again", func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
 				return errors.New("accepts a whole number of seconds")
@@ -176,7 +188,7 @@ func settings() []setting {
 			c.MovingTagTTL = time.Duration(n) * time.Second
 			return nil
 		}},
-		{"NIXPORT_LOG_LEVEL", "log-level", "info", "log level: debug, info, warning, error", func(c *Config, v string) error {
+		{"NIXPORT_LOG_LEVEL", "log-level", "info", "level", "log level: debug, info, warning, error", func(c *Config, v string) error {
 			l, err := logrus.ParseLevel(v)
 			if err != nil {
 				return errors.New("accepts debug, info, warning or error")
@@ -184,7 +196,24 @@ func settings() []setting {
 			c.LogLevel = l
 			return nil
 		}},
-		{"NIXPORT_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30", "seconds to finish in-flight requests on shutdown", func(c *Config, v string) error {
+		{"NIXPORT_TLS_CERT", "tls-cert", "", "file", "PEM certificate (chain) to serve HTTPS with HTTP/2; needs -tls-key; a renewed file is picked up without a restart", func(c *Config, v string) error {
+			c.TLSCert = v
+			return nil
+		}},
+		{"NIXPORT_TLS_KEY", "tls-key", "", "file", "PEM private key of -tls-cert", func(c *Config, v string) error {
+			c.TLSKey = v
+			return nil
+		}},
+		{"NIXPORT_BODY_TIMEOUT", "body-timeout", "30", "seconds", "a request whose body sends no byte for this long is ended", func(c *Config, v string) error {
+			return parseSeconds(v, 1, &c.BodyTimeout)
+		}},
+		{"NIXPORT_WRITE_TIMEOUT", "write-timeout", "60", "seconds", "each write of an answer must finish within this (a slow but live client still gets any blob)", func(c *Config, v string) error {
+			return parseSeconds(v, 1, &c.WriteTimeout)
+		}},
+		{"NIXPORT_MAX_CONNS_PER_CLIENT", "max-conns-per-client", "256", "int", "connections one client address may hold at once (0: no bound)", func(c *Config, v string) error {
+			return parseIntIn(v, 0, 1<<20, &c.MaxConnsPerClient)
+		}},
+		{"NIXPORT_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30", "seconds", "seconds to finish in-flight requests on shutdown", func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
 				return errors.New("accepts a whole number of seconds")
@@ -195,19 +224,45 @@ func settings() []setting {
 	}
 }
 
+// ErrVersion is what Load returns for -version: print the version and
+// stop.
+var ErrVersion = errors.New("version requested")
+
+// about is the head of -h.
+const about = `nixport is a container registry that builds images on demand from Nix
+packages: "docker pull HOST/shell/git/htop" gets an image holding exactly
+those packages, built on the first pull and served from storage after. It is
+a drop-in for Nixery: the same image names and environment variables.
+
+Usage: nixport [flags]
+
+Every flag has an environment variable; a flag wins over its variable, and
+an empty variable counts as unset.
+
+  -h	show this help
+  -version
+    	print the version and exit
+`
+
 // Load builds the configuration from command-line arguments (without the
 // program name) and the environment, read through getenv. Errors name the
-// setting and what it accepts.
+// setting and what it accepts. -h gives flag.ErrHelp after writing the
+// help to usageOut; -version gives ErrVersion.
 func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("nixport", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
 	all := settings()
 	flagValues := make([]*string, len(all))
 	for i, s := range all {
-		flagValues[i] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+		flagValues[i] = fs.String(s.flag, "", s.usage)
 	}
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() { writeUsage(usageOut, all) }
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *showVersion {
+		return nil, ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q: nixport takes flags only", fs.Arg(0))
@@ -239,6 +294,19 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 		return nil, err
 	}
 	return c, nil
+}
+
+// writeUsage prints what nixport is and every setting, each flag typed by
+// what it takes ("-port int").
+func writeUsage(out io.Writer, all []setting) {
+	fmt.Fprint(out, about)
+	for _, s := range all {
+		def := ""
+		if s.def != "" {
+			def = fmt.Sprintf(", default %s", s.def)
+		}
+		fmt.Fprintf(out, "  -%s %s\n    \t%s (env %s%s)\n", s.flag, s.kind, s.usage, s.env, def)
+	}
 }
 
 func (c *Config) setSource(kind SourceKind, v string) error {
@@ -279,11 +347,32 @@ func (c *Config) validate() error {
 	if c.GCSSigningAccount != "" && c.GCSSigningKey == "" {
 		return errors.New("invalid GCS_SIGNING_ACCOUNT: needs GCS_SIGNING_KEY")
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("invalid NIXPORT_TLS_CERT/NIXPORT_TLS_KEY: set both (certificate and key files) or neither")
+	}
+	for _, f := range []struct{ name, path string }{{"NIXPORT_TLS_CERT", c.TLSCert}, {"NIXPORT_TLS_KEY", c.TLSKey}} {
+		if f.path == "" {
+			continue
+		}
+		if st, err := os.Stat(f.path); err != nil || st.IsDir() {
+			return fmt.Errorf("invalid %s=%q: accepts a readable PEM file", f.name, f.path)
+		}
+	}
 	if c.GCSSigningKey != "" {
 		if _, err := os.Stat(c.GCSSigningKey); err != nil {
 			return fmt.Errorf("invalid GCS_SIGNING_KEY=%q: accepts a readable PEM or service-account JSON key file", c.GCSSigningKey)
 		}
 	}
+	return nil
+}
+
+// parseSeconds reads a whole number of seconds, at least lo.
+func parseSeconds(v string, lo int, dst *time.Duration) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo {
+		return fmt.Errorf("accepts a whole number of seconds, at least %d", lo)
+	}
+	*dst = time.Duration(n) * time.Second
 	return nil
 }
 

@@ -8,11 +8,13 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -35,7 +37,7 @@ func (h *handler) serveManifest(w *responseWriter, r *http.Request, rt route) {
 		e, err = h.manifestByDigest(r.Context(), rt.digest)
 	} else {
 		w.tag = rt.tag
-		e, err = h.manifestByTag(r.Context(), rt.name, rt.tag, manifest.Negotiate(r.Header.Values("Accept")))
+		e, err = h.manifestByTag(w, r, rt.name, rt.tag, manifest.Negotiate(r.Header["Accept"]))
 	}
 	if err != nil {
 		writeError(w, err)
@@ -80,16 +82,28 @@ func (h *handler) manifestByDigest(ctx context.Context, d digest.Digest) (*manif
 	return h.loadManifest(ctx, info)
 }
 
-// manifestByTag asks Images for the manifest of name:tag in format f.
-func (h *handler) manifestByTag(ctx context.Context, name, tag string, f manifest.Format) (*manifestEntry, error) {
-	info, err := h.images.ManifestByTag(ctx, name, tag, f)
+// manifestByTag answers name:tag in format f from the tag map while Images'
+// last answer is fresh, else asks Images (which may build the image) with
+// the request's id in the context, for the build's log lines.
+func (h *handler) manifestByTag(w *responseWriter, r *http.Request, name, tag string, f manifest.Format) (*manifestEntry, error) {
+	k := tagKey{name: name, tag: tag, format: f}
+	if e, ok := h.tags.get(k, time.Now()); ok {
+		return e, nil
+	}
+	ctx := requestid.NewContext(r.Context(), w.requestID)
+	info, fresh, err := h.images.ManifestByTag(ctx, name, tag, f)
 	if err != nil {
 		if _, ok := errcode.As(err); ok {
 			return nil, err
 		}
 		return nil, fmt.Errorf("manifest of %s:%s (%s): %w", name, tag, f, err)
 	}
-	return h.loadManifest(ctx, info)
+	e, err := h.loadManifest(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	h.tags.add(k, e, fresh, time.Now())
+	return e, nil
 }
 
 // loadManifest returns the manifest described by info from the cache, or

@@ -1,256 +1,175 @@
 package web
 
 import (
-	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"log"
 	"net"
 	"net/http"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
-// Server serves the handler from New over HTTP/1.1, with a fast path in
-// front of net/http.
-//
-// A warm manifest GET is a few microseconds of nixport's own work, and
-// net/http's per-request machinery (header maps, a background reader
-// goroutine per request, contexts, three deadline changes) costs several
-// times that: measured, net/http alone caps such requests at about 0.8x
-// what nginx serves from static files. Yet those requests are most of a
-// registry's traffic, since every pull, and every CI job's re-pull of an
-// image it already has, starts with one. So each connection is first read
-// here: a request that is GET or HEAD of /v2/ or of a manifest already in
-// memory, in the plainest form of HTTP/1.1 (no body, no escapes, no
-// connection options), is answered directly, with the bytes, headers and
-// log line net/http would give. The first request that is anything else
-// hands the connection, with everything read so far, to net/http, which
-// keeps it for the rest of its life. net/http thus parses every request
-// the fast path does not fully understand, and the tests hold the two
-// paths' answers equal byte for byte.
-type Server struct {
-	http *http.Server
-	h    *handler // nil: no fast path, every connection goes to net/http
-
-	handoff  *handoffListener
-	shutting atomic.Bool
-	served   atomic.Int64 // requests answered on the fast path
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[*fastConn]struct{}
-	wg    sync.WaitGroup // fast connections' goroutines
+// Timeouts bound every phase of a connection, so that no client can hold
+// one (and its file descriptor) by going quiet.
+type Timeouts struct {
+	// Header bounds reading a request's headers.
+	Header time.Duration
+	// BodyIdle ends a request whose body stalls: no byte for this long.
+	BodyIdle time.Duration
+	// Write bounds each write of an answer, not the whole answer: a blob
+	// of any size streams to a slow but live client, and one that stops
+	// reading is let go after this long.
+	Write time.Duration
+	// Idle bounds the wait for the next request on a kept-alive
+	// connection.
+	Idle time.Duration
 }
 
-// NewServer returns a Server for srv: its Handler, timeouts and error log
-// serve the connections net/http takes. The fast path is on when
-// srv.Handler was made by New.
-func NewServer(srv *http.Server) *Server {
-	s := &Server{http: srv, conns: map[*fastConn]struct{}{}}
-	if h, ok := srv.Handler.(*handler); ok {
-		s.h = h
+// DefaultTimeouts are the bounds used where Timeouts leaves a zero.
+var DefaultTimeouts = Timeouts{
+	Header:   10 * time.Second,
+	BodyIdle: 30 * time.Second,
+	Write:    60 * time.Second,
+	Idle:     2 * time.Minute,
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	pick := func(v, def time.Duration) time.Duration {
+		if v <= 0 {
+			return def
+		}
+		return v
 	}
-	return s
+	return Timeouts{
+		Header:   pick(t.Header, DefaultTimeouts.Header),
+		BodyIdle: pick(t.BodyIdle, DefaultTimeouts.BodyIdle),
+		Write:    pick(t.Write, DefaultTimeouts.Write),
+		Idle:     pick(t.Idle, DefaultTimeouts.Idle),
+	}
 }
+
+// ServerOptions configure NewServer.
+type ServerOptions struct {
+	// Handler serves every request (New's handler).
+	Handler http.Handler
+	// Timeouts bound every phase of a connection; zero fields take
+	// DefaultTimeouts' values. New's handler applies the body and write
+	// bounds to the requests this server passes it.
+	Timeouts Timeouts
+	// MaxHeaderBytes bounds a request's head. Zero: DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+	// MaxConnsPerClient bounds the connections one client address holds
+	// at once; more are closed as they arrive. Zero: no bound.
+	MaxConnsPerClient int
+	// TLSCert and TLSKey name PEM files; with both, the server speaks
+	// HTTPS (HTTP/2 and HTTP/1.1) and picks up renewed files by itself.
+	TLSCert, TLSKey string
+	// Log receives the server's own errors (TLS handshakes, refused
+	// connections). Nil discards.
+	Log logrus.FieldLogger
+}
+
+// DefaultMaxHeaderBytes leaves room for large bearer tokens while keeping
+// a flood of headers from costing memory.
+const DefaultMaxHeaderBytes = 64 << 10
+
+// Server is nixport's one HTTP server: net/http serves every connection,
+// with every phase bounded, and TLS with HTTP/2 when a certificate is
+// configured.
+type Server struct {
+	http  *http.Server
+	certs *certReloader // nil: plain HTTP
+	max   int
+	log   logrus.FieldLogger
+}
+
+// NewServer returns a Server; with TLS configured it loads the
+// certificate now, so a bad one stops start-up.
+func NewServer(opts ServerOptions) (*Server, error) {
+	if opts.Handler == nil {
+		return nil, errors.New("web: server without a handler")
+	}
+	logger := opts.Log
+	if logger == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		logger = l
+	}
+	t := opts.Timeouts.withDefaults()
+	maxHeader := opts.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
+	s := &Server{
+		http: &http.Server{
+			Handler:           opts.Handler,
+			ReadHeaderTimeout: t.Header,
+			// Each write extends the deadline (see responseWriter); this
+			// is the deadline a request starts with, which also resets
+			// what the previous request on the connection left.
+			WriteTimeout:   t.Write,
+			IdleTimeout:    t.Idle,
+			MaxHeaderBytes: maxHeader,
+			ErrorLog:       log.New(logWriter{logger}, "", 0),
+			// The handler's bounds on bodies and writes come from here:
+			// one value per connection, read by withBounds.
+			ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+				return context.WithValue(ctx, timeoutsKey{}, &t)
+			},
+		},
+		max: opts.MaxConnsPerClient,
+		log: logger,
+	}
+	if (opts.TLSCert == "") != (opts.TLSKey == "") {
+		return nil, errors.New("TLS needs both a certificate and a key file")
+	}
+	if opts.TLSCert != "" {
+		certs, err := newCertReloader(opts.TLSCert, opts.TLSKey, logger)
+		if err != nil {
+			return nil, err
+		}
+		s.certs = certs
+		s.http.TLSConfig = &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: certs.GetCertificate,
+			NextProtos:     []string{"h2", "http/1.1"},
+		}
+	}
+	return s, nil
+}
+
+// TLS reports whether the server speaks HTTPS.
+func (s *Server) TLS() bool { return s.certs != nil }
 
 // Serve accepts connections on ln until Shutdown or Close, and then
-// returns http.ErrServerClosed, as http.Server.Serve does.
+// returns http.ErrServerClosed.
 func (s *Server) Serve(ln net.Listener) error {
-	if s.h == nil {
-		return s.http.Serve(ln)
+	if s.max > 0 {
+		ln = newClientLimitListener(ln, s.max, s.log)
 	}
-	s.mu.Lock()
-	if s.shutting.Load() {
-		s.mu.Unlock()
-		return http.ErrServerClosed
+	if s.certs != nil {
+		return s.http.ServeTLS(ln, "", "")
 	}
-	s.ln = ln
-	s.handoff = newHandoffListener(ln.Addr())
-	s.mu.Unlock()
-
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- s.http.Serve(s.handoff) }()
-
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.shutting.Load() {
-				<-httpDone // Shutdown or Close stops it
-				return http.ErrServerClosed
-			}
-			if errors.Is(err, net.ErrClosed) {
-				s.handoff.Close()
-				s.http.Close()
-				<-httpDone
-				return err
-			}
-			// Out of file descriptors and the like: wait, as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.h.log.WithError(err).Warnf("accepting a connection; retrying in %v", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		fc := &fastConn{s: s, c: c}
-		s.mu.Lock()
-		if s.shutting.Load() {
-			s.mu.Unlock()
-			c.Close()
-			continue
-		}
-		s.conns[fc] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go fc.serve()
-	}
+	return s.http.Serve(ln)
 }
 
-// aLongTimeAgo is a deadline in the past: it wakes a blocked Read at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// Shutdown stops accepting, lets every request in flight finish and closes
-// idle connections, on both paths, until ctx ends; then it closes what is
-// left and returns ctx's error.
-func (s *Server) Shutdown(ctx context.Context) error {
-	if s.h == nil {
-		return s.http.Shutdown(ctx)
-	}
-	s.stopAccepting()
-	poll := time.Millisecond
-	for {
-		s.mu.Lock()
-		left := len(s.conns)
-		for fc := range s.conns {
-			if fc.idle.Load() {
-				fc.c.SetReadDeadline(aLongTimeAgo)
-			}
-		}
-		s.mu.Unlock()
-		if left == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			s.closeFast()
-			s.http.Close()
-			return ctx.Err()
-		case <-time.After(poll):
-			poll = min(2*poll, 100*time.Millisecond)
-		}
-	}
-	s.wg.Wait()
-	// The fast connections are done, so no more hand-offs can come.
-	return s.http.Shutdown(ctx)
-}
+// Shutdown stops accepting, lets requests in flight finish and closes idle
+// connections, until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
 
 // Close closes the listener and every connection at once.
-func (s *Server) Close() error {
-	if s.h == nil {
-		return s.http.Close()
-	}
-	s.stopAccepting()
-	s.closeFast()
-	s.wg.Wait()
-	return s.http.Close()
-}
+func (s *Server) Close() error { return s.http.Close() }
 
-func (s *Server) stopAccepting() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.shutting.Store(true)
-	if s.ln != nil {
-		s.ln.Close()
-	}
-}
+// logWriter puts net/http's own messages (TLS handshake errors and the
+// like) into the structured log.
+type logWriter struct{ log logrus.FieldLogger }
 
-func (s *Server) closeFast() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for fc := range s.conns {
-		fc.c.Close()
-	}
-}
-
-func (s *Server) forget(fc *fastConn) {
-	s.mu.Lock()
-	delete(s.conns, fc)
-	s.mu.Unlock()
-	s.wg.Done()
-}
-
-// handoffListener is how net/http receives the connections the fast path
-// gives up.
-type handoffListener struct {
-	addr  net.Addr
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newHandoffListener(addr net.Addr) *handoffListener {
-	return &handoffListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *handoffListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *handoffListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *handoffListener) Addr() net.Addr { return l.addr }
-
-// give passes c to net/http; false if net/http has stopped.
-func (l *handoffListener) give(c net.Conn) bool {
-	select {
-	case l.conns <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-// handedOffConn is a connection given to net/http: reads first drain what
-// the fast path had already read.
-type handedOffConn struct {
-	net.Conn
-	r *bufio.Reader // nil once drained
-}
-
-func (c *handedOffConn) Read(p []byte) (int, error) {
-	if c.r != nil {
-		if c.r.Buffered() > 0 {
-			return c.r.Read(p)
-		}
-		c.r = nil
-	}
-	return c.Conn.Read(p)
-}
-
-// ReadFrom keeps sendfile for blobs: net/http hands files to its
-// connection's ReadFrom, which for TCP is sendfile(2).
-func (c *handedOffConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(writerOnly{c.Conn}, r)
-}
-
-// CloseWrite lets net/http half-close, as it does on a TCP connection
-// before closing one it answered with an error.
-func (c *handedOffConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.WithField("component", "http").Warn(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

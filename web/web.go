@@ -10,8 +10,9 @@
 // suffix.
 //
 // Every error a registry client sees is written by writeError as an OCI
-// error body; every request gets one log line. Server puts a fast path for
-// warm manifest requests in front of net/http (see server.go).
+// error body; every request passes the one chain of middleware (request
+// id, access log, recovery, bounds: middleware.go) and gets one log line.
+// Server is the one HTTP server: net/http, with TLS when configured.
 package web
 
 import (
@@ -49,7 +50,9 @@ type handler struct {
 	images    Images
 	log       logrus.FieldLogger
 	manifests *manifestCache
+	tags      *tagCache
 	site      *site
+	serve     handlerFunc // the middleware chain around route
 }
 
 // New returns the handler of the whole HTTP surface.
@@ -70,13 +73,16 @@ func New(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: docs site: %w", err)
 	}
-	return &handler{
+	h := &handler{
 		storage:   opts.Storage,
 		images:    opts.Images,
 		log:       log,
 		manifests: newManifestCache(defaultManifestCacheBytes),
+		tags:      newTagCache(defaultTagCacheEntries),
 		site:      s,
-	}, nil
+	}
+	h.serve = h.chain(h.route)
+	return h, nil
 }
 
 // Header values shared by every response. Assigning a shared slice to a

@@ -33,9 +33,10 @@ type testImages struct {
 
 	mu    sync.Mutex
 	tags  map[string]map[manifest.Format]digest.Digest
-	fail  error // if set, every call returns it
-	panic bool  // if set, every call panics
-	warm  map[string]storage.BlobInfo
+	fail  error         // if set, every call returns it
+	panic bool          // if set, every call panics
+	fresh time.Duration // how long answers are fresh; 0: not at all
+	calls atomic.Int64  // ManifestByTag calls
 }
 
 func (ti *testImages) set(name, tag string, m map[manifest.Format]digest.Digest) {
@@ -47,39 +48,27 @@ func (ti *testImages) set(name, tag string, m map[manifest.Format]digest.Digest)
 	ti.tags[name+":"+tag] = m
 }
 
-func (ti *testImages) ManifestByTag(ctx context.Context, name, tag string, f manifest.Format) (storage.BlobInfo, error) {
+func (ti *testImages) ManifestByTag(ctx context.Context, name, tag string, f manifest.Format) (storage.BlobInfo, time.Time, error) {
+	ti.calls.Add(1)
 	ti.mu.Lock()
 	m, ok := ti.tags[name+":"+tag]
-	fail, panicking := ti.fail, ti.panic
+	fail, panicking, fresh := ti.fail, ti.panic, ti.fresh
 	ti.mu.Unlock()
 	if panicking {
 		panic("test images: panic on purpose")
 	}
 	if fail != nil {
-		return storage.BlobInfo{}, fail
+		return storage.BlobInfo{}, time.Time{}, fail
 	}
 	if !ok {
-		return storage.BlobInfo{}, errcode.New(errcode.ManifestUnknown, "unknown manifest %s:%s", name, tag)
+		return storage.BlobInfo{}, time.Time{}, errcode.New(errcode.ManifestUnknown, "unknown manifest %s:%s", name, tag)
 	}
 	info, err := ti.store.StatBlob(ctx, m[f])
-	if err == nil {
-		ti.mu.Lock()
-		if ti.warm == nil {
-			ti.warm = map[string]storage.BlobInfo{}
-		}
-		ti.warm[name+":"+tag+":"+f.String()] = info
-		ti.mu.Unlock()
+	var until time.Time
+	if fresh > 0 {
+		until = time.Now().Add(fresh)
 	}
-	return info, err
-}
-
-// WarmManifestByTag knows what ManifestByTag has answered before, as the
-// builder's caches do.
-func (ti *testImages) WarmManifestByTag(name, tag string, f manifest.Format) (storage.BlobInfo, bool) {
-	ti.mu.Lock()
-	defer ti.mu.Unlock()
-	info, ok := ti.warm[name+":"+tag+":"+f.String()]
-	return info, ok
+	return info, until, err
 }
 
 func (ti *testImages) Tags(ctx context.Context, name string) ([]string, error) {

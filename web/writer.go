@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -28,6 +29,15 @@ type responseWriter struct {
 	digest digest.Digest
 	code   errcode.Code // of the error answered, if any
 	err    error        // cause of the error answered, if any
+
+	requestID string
+
+	// deadlines, when the server's writer has them, bound each write:
+	// every write must finish within writeTimeout of its start, so a slow
+	// but live client can take a blob of any size while one that stops
+	// reading is let go.
+	deadlines    deadlines
+	writeTimeout time.Duration
 
 	// rangeGuard turns a 416 written by http.ServeContent (plain text) into
 	// an OCI error body; swallow then drops ServeContent's own body.
@@ -55,7 +65,15 @@ func (w *responseWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
+	w.extendWrite()
 	w.rw.WriteHeader(code)
+}
+
+// extendWrite gives the next write its own deadline.
+func (w *responseWriter) extendWrite() {
+	if w.deadlines != nil && w.writeTimeout > 0 {
+		w.deadlines.SetWriteDeadline(time.Now().Add(w.writeTimeout))
+	}
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
@@ -65,13 +83,39 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if w.swallow {
 		return len(p), nil
 	}
+	if len(p) > streamChunk {
+		return w.writeChunks(p)
+	}
+	w.extendWrite()
 	n, err := w.rw.Write(p)
 	w.bytes += int64(n)
 	return n, err
 }
 
+// streamChunk is how much of a large answer goes out under one write
+// deadline.
+const streamChunk = 4 << 20
+
+func (w *responseWriter) writeChunks(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		n := min(len(p), streamChunk)
+		w.extendWrite()
+		m, err := w.rw.Write(p[:n])
+		total += m
+		w.bytes += int64(m)
+		if err != nil {
+			return total, err
+		}
+		p = p[n:]
+	}
+	return total, nil
+}
+
 // ReadFrom lets io.Copy (and so http.ServeContent) hand a file to the
-// server's own ReadFrom, which uses sendfile.
+// server's own ReadFrom, which uses sendfile. The copy goes in chunks, each
+// under a fresh write deadline; a file inside an io.LimitedReader (what
+// ServeContent passes) stays a file, so each chunk is still one sendfile.
 func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
@@ -79,15 +123,37 @@ func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.swallow {
 		return io.Copy(io.Discard, r)
 	}
-	var n int64
-	var err error
-	if rf, ok := w.rw.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(r)
-	} else {
-		n, err = io.Copy(writerOnly{w.rw}, r)
+	rf, ok := w.rw.(io.ReaderFrom)
+	if !ok {
+		n, err := io.Copy(writerOnly{w}, r)
+		return n, err
 	}
-	w.bytes += n
-	return n, err
+	src, limit := r, int64(-1)
+	if lr, ok := r.(*io.LimitedReader); ok {
+		src, limit = lr.R, max(lr.N, 0)
+		defer func() { lr.N = limit }()
+	}
+	var total int64
+	for limit != 0 {
+		chunk := int64(streamChunk)
+		if limit > 0 {
+			chunk = min(chunk, limit)
+		}
+		w.extendWrite()
+		n, err := rf.ReadFrom(&io.LimitedReader{R: src, N: chunk})
+		total += n
+		w.bytes += n
+		if limit > 0 {
+			limit -= n
+		}
+		if err != nil {
+			return total, err
+		}
+		if n < chunk {
+			break // the source is done
+		}
+	}
+	return total, nil
 }
 
 // writerOnly hides every method but Write, so io.Copy cannot recurse into

@@ -24,15 +24,19 @@ import (
 
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/logsink"
+	"github.com/nixport/nixport/version"
 	"github.com/nixport/nixport/web"
 )
 
 func main() {
 	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, config.ErrVersion):
+		fmt.Printf("nixport %s (%s)\n", version.String(), version.Go())
+		os.Exit(0)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "nixport:", err)
 		os.Exit(2)
 	}
@@ -51,37 +55,67 @@ func serve(cfg *config.Config) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, log); err != nil {
+	err := run(ctx, cfg, log)
+	var startErr startupError
+	switch {
+	case errors.As(err, &startErr):
+		// Before serving, the log may be going nowhere an operator looks
+		// yet: the reason goes to stderr as one plain line as well.
+		log.WithError(err).Error("nixport could not start")
+		sink.Sync()
+		fmt.Fprintln(os.Stderr, "nixport:", startErr.err)
+		return 1
+	case err != nil:
 		log.WithError(err).Error("nixport stopped")
 		return 1
 	}
 	return 0
 }
 
+// startupError is a failure before the registry serves: a port in use,
+// storage that cannot be opened, a certificate that does not load.
+type startupError struct{ err error }
+
+func (e startupError) Error() string { return e.err.Error() }
+func (e startupError) Unwrap() error { return e.err }
+
 // run serves until ctx is cancelled, then drains in-flight requests.
 func run(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
+	timeouts := web.Timeouts{BodyIdle: cfg.BodyTimeout, Write: cfg.WriteTimeout}
 	app, err := wire(ctx, cfg, log)
 	if err != nil {
-		return err
+		return startupError{err}
 	}
 	defer app.Close()
 
+	front, err := web.NewServer(web.ServerOptions{
+		Handler:           app.Handler,
+		Timeouts:          timeouts,
+		MaxConnsPerClient: cfg.MaxConnsPerClient,
+		TLSCert:           cfg.TLSCert,
+		TLSKey:            cfg.TLSKey,
+		Log:               log,
+	})
+	if err != nil {
+		return startupError{err}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.Addr(), err)
+		return startupError{fmt.Errorf("listening on %s: %w", cfg.Addr(), err)}
 	}
-	srv := &http.Server{
-		Handler:           app.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+	scheme := "http"
+	if front.TLS() {
+		scheme = "https"
 	}
 	log.WithFields(logrus.Fields{
 		"addr":    ln.Addr().String(),
+		"scheme":  scheme,
 		"storage": cfg.StorageBackend,
 		"source":  string(cfg.Source.Kind),
+		"version": version.String(),
+		"go":      version.Go(),
 	}).Info("nixport listening")
 
-	front := web.NewServer(srv)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- front.Serve(ln) }()
 
