@@ -117,7 +117,7 @@ type gitSpec struct {
 const channelArchive = "https://github.com/NixOS/nixpkgs/archive/"
 
 // spec is the source for tag. For git, a branch or tag name is first tried
-// as a branch (refs/heads/tag); gitTagRef retries a remote's tag. For a
+// as a branch (refs/heads/tag); evaluate retries a remote's tag. For a
 // path that is a git checkout, any tag but "latest" is looked up in it
 // with git (checkoutRev) and built from exactly that commit.
 func (d *Driver) spec(ctx context.Context, log logrus.FieldLogger, tag string) (sourceSpec, error) {
