@@ -321,9 +321,29 @@ func (b *Builder) storedTag(ctx context.Context, name, tag string) (Manifests, e
 	return r.manifests()
 }
 
-// Tags lists the tags built or recorded for name.
+// Tags lists the tags built or recorded for name that its source still
+// accepts: a tag the source now refuses (a record left by an older
+// configuration, such as any tag of a local package set, which has only
+// "latest") is left out, since pulling it would fail. A tag the source
+// accepts may still fail to build (a branch deleted since); the list is
+// what was pulled, not every version the source has.
 func (b *Builder) Tags(ctx context.Context, name string) ([]string, error) {
-	return listTags(ctx, b.opts.Storage, name)
+	tags, err := listTags(ctx, b.opts.Storage, name)
+	if err != nil || b.opts.Source == nil {
+		return tags, err
+	}
+	kept := tags[:0]
+	for _, tag := range tags {
+		if _, _, err := b.identify(name, tag); err != nil {
+			if e, ok := errcode.As(err); ok && e.Code.Status() < 500 {
+				continue // refused
+			}
+			// A fault of the source's own is no reason to hide the tag.
+			b.log.WithError(err).WithFields(logrus.Fields{"image": name, "tag": tag}).Warn("checking a recorded tag")
+		}
+		kept = append(kept, tag)
+	}
+	return kept, nil
 }
 
 type discard struct{}

@@ -36,6 +36,12 @@ func (s *countingSource) Identify(name, tag string) (string, bool, error) {
 	if strings.Contains(name, "bad") {
 		return "", false, errcode.New(errcode.NameInvalid, "bad name %s", name)
 	}
+	switch {
+	case strings.HasPrefix(tag, "gone"):
+		return "", false, errcode.New(errcode.ManifestUnknown, "no version %s", tag)
+	case strings.HasPrefix(tag, "fault"):
+		return "", false, errors.New("the source is broken")
+	}
 	return name + ":" + tag, s.pinned, nil
 }
 
@@ -255,6 +261,39 @@ func TestErrorsReachTheClient(t *testing.T) {
 	tags, err := b.Tags(context.Background(), "broken")
 	if err != nil || len(tags) != 0 {
 		t.Errorf("a failed build left tags %v (%v)", tags, err)
+	}
+}
+
+// TestTagsListsWhatTheSourceAccepts: tags/list leaves out recorded tags
+// the source now refuses (a client error), and keeps those it could not
+// check (a fault of its own).
+func TestTagsListsWhatTheSourceAccepts(t *testing.T) {
+	b := newTestBuilder(t, &countingSource{}, Options{})
+	ctx := context.Background()
+	info, err := storage.PutBlob(ctx, b.opts.Storage, "application/vnd.oci.image.manifest.v1+json", "", -1, strings.NewReader(`{"schemaVersion":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		recorded []string
+		want     string
+	}{
+		{"hello", []string{"latest", "v1"}, "latest,v1"},
+		{"old", []string{"gone-1", "latest", "gone-2"}, "latest"},
+		{"broken", []string{"fault-1", "gone-1"}, "fault-1"},
+		{"none", nil, ""},
+	}
+	for _, tc := range tests {
+		for _, tag := range tc.recorded {
+			if err := StoreTag(ctx, b.opts.Storage, tc.name, tag, Manifests{manifest.OCI: info}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tags, err := b.Tags(ctx, tc.name)
+		if err != nil || strings.Join(tags, ",") != tc.want {
+			t.Errorf("tags of %s = %v (%v), want %q", tc.name, tags, err, tc.want)
+		}
 	}
 }
 

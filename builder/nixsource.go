@@ -20,7 +20,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/builder/archive"
-	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/layers"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/nix"
@@ -95,17 +94,20 @@ func NewNixSource(opts NixOptions) (*NixSource, error) {
 // Stats returns the source's counters.
 func (s *NixSource) Stats() *Stats { return &s.stats }
 
-// Identify parses the image name. The key holds the package source, so
-// instances configured differently never share pinned records.
+// Identify parses the image name and checks the tag against the package
+// source without running anything (nix.Driver.CheckTag): a tag that cannot
+// name a version of it is TAG_INVALID or MANIFEST_UNKNOWN here, before any
+// cache or build. The key holds the package source, so instances
+// configured differently never share pinned records.
 func (s *NixSource) Identify(name, tag string) (string, bool, error) {
 	req, err := ParseImageName(name, s.opts.Names)
 	if err != nil {
 		return "", false, err
 	}
-	src := s.opts.Driver.Source()
-	if src.Kind == config.SourcePath || src.Kind == config.SourceBuiltin {
-		tag = "" // the tag names no version of a local package set
+	if err := s.opts.Driver.CheckTag(tag); err != nil {
+		return "", false, err
 	}
+	src := s.opts.Driver.Source()
 	key := strings.Join([]string{string(src.Kind), src.Value, req.Key(), tag}, "|")
 	return key, s.opts.Driver.Pinned(tag), nil
 }

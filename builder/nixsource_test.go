@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"io"
 	"os/exec"
+	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/nix"
 	"github.com/nixport/nixport/storage"
@@ -120,5 +123,63 @@ func TestNixSourceIsReproducible(t *testing.T) {
 	}
 	if ma[manifest.OCI].Digest != mb[manifest.OCI].Digest || ma[manifest.Docker].Digest != mb[manifest.Docker].Digest {
 		t.Errorf("same image into two empty stores: %v vs %v", ma, mb)
+	}
+}
+
+// TestNixSourceTags: the builtin package set has one version, "latest".
+// Any other tag is MANIFEST_UNKNOWN naming it, before any cache or build,
+// also once "latest" is cached; tags/list lists what works.
+func TestNixSourceTags(t *testing.T) {
+	src, store := newNixSource(t, t.TempDir())
+	b, err := New(Options{Storage: store, Source: src, MovingTagTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	// A record an older nixport (which ignored the tag) may have left.
+	if _, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := b.Image(ctx, "hello", "latest")
+	if err := StoreTag(ctx, store, "hello", "v1", m); err != nil {
+		t.Fatal(err)
+	}
+	archived := src.Stats().LayersArchived.Load()
+	tests := []struct {
+		tag  string
+		code errcode.Code // "" for success
+	}{
+		{"latest", ""},
+		{"v1", errcode.ManifestUnknown},
+		{"missing-abcdefghij234567", errcode.ManifestUnknown},
+		{"0123456789abcdef0123456789abcdef01234567", errcode.ManifestUnknown},
+		{"main", errcode.ManifestUnknown},
+		{"a..b", errcode.ManifestUnknown},
+		{"-x", errcode.TagInvalid},
+	}
+	for _, tc := range tests {
+		_, err := b.ManifestByTag(ctx, "hello", tc.tag, manifest.OCI)
+		if tc.code == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.tag, err)
+			}
+			continue
+		}
+		e, ok := errcode.As(err)
+		if !ok || e.Code != tc.code {
+			t.Errorf("%s: %v, want %s", tc.tag, err, tc.code)
+			continue
+		}
+		if tc.code == errcode.ManifestUnknown && !strings.Contains(e.Message, `"latest"`) {
+			t.Errorf("%s: message %q does not name the tag that works", tc.tag, e.Message)
+		}
+	}
+	if n := src.Stats().LayersArchived.Load(); n != archived {
+		t.Errorf("unknown tags archived %d layers", n-archived)
+	}
+	tags, err := b.Tags(ctx, "hello")
+	if err != nil || strings.Join(tags, ",") != "latest" {
+		t.Errorf("tags = %v (%v), want [latest]", tags, err)
 	}
 }

@@ -14,7 +14,9 @@ const (
 	// SourceGit is a git repository (NIXERY_PKGS_REPO); "latest" is its
 	// default branch (HEAD), another tag a branch, tag or full commit hash.
 	SourceGit SourceKind = "git"
-	// SourcePath is a local directory (NIXERY_PKGS_PATH); tags are ignored.
+	// SourcePath is a local directory (NIXERY_PKGS_PATH); "latest" is the
+	// directory as it is, its only tag unless it is a git checkout, whose
+	// branches, git tags and full commit hashes are tags too.
 	SourcePath SourceKind = "path"
 )
 

@@ -32,7 +32,8 @@
 //
 // The package set comes from config.PackageSource: the offline test set
 // embedded here (testpkgs/, SourceBuiltin), a local directory, a git
-// repository or a nixpkgs channel; see Pinned for which tags are fixed.
+// repository or a nixpkgs channel; see CheckTag for which tags can name a
+// version of each, and Pinned for which tags are fixed.
 package nix
 
 import (
@@ -86,8 +87,9 @@ type Options struct {
 	// logger.
 	Log logrus.FieldLogger
 	// OnProcess, if set, is called with the command line and process id of
-	// every Nix process right after it starts. Tests use it to check what
-	// reaches Nix and to find process groups.
+	// every process right after it starts (Nix, and git for a path source
+	// that is a git checkout). Tests use it to check what reaches Nix and
+	// git and to find process groups.
 	OnProcess func(argv []string, pid int)
 }
 
@@ -100,6 +102,7 @@ type Driver struct {
 	dir         string // private temporary directory
 	resolveFile string // dir/resolve.nix
 	pkgsDir     string // the package set directory, for builtin and path sources
+	checkout    string // a path source that is a git checkout: its directory
 	rootsDir    string // GC roots of images being built
 	procs       atomic.Int64
 	rootSeq     atomic.Int64
@@ -146,6 +149,7 @@ func New(opts Options) (*Driver, error) {
 			return nil, fmt.Errorf("nix: package set path %q holds no default.nix: %w", abs, err)
 		}
 		d.pkgsDir = abs
+		d.checkout = findCheckout(abs, d.log)
 	case config.SourceGit, config.SourceChannel:
 		if opts.Source.Value == "" {
 			return nil, fmt.Errorf("nix: the %s source needs a value", opts.Source.Kind)

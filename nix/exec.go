@@ -31,12 +31,25 @@ type result struct {
 // error is a failure to start, the deadline (errcode.Unavailable) or the
 // caller's context ending (wrapping ctx.Err()).
 func (d *Driver) run(ctx context.Context, log logrus.FieldLogger, name string, args ...string) (result, error) {
+	return d.exec(ctx, log, "nix", d.dir, name, args...)
+}
+
+// runGit runs git in the checkout of a path source, like run (git is not
+// counted among the Nix processes).
+func (d *Driver) runGit(ctx context.Context, log logrus.FieldLogger, args ...string) (result, error) {
+	return d.exec(ctx, log, "git", d.checkout, "git", args...)
+}
+
+// exec runs one process in dir under the driver's deadline, in a process
+// group of its own; kind names it in the log ("nix", "git"), and only Nix
+// processes count in ProcessCount.
+func (d *Driver) exec(ctx context.Context, log logrus.FieldLogger, kind, dir, name string, args ...string) (result, error) {
 	tctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
 	defer cancel()
 
 	cmd := exec.CommandContext(tctx, name, args...)
 	cmd.Env = d.env
-	cmd.Dir = d.dir
+	cmd.Dir = dir
 	var stdout bytes.Buffer
 	stderr := &tailBuffer{max: stderrKeep}
 	cmd.Stdout = &stdout
@@ -55,13 +68,15 @@ func (d *Driver) run(ctx context.Context, log logrus.FieldLogger, name string, a
 	if err := cmd.Start(); err != nil {
 		return result{}, fmt.Errorf("nix: starting %s: %w", name, err)
 	}
-	d.procs.Add(1)
+	if kind == "nix" {
+		d.procs.Add(1)
+	}
 	pid := cmd.Process.Pid
 	if d.opts.OnProcess != nil {
 		d.opts.OnProcess(append([]string(nil), cmd.Args...), pid)
 	}
 	log = log.WithFields(logrus.Fields{"cmd": name, "pid": pid})
-	log.Debug("nix process started")
+	log.Debug(kind + " process started")
 
 	waitErr := cmd.Wait()
 	elapsed := time.Since(start)
@@ -75,23 +90,28 @@ func (d *Driver) run(ctx context.Context, log logrus.FieldLogger, name string, a
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		tail := stderrTail(res.stderr, 20)
 		if ctx.Err() != nil {
-			log.WithField("stderr_tail", tail).Warn("nix process stopped: the request ended")
+			log.WithField("stderr_tail", tail).Warn(kind + " process stopped: the request ended")
 			return res, fmt.Errorf("nix: %s stopped: %w", name, ctx.Err())
 		}
-		log.WithField("stderr_tail", tail).Error("nix process timed out")
+		log.WithField("stderr_tail", tail).Error(kind + " process timed out")
 		return res, errcode.Wrap(errcode.Unavailable, fmt.Errorf("%s ran longer than %s", name, d.opts.Timeout),
 			"build timed out after %s", d.opts.Timeout)
 	}
 	var exitErr *exec.ExitError
 	if waitErr != nil && !errors.As(waitErr, &exitErr) {
 		// exec.ErrWaitDelay or an I/O error: the output may be cut.
-		log.WithError(waitErr).Error("nix process: waiting failed")
+		log.WithError(waitErr).Error(kind + " process: waiting failed")
 		return res, fmt.Errorf("nix: waiting for %s: %w", name, waitErr)
 	}
-	if res.exitCode != 0 {
-		log.WithField("stderr_tail", stderrTail(res.stderr, 20)).Warn("nix process failed")
-	} else {
-		log.Debug("nix process done")
+	switch {
+	case res.exitCode != 0 && kind == "git":
+		// git answers questions ("is there such a branch?") with its exit
+		// code: the caller judges it.
+		log.WithField("stderr_tail", stderrTail(res.stderr, 5)).Debug("git process exited non-zero")
+	case res.exitCode != 0:
+		log.WithField("stderr_tail", stderrTail(res.stderr, 20)).Warn(kind + " process failed")
+	default:
+		log.Debug(kind + " process done")
 	}
 	return res, nil
 }

@@ -182,3 +182,103 @@ func TestGitRemoteTag(t *testing.T) {
 		}
 	}
 }
+
+// TestPathCheckoutTags: a path source that is a git checkout serves
+// "latest" from the directory as it is (uncommitted changes included), and
+// its branches, git tags and commits from exactly those commits.
+func TestPathCheckoutTags(t *testing.T) {
+	needNix(t)
+	dir, first, second, feature := gitRepo(t)
+	// An uncommitted change: only "latest" sees it.
+	dirty := "{ system ? builtins.currentSystem, ... }:\nlet mk = name: derivation { inherit name system; builder = \"/bin/sh\"; args = [ \"-c\" \"echo ${name} > $out\" ]; }; in {\n" +
+		"  one = mk \"git-one\";\n  two = mk \"git-two\";\n  four = mk \"git-four\";\n}\n"
+	if err := os.WriteFile(filepath.Join(dir, "default.nix"), []byte(dirty), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, pl := newDriver(t, Options{Source: config.PackageSource{Kind: config.SourcePath, Value: dir}})
+	tests := []struct {
+		tag     string
+		found   []string
+		missing []string
+		pinned  bool
+	}{
+		{tag: LatestTag, found: []string{"one", "two", "four"}, missing: []string{"three"}},
+		{tag: "main", found: []string{"one", "two"}, missing: []string{"three", "four"}},
+		{tag: "feature", found: []string{"one", "three"}, missing: []string{"two", "four"}},
+		{tag: "v1.0", found: []string{"one"}, missing: []string{"two", "three", "four"}},
+		{tag: first, found: []string{"one"}, missing: []string{"two", "four"}, pinned: true},
+		{tag: second, found: []string{"one", "two"}, missing: []string{"four"}, pinned: true},
+		{tag: feature, found: []string{"one", "three"}, missing: []string{"two", "four"}, pinned: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.tag, func(t *testing.T) {
+			if got := d.Pinned(tc.tag); got != tc.pinned {
+				t.Errorf("Pinned = %v, want %v", got, tc.pinned)
+			}
+			img, err := d.Build(context.Background(), tc.tag, hostSystem, tc.found)
+			if err != nil {
+				t.Fatalf("Build: %v", err)
+			}
+			img.Release()
+			for i, p := range img.Resolution.Packages {
+				if want := "git-" + tc.found[i]; storeName(p.Outputs[0].Path) != want {
+					t.Errorf("%s built %s", want, p.Outputs[0].Path)
+				}
+			}
+			_, err = d.Resolve(context.Background(), tc.tag, hostSystem, tc.missing)
+			wantCode(t, err, errcode.ManifestUnknown)
+		})
+	}
+
+	// Tags that name nothing: 404 naming the tags that work; tags git
+	// cannot name: 400, without running git or Nix.
+	for _, tc := range []struct {
+		tag  string
+		code errcode.Code
+		ran  bool
+	}{
+		{"nosuchbranch", errcode.ManifestUnknown, true},
+		{strings.Repeat("0", 40), errcode.ManifestUnknown, true},
+		{"a..b", errcode.TagInvalid, false},
+		{"main.lock", errcode.TagInvalid, false},
+		{"feature.", errcode.TagInvalid, false},
+	} {
+		before, _ := pl.all()
+		_, err := d.Resolve(context.Background(), tc.tag, hostSystem, []string{"one"})
+		e := wantCode(t, err, tc.code)
+		after, _ := pl.all()
+		if ran := len(after) > len(before); ran != tc.ran {
+			t.Errorf("%s: processes started: %v, want %v", tc.tag, ran, tc.ran)
+		}
+		for _, argv := range after[len(before):] {
+			if argv[0] != "git" {
+				t.Errorf("%s: started %v", tc.tag, argv)
+			}
+		}
+		t.Logf("%s: %s", tc.tag, e.Message)
+		if tc.code == errcode.ManifestUnknown {
+			for _, want := range []string{tc.tag, "latest", "main", "feature"} {
+				if !strings.Contains(e.Message, want) {
+					t.Errorf("%s: message %q does not name %q", tc.tag, e.Message, want)
+				}
+			}
+		}
+	}
+
+	// The tag reaches git as one revision argument, and Nix only as the
+	// commit it names.
+	argvs, _ := pl.all()
+	for _, argv := range argvs {
+		line := strings.Join(argv, " ")
+		switch argv[0] {
+		case "git":
+			if !strings.HasPrefix(line, "git rev-parse --verify --quiet ") && !strings.HasPrefix(line, "git for-each-ref ") {
+				t.Errorf("git run as %q", line)
+			}
+		case "nix-instantiate":
+			if strings.Contains(line, "feature") || strings.Contains(line, "v1.0") {
+				t.Errorf("a tag reached Nix: %q", line)
+			}
+		}
+	}
+}

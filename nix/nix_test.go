@@ -464,9 +464,9 @@ func TestNoRequestTextOnCommandLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer img.Release()
-	_, err = d.Resolve(context.Background(), "some-branch", hostSystem, []string{"nosuchpkg", "alsonotthere"})
+	_, err = d.Resolve(context.Background(), LatestTag, hostSystem, []string{"nosuchpkg", "alsonotthere"})
 	wantCode(t, err, errcode.ManifestUnknown)
-	names = append(names, "nosuchpkg", "alsonotthere", "some-branch")
+	names = append(names, "nosuchpkg", "alsonotthere")
 
 	// Every argument is a fixed flag, a driver file, a store path Nix
 	// itself returned, or the JSON data of --argstr.
@@ -581,10 +581,18 @@ func TestPathSource(t *testing.T) {
 	// DESIGN.md's testdata/pkgs: a symlink to the embedded set.
 	d, _ := newDriver(t, Options{Source: config.PackageSource{Kind: config.SourcePath, Value: "../testdata/pkgs"}})
 	if d.Pinned(LatestTag) || d.Pinned("0123456789abcdef0123456789abcdef01234567") {
-		t.Error("a path source is never pinned")
+		t.Error("a path source that is no git checkout is never pinned")
 	}
-	// The tag is ignored.
-	img, err := d.Build(context.Background(), "anything", hostSystem, []string{"hello", "xorg.xev"})
+	// It has one version: any other tag names nothing, without running Nix.
+	before := d.ProcessCount()
+	_, err := d.Build(context.Background(), "anything", hostSystem, []string{"hello"})
+	if e := wantCode(t, err, errcode.ManifestUnknown); !strings.Contains(e.Message, `"latest"`) {
+		t.Errorf("message %q does not name the tag that works", e.Message)
+	}
+	if d.ProcessCount() != before {
+		t.Error("an unknown tag ran Nix")
+	}
+	img, err := d.Build(context.Background(), LatestTag, hostSystem, []string{"hello", "xorg.xev"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,14 @@
 package nix
 
 import (
+	"context"
 	"encoding/json"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/errcode"
@@ -155,9 +159,9 @@ func TestSourceSpecAndPinned(t *testing.T) {
 			`{"kind":"channel","url":"https://github.com/NixOS/nixpkgs/archive/nixos-24.05.tar.gz"}`, false},
 		{config.PackageSource{Kind: config.SourceChannel, Value: "nixos-unstable"}, commit,
 			`{"kind":"channel","url":"https://github.com/NixOS/nixpkgs/archive/` + commit + `.tar.gz"}`, true},
-		{config.PackageSource{Kind: config.SourcePath, Value: "/srv/pkgs"}, commit,
+		{config.PackageSource{Kind: config.SourcePath, Value: "/srv/pkgs"}, "latest",
 			`{"kind":"path","path":"/srv/pkgs"}`, false},
-		{config.PackageSource{Kind: config.SourceBuiltin}, commit,
+		{config.PackageSource{Kind: config.SourceBuiltin}, "latest",
 			`{"kind":"path","path":"/tmp/builtin"}`, false},
 	}
 	for _, tc := range tests {
@@ -165,7 +169,7 @@ func TestSourceSpecAndPinned(t *testing.T) {
 		if tc.src.Kind == config.SourceBuiltin {
 			d.pkgsDir = "/tmp/builtin"
 		}
-		s, err := d.spec(tc.tag)
+		s, err := d.spec(context.Background(), logrus.New(), tc.tag)
 		if err != nil {
 			t.Errorf("%v %s: %v", tc.src, tc.tag, err)
 			continue
@@ -175,6 +179,79 @@ func TestSourceSpecAndPinned(t *testing.T) {
 		}
 		if got := d.Pinned(tc.tag); got != tc.pinned {
 			t.Errorf("%v %s: Pinned = %v", tc.src, tc.tag, got)
+		}
+	}
+}
+
+func TestCheckTag(t *testing.T) {
+	const commit = "0123456789abcdef0123456789abcdef01234567"
+	var (
+		builtin  = &Driver{opts: Options{Source: config.PackageSource{Kind: config.SourceBuiltin}}}
+		dir      = &Driver{opts: Options{Source: config.PackageSource{Kind: config.SourcePath, Value: "/srv/pkgs"}}}
+		checkout = &Driver{opts: Options{Source: config.PackageSource{Kind: config.SourcePath, Value: "/srv/nixpkgs"}}, checkout: "/srv/nixpkgs"}
+		git      = &Driver{opts: Options{Source: config.PackageSource{Kind: config.SourceGit, Value: "https://example.org/p.git"}}}
+		channel  = &Driver{opts: Options{Source: config.PackageSource{Kind: config.SourceChannel, Value: "nixos-unstable"}}}
+	)
+	const ok = errcode.Code("")
+	tests := []struct {
+		tag                                  string
+		builtin, dir, checkout, git, channel errcode.Code
+	}{
+		{"latest", ok, ok, ok, ok, ok},
+		{"main", errcode.ManifestUnknown, errcode.ManifestUnknown, ok, ok, ok},
+		{"missing-abc123", errcode.ManifestUnknown, errcode.ManifestUnknown, ok, ok, ok},
+		{commit, errcode.ManifestUnknown, errcode.ManifestUnknown, ok, ok, ok},
+		{"v1.0_rc-2", errcode.ManifestUnknown, errcode.ManifestUnknown, ok, ok, ok},
+		{"HEAD", errcode.ManifestUnknown, errcode.ManifestUnknown, ok, ok, ok},
+		{"x.lock.y", errcode.ManifestUnknown, errcode.ManifestUnknown, ok, ok, ok},
+		// Tags git cannot name: nothing to look up.
+		{"a..b", errcode.ManifestUnknown, errcode.ManifestUnknown, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid},
+		{"main.lock", errcode.ManifestUnknown, errcode.ManifestUnknown, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid},
+		{"v1.", errcode.ManifestUnknown, errcode.ManifestUnknown, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid},
+		// Not tags at all.
+		{"", errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid},
+		{".hidden", errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid},
+		{"-x", errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid},
+		{"a/b", errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid},
+		{"a~1", errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid},
+		{strings.Repeat("a", 129), errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid, errcode.TagInvalid},
+	}
+	for _, tc := range tests {
+		for _, c := range []struct {
+			d    *Driver
+			want errcode.Code
+		}{{builtin, tc.builtin}, {dir, tc.dir}, {checkout, tc.checkout}, {git, tc.git}, {channel, tc.channel}} {
+			err := c.d.CheckTag(tc.tag)
+			var got errcode.Code
+			if e, isCode := errcode.As(err); isCode {
+				got = e.Code
+			} else if err != nil {
+				got = "not an errcode: " + errcode.Code(err.Error())
+			}
+			if got != c.want {
+				t.Errorf("%s source, tag %q: %q (%v), want %q", c.d.opts.Source.Kind, tc.tag, got, err, c.want)
+			}
+			if e, isCode := errcode.As(err); isCode && e.Code == errcode.ManifestUnknown && !strings.Contains(e.Message, `"latest"`) {
+				t.Errorf("tag %q: message %q does not name the tag that works", tc.tag, e.Message)
+			}
+		}
+	}
+}
+
+// TestValidRefName holds validRefName to git's own check-ref-format on
+// every tag the OCI pattern allows that the rules are about.
+func TestValidRefName(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not on PATH")
+	}
+	for _, tag := range []string{"main", "a..b", "a...b", "main.lock", "main.lock.x", "x.LOCK", "v1.", "v1.0", "a.b.c",
+		"HEAD", "lock", ".lock", "a_.", "_", "0", "a-", "1.2.3-rc.4", "x..", strings.Repeat("z", 128)} {
+		if !tagPattern.MatchString(tag) {
+			continue
+		}
+		want := exec.Command("git", "check-ref-format", "refs/heads/"+tag).Run() == nil
+		if got := validRefName(tag); got != want {
+			t.Errorf("validRefName(%q) = %v, git check-ref-format says %v", tag, got, want)
 		}
 	}
 }

@@ -108,10 +108,11 @@ type resolved struct {
 // case (an exact match wins, else the lexicographically smallest).
 //
 // If names are missing, the Resolution lists them and the error is one
-// MANIFEST_UNKNOWN naming each of them. A package set that fails to
-// evaluate gives BUILD_FAILED with Nix's first error line; a name or tag
-// that fails validation gives NAME_INVALID or TAG_INVALID without running
-// Nix.
+// MANIFEST_UNKNOWN naming each of them. A tag that names no version of the
+// package set is MANIFEST_UNKNOWN too, naming the tags that work. A package
+// set that fails to evaluate gives BUILD_FAILED with Nix's first error
+// line; a name or tag that fails validation gives NAME_INVALID or
+// TAG_INVALID without running Nix (see CheckTag).
 func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string) (*Resolution, error) {
 	if !systemPattern.MatchString(system) {
 		return nil, errcode.New(errcode.NameInvalid, "invalid system %q", system)
@@ -121,7 +122,8 @@ func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string
 			return nil, errcode.New(errcode.NameInvalid, "invalid package name %q", n)
 		}
 	}
-	spec, err := d.spec(tag)
+	log := d.log.WithFields(logrus.Fields{"op": "resolve", "tag": tag, "system": system, "packages": len(names)})
+	spec, err := d.spec(ctx, log, tag)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +131,6 @@ func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string
 	if len(names) == 0 {
 		return res, nil
 	}
-	log := d.log.WithFields(logrus.Fields{"op": "resolve", "tag": tag, "system": system, "packages": len(names)})
 
 	out, err := d.evaluate(ctx, log, spec, system, names)
 	if err != nil {
@@ -212,7 +213,8 @@ func (d *Driver) evaluate(ctx context.Context, log logrus.FieldLogger, spec sour
 		if spec.Kind == "git" && unknownGitRevision.MatchString(res.stderr) {
 			log.WithField("stderr_tail", stderrTail(res.stderr, 5)).Info("tag names nothing in the git repository")
 			return nil, errcode.New(errcode.ManifestUnknown,
-				"tag %q names no branch, tag or commit of the package repository", d.tagOf(spec))
+				"tag %q names no branch, tag or commit of the package repository; tags that work: %s, a branch, a git tag or a full commit hash",
+				d.tagOf(spec), LatestTag)
 		}
 		return nil, failure(d.evalWhat(), "nix-instantiate", res)
 	}

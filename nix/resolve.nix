@@ -13,7 +13,9 @@
 # source.kind is one of
 #   path     import source.path (the builtin set and NIXERY_PKGS_PATH)
 #   git      import (builtins.fetchGit source.git): url plus ref, or rev
-#            with allRefs
+#            with allRefs (NIXERY_PKGS_REPO; also a tag other than latest of
+#            a NIXERY_PKGS_PATH that is a git checkout, as a file:// url
+#            and the rev the driver found with git)
 #   channel  import (builtins.fetchTarball source.url)
 #
 # The package set is called with whichever of { system, config = { };

@@ -1,10 +1,14 @@
 package nix
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/errcode"
@@ -26,26 +30,69 @@ var (
 // Pinned says whether tag names a fixed version of the configured package
 // set, so that an image built for it may be cached forever:
 //
-//   - git and channel sources with a full 40-hex commit hash as tag: pinned.
+//   - git and channel sources, and a path source that is a git checkout,
+//     with a full 40-hex commit hash as tag: pinned.
 //   - git with "latest" (the default branch's HEAD), a branch or a tag name,
 //     and channels by name ("latest" is the configured channel): moving
 //     targets; a branch can gain commits and a git tag can be moved.
-//   - a local path: a moving target; the directory can change at any time
-//     and the tag is ignored.
+//   - a local path at "latest": a moving target; the directory can change
+//     at any time. In a git checkout a branch or git tag moves too.
 //   - builtin: fixed for one nixport binary, but not across upgrades, and
 //     its busybox comes from the host: treated as moving, so that nothing
 //     built from it outlives the binary in a shared cache.
 //
 // A moving target must be resolved again (one cheap evaluation) before a
 // cached image is reused; the Resolution's Key then says whether anything
-// changed.
+// changed. Pinned says nothing of whether the tag exists: see CheckTag.
 func (d *Driver) Pinned(tag string) bool {
 	switch d.opts.Source.Kind {
 	case config.SourceGit, config.SourceChannel:
 		return commitHash.MatchString(tag)
+	case config.SourcePath:
+		return d.checkout != "" && commitHash.MatchString(tag)
 	default:
 		return false
 	}
+}
+
+// CheckTag says, without running anything, whether tag can name a version
+// of the configured package set:
+//
+//   - TAG_INVALID (400) for what is no tag at all (the OCI tag pattern),
+//     and, where a tag is a git ref (git, channel, a path that is a git
+//     checkout), for a name git cannot give a branch (git check-ref-format:
+//     "a..b", "main.lock", "v1."): it can name nothing.
+//   - MANIFEST_UNKNOWN (404) for any tag but "latest" where the package set
+//     has one version: builtin, and a path that is no git checkout.
+//
+// A tag that passes may still name nothing (a branch that does not exist):
+// Resolve says so, also with MANIFEST_UNKNOWN.
+func (d *Driver) CheckTag(tag string) error {
+	if !tagPattern.MatchString(tag) {
+		return errcode.New(errcode.TagInvalid, "invalid tag %q", tag)
+	}
+	switch d.opts.Source.Kind {
+	case config.SourceBuiltin, config.SourcePath:
+		if tag == LatestTag {
+			return nil
+		}
+		if d.checkout == "" {
+			return errcode.New(errcode.ManifestUnknown,
+				"tag %q names no version of the package set: it has one, tag %q", tag, LatestTag)
+		}
+	}
+	if !validRefName(tag) {
+		return errcode.New(errcode.TagInvalid, "invalid tag %q: not a valid git branch or tag name", tag)
+	}
+	return nil
+}
+
+// validRefName applies git check-ref-format's rules for refs/heads/<tag> to
+// a tag that matches tagPattern (so it holds no "/", no control character,
+// none of " ~^:?*[\" and no "@{", and does not start with "." or "-"):
+// it may not contain "..", nor end with "." or ".lock".
+func validRefName(tag string) bool {
+	return !strings.Contains(tag, "..") && !strings.HasSuffix(tag, ".") && !strings.HasSuffix(tag, ".lock")
 }
 
 // sourceSpec is the JSON form of the package source that resolve.nix reads
@@ -70,15 +117,27 @@ type gitSpec struct {
 const channelArchive = "https://github.com/NixOS/nixpkgs/archive/"
 
 // spec is the source for tag. For git, a branch or tag name is first tried
-// as a branch (refs/heads/tag); gitTagRef retries a remote's tag.
-func (d *Driver) spec(tag string) (sourceSpec, error) {
-	if !tagPattern.MatchString(tag) {
-		return sourceSpec{}, errcode.New(errcode.TagInvalid, "invalid tag %q", tag)
+// as a branch (refs/heads/tag); evaluate retries a remote's tag. For a
+// path that is a git checkout, any tag but "latest" is looked up in it
+// with git (checkoutRev) and built from exactly that commit.
+func (d *Driver) spec(ctx context.Context, log logrus.FieldLogger, tag string) (sourceSpec, error) {
+	if err := d.CheckTag(tag); err != nil {
+		return sourceSpec{}, err
 	}
 	src := d.opts.Source
 	switch src.Kind {
 	case config.SourceBuiltin, config.SourcePath:
-		return sourceSpec{Kind: "path", Path: d.pkgsDir}, nil
+		if tag == LatestTag {
+			// The directory as it is, uncommitted changes included.
+			return sourceSpec{Kind: "path", Path: d.pkgsDir}, nil
+		}
+		// CheckTag lets other tags through only for a git checkout.
+		rev, err := d.checkoutRev(ctx, log, tag)
+		if err != nil {
+			return sourceSpec{}, err
+		}
+		u := url.URL{Scheme: "file", Path: d.checkout}
+		return sourceSpec{Kind: "git", Git: &gitSpec{URL: u.String(), Rev: rev}}, nil
 	case config.SourceGit:
 		g := &gitSpec{URL: src.Value}
 		switch {

@@ -19,7 +19,7 @@ func TestEmbeddedSite(t *testing.T) {
 	}{
 		{"/", 200, "text/html; charset=utf-8", []string{"<title>nixport", "docker pull registry.test:5000/shell/git", "podman pull", "skopeo copy", "Nixery"}},
 		{"/index.html", 200, "text/html; charset=utf-8", []string{"<title>nixport"}},
-		{"/names", 200, "text/html; charset=utf-8", []string{"bashInteractive", "moreutils", "aarch64-linux", "cacert", "iana-etc", "xorg.xev", "case-insensitively", "Order and duplicates", "commit hash", "cached forever", "tag is ignored"}},
+		{"/names", 200, "text/html; charset=utf-8", []string{"bashInteractive", "moreutils", "aarch64-linux", "cacert", "iana-etc", "xorg.xev", "case-insensitively", "Order and duplicates", "commit hash", "cached forever", "git checkout", "MANIFEST_UNKNOWN", "TAG_INVALID"}},
 		{"/names.html", 200, "text/html; charset=utf-8", []string{"Meta-packages"}},
 		{"/running", 200, "text/html; charset=utf-8", []string{"go run ./cmd/nixport", "Nix 2.18", "2.8", "NIXERY_CHANNEL", "NIXPORT_SUBSTITUTERS", "GCS_SIGNING_ACCOUNT", "NIXPORT_LOG_LEVEL", "/var/lib/nixport", "cacert,iana-etc", "NIXPORT_ROUTES", `href="/sources"`, `href="/deploy"`}},
 		{"/deploy", 200, "text/html; charset=utf-8", []string{"roles/storage.objectAdmin", "--uniform-bucket-level-access", "GCS_SIGNING_KEY", "GCS_SIGNING_ACCOUNT", "GOOGLE_APPLICATION_CREDENTIALS", "blobs/sha256/", "leases/builds/", "307", "signBlob", "NIXPORT_SHUTDOWN_TIMEOUT", "Nix 2.18", "builders = ssh://"}},
