@@ -15,6 +15,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/reference"
 	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/storage/filesystem"
 )
@@ -408,5 +409,24 @@ func TestManifestByTagFreshness(t *testing.T) {
 				t.Error("a fresh answer built again")
 			}
 		})
+	}
+}
+
+// TestLongestNameFitsStorage holds reference's bound on names to what
+// storage holds: the longest name, with the longest tag, names a valid
+// record object, so a name the registry accepts always gets its record.
+func TestLongestNameFitsStorage(t *testing.T) {
+	longest := strings.Repeat("a", reference.MaxComponentLength)
+	name := longest + "/" + longest
+	name += "/" + strings.Repeat("b", reference.MaxNameLength-len(name)-3) + "/c"
+	if len(name) != reference.MaxNameLength || reference.CheckName(name) != nil {
+		t.Fatalf("test name of %d bytes: %v", len(name), reference.CheckName(name))
+	}
+	tag := strings.Repeat("t", reference.MaxTagLength)
+	if err := storage.ValidObjectName(tagObject(name, tag)); err != nil {
+		t.Errorf("tag record of the longest name: %v", err)
+	}
+	if err := reference.CheckName(name + "c"); err == nil {
+		t.Error("a name one byte longer is accepted")
 	}
 }

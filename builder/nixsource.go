@@ -23,6 +23,7 @@ import (
 	"github.com/nixport/nixport/layers"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/nix"
+	"github.com/nixport/nixport/reference"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -257,7 +258,7 @@ func (s *NixSource) layer(ctx context.Context, log logrus.FieldLogger, kind stri
 		if json.Unmarshal(data, &r) == nil {
 			l := manifest.Layer{Size: r.Size, Comment: comment}
 			l.Digest, l.DiffID = digestOf(r.Digest), digestOf(r.DiffID)
-			if l.Digest.Validate() == nil && l.DiffID.Validate() == nil {
+			if reference.ValidDigest(l.Digest) == nil && reference.ValidDigest(l.DiffID) == nil {
 				if _, err := s.opts.Storage.StatBlob(ctx, l.Digest); err == nil {
 					s.stats.LayersReused.Add(1)
 					return l, nil

@@ -10,9 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nixport/nixport/manifest"
-	"github.com/nixport/nixport/storage"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/reference"
+	"github.com/nixport/nixport/storage"
 )
 
 // Persisted records: small JSON objects in storage, so that caches survive
@@ -58,7 +60,7 @@ func (r record) manifests() (Manifests, error) {
 		if b == nil {
 			continue
 		}
-		if err := b.Digest.Validate(); err != nil {
+		if err := reference.ValidDigest(b.Digest); err != nil {
 			return nil, fmt.Errorf("record holds a bad digest: %w", err)
 		}
 		m[f] = storage.BlobInfo{Digest: b.Digest, Size: b.Size, MediaType: b.MediaType}

@@ -58,9 +58,6 @@ const (
 	maxRoutesFileBytes = 1 << 20
 	maxRoutes          = 1000
 	maxRouteTimeout    = 24 * time.Hour
-	// maxRepoNameLength bounds a repository name a route serves (Docker's
-	// limit).
-	maxRepoNameLength = 255
 )
 
 // Route types.
@@ -560,10 +557,8 @@ func mergeEnv(base, extra []string) []string {
 // checkNameTag validates a repository name and a tag before they go
 // anywhere near a command or a file: NAME_INVALID or TAG_INVALID.
 func checkNameTag(name, tag string) error {
-	if !validRepoName(name) {
-		return errcode.New(errcode.NameInvalid,
-			"invalid repository name %.100q: use lower-case letters and digits, separated by ., _, __, - or /, at most %d characters",
-			name, maxRepoNameLength)
+	if err := reference.CheckName(name); err != nil {
+		return errcode.New(errcode.NameInvalid, "invalid repository name %.100q: %v", name, err)
 	}
 	if !reference.ValidTag(tag) {
 		return errcode.New(errcode.TagInvalid, "invalid tag %.140q: use letters, digits, _, . and -, not starting with . or -, at most 128 characters", tag)
@@ -571,8 +566,6 @@ func checkNameTag(name, tag string) error {
 	return nil
 }
 
-// validRepoName reports whether name is a repository name (see package
-// reference) of at most maxRepoNameLength bytes.
-func validRepoName(name string) bool {
-	return len(name) <= maxRepoNameLength && reference.ValidName(name)
-}
+// validRepoName reports whether name is a repository name within the one
+// bound (reference.CheckName).
+func validRepoName(name string) bool { return reference.CheckName(name) == nil }

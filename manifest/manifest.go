@@ -21,6 +21,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nixport/nixport/reference"
 )
 
 // Created is the creation time written into every image: fixed, so that
@@ -108,10 +110,10 @@ func Build(img Image) (*Built, error) {
 		return nil, err
 	}
 	for i, l := range img.Layers {
-		if err := l.Digest.Validate(); err != nil {
+		if err := reference.ValidDigest(l.Digest); err != nil {
 			return nil, fmt.Errorf("layer %d digest %q: %w", i, l.Digest, err)
 		}
-		if err := l.DiffID.Validate(); err != nil {
+		if err := reference.ValidDigest(l.DiffID); err != nil {
 			return nil, fmt.Errorf("layer %d diff_id %q: %w", i, l.DiffID, err)
 		}
 		if l.Size < 0 {

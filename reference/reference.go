@@ -1,22 +1,116 @@
 // Package reference holds the grammar of registry references that every
-// part of nixport must agree on: repository names and tags, as the OCI
-// distribution spec defines them. The registry API checks every request
-// against it, and the image sources check names before they reach a
-// command line; one implementation keeps the two from drifting apart.
+// part of nixport must agree on: repository names, tags and digests, as the
+// OCI distribution spec defines them, and the one bound on a name's length.
+// The registry API checks every request against it, the image sources
+// check names before they reach a command line, and storage checks digests
+// before they become object names; one implementation keeps them from
+// drifting apart.
 //
 // The checks are hand-written scanners rather than regular expressions
 // because they run on every request.
 package reference
 
+import (
+	// A digest is only valid if its algorithm is linked in.
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
 // MaxTagLength is the longest tag the distribution spec allows.
 const MaxTagLength = 128
+
+// MaxNameLength and MaxComponentLength bound a repository name. A name,
+// with a tag, becomes part of the names of the records kept for it in
+// storage ("tags/<name>/_/<tag>"), and every storage backend holds object
+// names of up to 1000 bytes with components of up to 255 (package
+// storage's MaxObjectNameLen and MaxNameComponentLen): a name within these
+// bounds always fits, with room left for longer record prefixes (the
+// builder's tests check it). The spec's own suggestion, 255 bytes with the
+// host, is too tight for names that list packages.
+const (
+	MaxNameLength      = 768
+	MaxComponentLength = 255
+)
+
+// CheckName reports whether name can be a repository name: the spec's
+// grammar (ValidName) within MaxNameLength and MaxComponentLength. The
+// error says which rule it breaks.
+func CheckName(name string) error {
+	if len(name) > MaxNameLength {
+		return fmt.Errorf("repository name of %d bytes: at most %d", len(name), MaxNameLength)
+	}
+	for c := range strings.SplitSeq(name, "/") {
+		if len(c) > MaxComponentLength {
+			return fmt.Errorf("repository name component of %d bytes: at most %d", len(c), MaxComponentLength)
+		}
+	}
+	if !ValidName(name) {
+		return errors.New("repository name must be lower-case letters, digits and separators (. _ __ -), components joined by /")
+	}
+	return nil
+}
+
+// ParseDigest accepts "sha256:<64 hex>" and "sha512:<128 hex>" with
+// lower-case hex, as the OCI image spec requires, and nothing else. It is
+// a hand-written scanner (it runs on every blob request) that accepts a
+// subset of what go-digest's Validate does; the tests hold the two
+// together.
+func ParseDigest(s string) (digest.Digest, error) {
+	alg, hex, ok := strings.Cut(s, ":")
+	want := 0
+	switch alg {
+	case "sha256":
+		want = 64
+	case "sha512":
+		want = 128
+	}
+	if !ok || want == 0 || len(hex) != want || !isLowerHex(hex) {
+		return "", fmt.Errorf("invalid digest %q: want sha256:<64 hex> or sha512:<128 hex>", truncate(s))
+	}
+	d := digest.Digest(s)
+	if !d.Algorithm().Available() {
+		return "", fmt.Errorf("invalid digest %q: %s is not linked into this binary", truncate(s), alg)
+	}
+	return d, nil
+}
+
+// ValidDigest is ParseDigest for a digest already typed as one (read from
+// a manifest or a record).
+func ValidDigest(d digest.Digest) error {
+	_, err := ParseDigest(string(d))
+	return err
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9') && !('a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// truncate shortens untrusted text quoted back in an error.
+func truncate(s string) string {
+	const limit = 200
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "..."
+}
 
 // ValidName reports whether name matches the distribution spec's
 // repository name grammar
 //
 //	[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
 //
-// Length limits are the caller's: they differ between uses.
+// It is the grammar alone; CheckName adds the length bounds.
 func ValidName(name string) bool {
 	i := 0
 	for {

@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/reference"
 )
 
 // FuzzRoute feeds arbitrary paths to the router, to the name, tag and
@@ -74,7 +75,7 @@ func checkRoute(t *testing.T, p string) {
 		}
 		return
 	}
-	if !nameRE.MatchString(rt.name) || len(rt.name) > maxNameLength {
+	if !nameRE.MatchString(rt.name) || reference.CheckName(rt.name) != nil {
 		t.Fatalf("parseRoute(%q): accepted name %q", p, rt.name)
 	}
 	if rt.tag != "" && !tagRE.MatchString(rt.tag) {
@@ -113,8 +114,8 @@ func checkRoute(t *testing.T, p string) {
 // checkScanners checks that the hand-written validators accept exactly
 // what the spec's patterns do.
 func checkScanners(t *testing.T, s string) {
-	if got, want := validName(s), nameRE.MatchString(s) && len(s) <= maxNameLength; got != want {
-		t.Fatalf("validName(%q) = %v, pattern says %v", s, got, want)
+	if got, want := checkName(s) == nil, nameRE.MatchString(s) && withinNameBounds(s); got != want {
+		t.Fatalf("checkName(%q) = %v, pattern says %v", s, got, want)
 	}
 	if got, want := validTag(s), tagRE.MatchString(s); got != want {
 		t.Fatalf("validTag(%q) = %v, pattern says %v", s, got, want)
@@ -128,4 +129,17 @@ func checkScanners(t *testing.T, s string) {
 			t.Fatalf("parseDigest(%q) accepted what go-digest rejects: %v", s, verr)
 		}
 	}
+}
+
+// withinNameBounds is reference's length rule, written again plainly.
+func withinNameBounds(s string) bool {
+	if len(s) > reference.MaxNameLength {
+		return false
+	}
+	for _, c := range strings.Split(s, "/") {
+		if len(c) > reference.MaxComponentLength {
+			return false
+		}
+	}
+	return true
 }

@@ -11,6 +11,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/reference"
 	"github.com/nixport/nixport/manifest"
 )
 
@@ -108,7 +109,7 @@ func TestRegistry(t *testing.T) {
 		{"name dot dot", "GET", "/v2/../manifests/latest", nil, want{status: 400, code: errcode.NameInvalid}},
 		{"name missing", "GET", "/v2/manifests/latest", nil, want{status: 400, code: errcode.NameInvalid}},
 		{"name empty", "GET", "/v2//manifests/latest", nil, want{status: 400, code: errcode.NameInvalid}},
-		{"name too long", "GET", "/v2/" + strings.Repeat("a/", maxNameLength/2) + "a/manifests/latest", nil, want{status: 400, code: errcode.NameInvalid}},
+		{"name too long", "GET", "/v2/" + strings.Repeat("a/", reference.MaxNameLength/2) + "a/manifests/latest", nil, want{status: 400, code: errcode.NameInvalid}},
 		{"name invalid wins over tag", "GET", "/v2/A/manifests/-x", nil, want{status: 400, code: errcode.NameInvalid}},
 
 		// Blobs.

@@ -10,11 +10,6 @@ import (
 	"github.com/nixport/nixport/reference"
 )
 
-// maxNameLength bounds a repository name. The distribution spec suggests
-// 255 for registry host plus name, but a nixport name lists packages (up to
-// NIXPORT_MAX_PACKAGES of them, 64 by default), so it allows more.
-const maxNameLength = 2048
-
 // routeKind says which endpoint of the /v2/ API a path addresses.
 type routeKind int
 
@@ -115,54 +110,25 @@ func isReadMethod(method string) bool {
 	return method == http.MethodGet || method == http.MethodHead
 }
 
+// checkName answers a name outside reference.CheckName's bounds with
+// NAME_INVALID: the one limit, at the edge.
 func checkName(name string) error {
-	if !validName(name) {
-		return errcode.New(errcode.NameInvalid, "invalid repository name %q", truncate(name))
+	if err := reference.CheckName(name); err != nil {
+		return errcode.New(errcode.NameInvalid, "invalid repository name %q: %v", truncate(name), err)
 	}
 	return nil
 }
 
-// validName reports whether name is a repository name (see package
-// reference) of at most maxNameLength bytes.
-func validName(name string) bool {
-	return len(name) <= maxNameLength && reference.ValidName(name)
-}
-
 func validTag(tag string) bool { return reference.ValidTag(tag) }
 
-// parseDigest accepts "sha256:<64 hex>" and "sha512:<128 hex>" (lower-case
-// hex, as the OCI image spec requires) and nothing else; the result also
-// passes go-digest's Validate (the tests check that).
+// parseDigest answers a digest reference.ParseDigest refuses with
+// DIGEST_INVALID.
 func parseDigest(s string) (digest.Digest, error) {
-	alg, hex, ok := strings.Cut(s, ":")
-	want := 0
-	switch alg {
-	case "sha256":
-		want = 64
-	case "sha512":
-		want = 128
-	}
-	if !ok || want == 0 || len(hex) != want || !isLowerHex(hex) {
-		return "", errcode.New(errcode.DigestInvalid, "invalid digest %q: want sha256:<64 hex> or sha512:<128 hex>", truncate(s))
-	}
-	// What go-digest's Validate checks, without its regular expression
-	// (the hex was checked above): the algorithm is linked in and the
-	// encoded part has its size.
-	d := digest.Digest(s)
-	if a := d.Algorithm(); !a.Available() || len(d.Encoded()) != a.Size()*2 {
-		return "", errcode.New(errcode.DigestInvalid, "invalid digest %q: algorithm not available", truncate(s))
+	d, err := reference.ParseDigest(s)
+	if err != nil {
+		return "", errcode.Wrap(errcode.DigestInvalid, err, "%v", err)
 	}
 	return d, nil
-}
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9') && !('a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // truncate shortens client text quoted back in error messages.

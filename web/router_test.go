@@ -8,6 +8,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/reference"
 )
 
 // The patterns of the distribution spec, which the hand-written scanners
@@ -76,21 +77,24 @@ func TestParseRoute(t *testing.T) {
 func TestValidName(t *testing.T) {
 	good := []string{
 		"a", "0", "hello", "shell/git/htop", "a.b", "a_b", "a__b", "a-b", "a---b",
-		"xorg.xev", "a0/b1/c2", "manifests/blobs", strings.Repeat("a", maxNameLength),
-		strings.Repeat("ab/", 600) + "c",
+		"xorg.xev", "a0/b1/c2", "manifests/blobs", strings.Repeat("a", reference.MaxComponentLength),
+		strings.Repeat("ab/", reference.MaxNameLength/3-1) + "c",
 	}
 	bad := []string{
 		"", "A", "a/", "/a", "a//b", "a..b", "a___b", "a_.b", "a.-b", "-a", "a-", "_a",
-		"a b", "a/B", "ä", "a/./b", "..", "a:b", "a@b", "a+b", strings.Repeat("a", maxNameLength+1),
+		"a b", "a/B", "ä", "a/./b", "..", "a:b", "a@b", "a+b", strings.Repeat("ab/", reference.MaxNameLength/3) + "c",
+		strings.Repeat("a", reference.MaxComponentLength+1),
 	}
 	for _, n := range good {
-		if !validName(n) || (len(n) <= maxNameLength && !nameRE.MatchString(n)) {
-			t.Errorf("validName(%.40q) = false, want true", n)
+		if checkName(n) != nil || !nameRE.MatchString(n) {
+			t.Errorf("checkName(%.40q) = %v, want nil", n, checkName(n))
 		}
 	}
 	for _, n := range bad {
-		if validName(n) {
-			t.Errorf("validName(%.40q) = true, want false", n)
+		if err := checkName(n); err == nil {
+			t.Errorf("checkName(%.40q) = nil, want NAME_INVALID", n)
+		} else if e, ok := errcode.As(err); !ok || e.Code != errcode.NameInvalid {
+			t.Errorf("checkName(%.40q) = %v, want NAME_INVALID", n, err)
 		}
 	}
 }

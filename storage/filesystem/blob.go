@@ -27,13 +27,11 @@ const typeSuffix = ".type"
 // the digest safe to use as a file name. Anything else cannot be stored here,
 // so it is reported as not found.
 func blobPath(dgst digest.Digest) (string, error) {
-	if err := dgst.Validate(); err != nil {
-		return "", fmt.Errorf("blob %q: %w: %w", dgst, err, storage.ErrNotFound)
+	hex, err := storage.SHA256Hex(dgst)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", err, storage.ErrNotFound)
 	}
-	if alg := dgst.Algorithm(); alg != digest.SHA256 {
-		return "", fmt.Errorf("blob %s: only sha256 blobs are stored, not %s: %w", dgst, alg, storage.ErrNotFound)
-	}
-	return blobDir + "/" + dgst.Encoded(), nil
+	return blobDir + "/" + hex, nil
 }
 
 // NewBlobWriter implements storage.Backend. The writer is not safe for

@@ -35,13 +35,11 @@ var crc32cTable = crc32.MakeTable(crc32.Castagnoli)
 // valid sha256 digests are accepted; anything else cannot be stored here,
 // so it is reported as not found.
 func blobKey(dgst digest.Digest) (string, error) {
-	if err := dgst.Validate(); err != nil {
-		return "", fmt.Errorf("blob %q: %w: %w", dgst, err, storage.ErrNotFound)
+	hex, err := storage.SHA256Hex(dgst)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", err, storage.ErrNotFound)
 	}
-	if alg := dgst.Algorithm(); alg != digest.SHA256 {
-		return "", fmt.Errorf("blob %s: only sha256 blobs are stored, not %s: %w", dgst, alg, storage.ErrNotFound)
-	}
-	return blobPrefix + dgst.Encoded(), nil
+	return blobPrefix + hex, nil
 }
 
 // NewBlobWriter implements storage.Backend. The writer is not safe for
