@@ -373,11 +373,22 @@ func slowBuild(t *testing.T, timeout time.Duration, ctx context.Context) (error,
 					queue = queue[1:]
 					for _, c := range children(p) {
 						queue = append(queue, c)
+						// A child seen between fork and exec still has
+						// its parent's command line: keep every one a
+						// pid shows, so the builder's is not missed.
+						cmd := cmdline(c)
 						mu.Lock()
-						if _, ok := builders[c]; !ok {
-							builders[c] = cmdline(c)
-							t.Logf("process %d: %s", c, builders[c])
+						seen, known := builders[c]
+						switch {
+						case !known:
+							builders[c] = cmd
+						case cmd != "" && !strings.Contains(seen, cmd):
+							builders[c] = seen + " | " + cmd
+						default:
+							mu.Unlock()
+							continue
 						}
+						t.Logf("process %d: %s", c, cmd)
 						mu.Unlock()
 					}
 				}

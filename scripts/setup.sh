@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
 # Installs what nixport needs on a Debian machine, as root, when it is
-# missing: Nix (Debian's nix-bin, single-user, offline by default), a static
-# busybox for the offline test package set, registry clients and benchmark
-# tools. Go tools (crane, the OCI conformance suite, fake-gcs-server) are
-# pinned in go.mod and built with `go tool`, so they need no install here.
-# Sourced by scripts/run and scripts/test; safe to run again.
+# missing. Sourced by scripts/run and scripts/test; safe to run again.
+#   source scripts/setup.sh run    what running needs: Nix (Debian's nix-bin,
+#                                  single-user, offline by default), git, and
+#                                  a static busybox for the offline package set
+#   source scripts/setup.sh test   that, and the registry clients, benchmark
+#                                  tools and Bazel the tests use
+# Go tools (crane, the OCI conformance suite, fake-gcs-server) are pinned in
+# go.mod and built with `go tool`, so they need no install here.
 set -euo pipefail
 
 export PATH="/usr/local/go/bin:$PATH"
 
+setup_mode=${1:-test}
+pkgs=(nix-bin nix-setup-systemd busybox-static git ca-certificates)
+case "$setup_mode" in
+run) ;;
+test) pkgs+=(skopeo pigz wrk nginx-light curl openssl bazel-bootstrap) ;;
+*)
+	echo "setup: unknown mode $setup_mode (run or test)" >&2
+	exit 2
+	;;
+esac
+
 need_pkgs=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in nix-bin nix-setup-systemd busybox-static skopeo pigz wrk nginx-light git ca-certificates bazel-bootstrap; do
+for pkg in "${pkgs[@]}"; do
 	have "$pkg" || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then

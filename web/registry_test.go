@@ -11,8 +11,8 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nixport/nixport/errcode"
-	"github.com/nixport/nixport/reference"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/reference"
 )
 
 // TestRegistry runs every route, method and error of the /v2/ API through
