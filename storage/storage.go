@@ -1,6 +1,7 @@
 // Package storage keeps nixport's content-addressed blobs (layers, configs,
 // manifests) and the small named objects that the build caches and tag index
-// need. Every backend (filesystem, GCS) satisfies Backend and passes the one
+// need. It keeps bytes only: what HTTP makes of them (ranges, ETags,
+// redirects) is the web package's, the same for every backend. Every backend (filesystem, GCS) satisfies Backend and passes the one
 // suite in storagetest, so the builder and the registry API never care where
 // bytes live.
 //
@@ -13,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -62,14 +62,15 @@ type Backend interface {
 	NewBlobWriter(ctx context.Context, mediaType string) (BlobWriter, error)
 	// StatBlob returns the blob's info, or an error wrapping ErrNotFound.
 	StatBlob(ctx context.Context, dgst digest.Digest) (BlobInfo, error)
-	// OpenBlob returns a reader of the whole blob.
-	OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadCloser, BlobInfo, error)
-	// ServeBlob answers a GET or HEAD for the blob, honouring Range and
-	// conditional headers, or redirects to where it can be fetched. It sets
-	// Content-Type, Docker-Content-Digest and ETag. It returns an error
-	// wrapping ErrNotFound, having written nothing, if the blob is missing.
-	ServeBlob(w http.ResponseWriter, r *http.Request, dgst digest.Digest) error
-
+	// OpenBlob opens the blob for reading: a seekable reader of exactly
+	// the stored bytes, and the blob's info. Seeking is cheap (a backend
+	// that fetches over the network reads only from where a read starts),
+	// so ranges of a blob are served by seeking.
+	OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, BlobInfo, error)
+	// SignedBlobURL returns a short-lived URL a client may fetch the blob
+	// from directly, and true; false when the backend offers none (the
+	// blob is then streamed). It does not check that the blob exists.
+	SignedBlobURL(ctx context.Context, dgst digest.Digest) (string, bool, error)
 	// PutObject stores a small named object, replacing any previous value.
 	// Names are slash-separated relative paths ("tags/shell/git/latest").
 	PutObject(ctx context.Context, name string, data []byte) error

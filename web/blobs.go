@@ -4,27 +4,91 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/storage"
 )
 
-// serveBlob answers GET and HEAD /v2/<name>/blobs/<digest>. Storage does
-// the serving (Range, conditional requests, sendfile, or a redirect to
-// signed URL); this only maps its failures to OCI errors. Blobs are shared
-// by every name, as everywhere in nixport's content-addressed store.
+// Header values every blob answer shares.
+var (
+	octetStream = []string{"application/octet-stream"}
+	noStore     = []string{"no-store"}
+)
+
+// serveBlob answers GET and HEAD /v2/<name>/blobs/<digest>, the same way
+// for every storage backend: the HTTP semantics (HEAD, Range,
+// If-None-Match, caching, redirects) are this package's, storage only
+// gives bytes. Blobs are shared by every name, as everywhere in nixport's
+// content-addressed store.
+//
+// A GET is redirected to a signed URL when storage offers one, unless its
+// If-None-Match already names the blob (a 304 needs no bytes, and the
+// storage service's own ETag is not the digest). Everything else is
+// answered from the blob itself through http.ServeContent, which reads
+// only the ranges it sends and hands a file to sendfile.
 func (h *handler) serveBlob(w *responseWriter, r *http.Request, rt route) {
 	w.digest = rt.digest
+	ctx := r.Context()
+	etag := `"` + string(rt.digest) + `"`
+	if r.Method == http.MethodGet && !etagMatches(r.Header["If-None-Match"], etag) {
+		url, ok, err := h.storage.SignedBlobURL(ctx, rt.digest)
+		if err != nil {
+			writeError(w, fmt.Errorf("serving blob %s: %w", rt.digest, err))
+			return
+		}
+		if ok {
+			h.redirectBlob(w, r, rt, url, etag)
+			return
+		}
+	}
+	blob, info, err := h.storage.OpenBlob(ctx, rt.digest)
+	if err != nil {
+		writeBlobError(w, rt, err)
+		return
+	}
+	defer blob.Close()
+	hdr := w.Header()
+	hdr["Content-Type"] = octetStream
+	if info.MediaType != "" {
+		hdr["Content-Type"] = []string{info.MediaType}
+	}
+	hdr["Docker-Content-Digest"] = []string{string(rt.digest)}
+	hdr["Etag"] = []string{etag}
+	hdr["Cache-Control"] = immutable
+	if err := boundRanges(r, info.Size); err != nil {
+		writeError(w, err)
+		return
+	}
 	// http.ServeContent answers an unsatisfiable range with a plain-text
 	// 416; the guard turns it into an OCI error body.
-	w.rangeGuard = r.Header.Get("Range") != ""
-	err := h.storage.ServeBlob(w, r, rt.digest)
+	w.rangeGuard = r.Header["Range"] != nil
+	// No modification time: it would differ between replicas of the same
+	// blob, and the ETag answers every conditional request.
+	http.ServeContent(w, r, "", time.Time{}, blob)
 	w.rangeGuard = false
-	switch {
-	case err == nil:
-	case errors.Is(err, storage.ErrNotFound):
-		writeError(w, errcode.Wrap(errcode.BlobUnknown, err, "blob unknown: %s", rt.digest))
-	default:
-		writeError(w, fmt.Errorf("serving blob %s: %w", rt.digest, err))
+}
+
+// redirectBlob answers a GET with a 307 to url, after checking the blob
+// exists (a missing one is BLOB_UNKNOWN, not a redirect to a 404).
+func (h *handler) redirectBlob(w *responseWriter, r *http.Request, rt route, url, etag string) {
+	if _, err := h.storage.StatBlob(r.Context(), rt.digest); err != nil {
+		writeBlobError(w, rt, err)
+		return
 	}
+	hdr := w.Header()
+	hdr["Docker-Content-Digest"] = []string{string(rt.digest)}
+	hdr["Etag"] = []string{etag}
+	// The URL expires: caches must not keep the redirect.
+	hdr["Cache-Control"] = noStore
+	hdr["Location"] = []string{url}
+	w.WriteHeader(http.StatusTemporaryRedirect)
+}
+
+func writeBlobError(w *responseWriter, rt route, err error) {
+	if errors.Is(err, storage.ErrNotFound) {
+		writeError(w, errcode.Wrap(errcode.BlobUnknown, err, "blob unknown: %s", rt.digest))
+		return
+	}
+	writeError(w, fmt.Errorf("serving blob %s: %w", rt.digest, err))
 }

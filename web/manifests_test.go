@@ -94,14 +94,18 @@ func TestManifestConditional(t *testing.T) {
 // lyingStorage returns other bytes than those stored at a digest.
 type lyingStorage struct{ storage.Backend }
 
-func (l lyingStorage) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, storage.BlobInfo, error) {
+func (l lyingStorage) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, storage.BlobInfo, error) {
 	rc, info, err := l.Backend.OpenBlob(ctx, d)
 	if err != nil {
 		return nil, info, err
 	}
 	rc.Close()
-	return io.NopCloser(bytes.NewReader([]byte(`{"mediaType":"tampered"}`))), info, nil
+	return nopCloser{bytes.NewReader([]byte(`{"mediaType":"tampered"}`))}, info, nil
 }
+
+type nopCloser struct{ io.ReadSeeker }
+
+func (nopCloser) Close() error { return nil }
 
 // failingStorage fails every read with a server-side error.
 type failingStorage struct{ storage.Backend }
@@ -112,12 +116,8 @@ func (failingStorage) StatBlob(context.Context, digest.Digest) (storage.BlobInfo
 	return storage.BlobInfo{}, errDisk
 }
 
-func (failingStorage) OpenBlob(context.Context, digest.Digest) (io.ReadCloser, storage.BlobInfo, error) {
+func (failingStorage) OpenBlob(context.Context, digest.Digest) (io.ReadSeekCloser, storage.BlobInfo, error) {
 	return nil, storage.BlobInfo{}, errDisk
-}
-
-func (failingStorage) ServeBlob(http.ResponseWriter, *http.Request, digest.Digest) error {
-	return errDisk
 }
 
 func TestStorageFaults(t *testing.T) {

@@ -93,7 +93,7 @@ func (ti *testImages) Tags(ctx context.Context, name string) ([]string, error) {
 // countingStorage counts the reads that reach storage.
 type countingStorage struct {
 	storage.Backend
-	stats, opens, serves atomic.Int64
+	stats, opens atomic.Int64
 }
 
 func (c *countingStorage) StatBlob(ctx context.Context, d digest.Digest) (storage.BlobInfo, error) {
@@ -101,14 +101,9 @@ func (c *countingStorage) StatBlob(ctx context.Context, d digest.Digest) (storag
 	return c.Backend.StatBlob(ctx, d)
 }
 
-func (c *countingStorage) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, storage.BlobInfo, error) {
+func (c *countingStorage) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, storage.BlobInfo, error) {
 	c.opens.Add(1)
 	return c.Backend.OpenBlob(ctx, d)
-}
-
-func (c *countingStorage) ServeBlob(w http.ResponseWriter, r *http.Request, d digest.Digest) error {
-	c.serves.Add(1)
-	return c.Backend.ServeBlob(w, r, d)
 }
 
 // fixture is a handler over real filesystem storage holding one image

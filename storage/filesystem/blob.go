@@ -9,9 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"mime"
-	"net/http"
 	"os"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
@@ -242,8 +240,9 @@ func (b *Backend) StatBlob(ctx context.Context, dgst digest.Digest) (storage.Blo
 	return b.blobInfo(dgst, name, fi)
 }
 
-// OpenBlob implements storage.Backend.
-func (b *Backend) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadCloser, storage.BlobInfo, error) {
+// OpenBlob implements storage.Backend. The reader is the *os.File itself,
+// which net/http sends with sendfile.
+func (b *Backend) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, storage.BlobInfo, error) {
 	f, info, err := b.openBlob(dgst)
 	if err != nil {
 		return nil, storage.BlobInfo{}, err
@@ -285,29 +284,10 @@ func (b *Backend) blobInfo(dgst digest.Digest, name string, fi fs.FileInfo) (sto
 	return storage.BlobInfo{Digest: dgst, Size: fi.Size(), MediaType: string(mediaType)}, nil
 }
 
-// ServeBlob implements storage.Backend. It hands the open file to
-// http.ServeContent, which answers HEAD, Range and the conditional headers,
-// and lets net/http copy the body with sendfile.
-func (b *Backend) ServeBlob(w http.ResponseWriter, r *http.Request, dgst digest.Digest) error {
-	f, info, err := b.openBlob(dgst)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	contentType := info.MediaType
-	if contentType == "" {
-		contentType = "application/octet-stream"
-	}
-	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("Docker-Content-Digest", dgst.String())
-	h.Set("Etag", `"`+dgst.String()+`"`)
-	// The content at a digest can never change.
-	h.Set("Cache-Control", "max-age=31536000, immutable")
-	// No modification time: it would differ between replicas of the same
-	// blob, and the ETag already answers every conditional request.
-	http.ServeContent(w, r, "", time.Time{}, f)
-	return nil
+// SignedBlobURL implements storage.Backend: a directory has no URL of its
+// own, so blobs are streamed.
+func (b *Backend) SignedBlobURL(context.Context, digest.Digest) (string, bool, error) {
+	return "", false, nil
 }
 
 // blobError wraps a failed file operation on a blob, mapping "no such file"

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -222,60 +220,6 @@ func umask() fs.FileMode {
 	return 0o777 &^ fi.Mode().Perm()
 }
 
-func TestServeBlobHeaders(t *testing.T) {
-	b := newBackend(t, t.TempDir())
-	content := bytes.Repeat([]byte("0123456789"), 100)
-	info, err := storage.PutBlob(t.Context(), b, "application/vnd.oci.image.layer.v1.tar", "", -1, bytes.NewReader(content))
-	if err != nil {
-		t.Fatal(err)
-	}
-	etag := `"` + info.Digest.String() + `"`
-	tests := []struct {
-		name       string
-		header     map[string]string
-		wantStatus int
-		wantBody   []byte
-	}{
-		{"plain", nil, 200, content},
-		{"If-Range matching", map[string]string{"Range": "bytes=0-4", "If-Range": etag}, 206, content[:5]},
-		{"If-Range stale", map[string]string{"Range": "bytes=0-4", "If-Range": `"sha256:other"`}, 200, content},
-		{"If-None-Match list", map[string]string{"If-None-Match": `"x", ` + etag}, 304, nil},
-		{"If-None-Match star", map[string]string{"If-None-Match": "*"}, 304, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequestWithContext(t.Context(), "GET", "/", nil)
-			for k, v := range tt.header {
-				r.Header.Set(k, v)
-			}
-			w := httptest.NewRecorder()
-			if err := b.ServeBlob(w, r, info.Digest); err != nil {
-				t.Fatal(err)
-			}
-			if w.Code != tt.wantStatus {
-				t.Fatalf("status %d, want %d", w.Code, tt.wantStatus)
-			}
-			if !bytes.Equal(w.Body.Bytes(), tt.wantBody) {
-				t.Errorf("body %q, want %q", w.Body.Bytes(), tt.wantBody)
-			}
-			if got := w.Header().Get("Etag"); got != etag {
-				t.Errorf("ETag %q, want %q", got, etag)
-			}
-			if tt.wantStatus != 304 {
-				if got := w.Header().Get("Cache-Control"); got != "max-age=31536000, immutable" {
-					t.Errorf("Cache-Control %q", got)
-				}
-				if got := w.Header().Get("Accept-Ranges"); got != "bytes" {
-					t.Errorf("Accept-Ranges %q, want bytes", got)
-				}
-			}
-			if got := w.Header().Get("Last-Modified"); got != "" {
-				t.Errorf("Last-Modified %q, want none (it would differ between replicas)", got)
-			}
-		})
-	}
-}
-
 func TestBlobWriterRefusesBadMediaType(t *testing.T) {
 	b := newBackend(t, t.TempDir())
 	for _, mediaType := range []string{"text/plain\r\nX-Injected: 1", "not a type", "/"} {
@@ -336,35 +280,6 @@ func requireOnlyRoot(t *testing.T, parent, root string) {
 	for _, e := range entries {
 		if e.Name() != root {
 			t.Errorf("%s appeared beside the root", e.Name())
-		}
-	}
-}
-
-func BenchmarkServeBlob(b *testing.B) {
-	backend := newBackend(b, b.TempDir())
-	const size = 64 << 20
-	content := bytes.Repeat([]byte("nixport!"), size/8)
-	info, err := storage.PutBlob(b.Context(), backend, "application/octet-stream", "", -1, bytes.NewReader(content))
-	if err != nil {
-		b.Fatal(err)
-	}
-	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := backend.ServeBlob(w, r, info.Digest); err != nil {
-			http.Error(w, err.Error(), 500)
-		}
-	}))
-	defer server.Close()
-	client := server.Client()
-	b.SetBytes(size)
-	for b.Loop() {
-		resp, err := client.Get(server.URL)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err != nil || n != size {
-			b.Fatalf("read %d bytes (%v), want %d", n, err, size)
 		}
 	}
 }

@@ -344,29 +344,37 @@ func (b *Backend) StatBlob(ctx context.Context, dgst digest.Digest) (storage.Blo
 }
 
 // OpenBlob implements storage.Backend. The reader reads the generation that
-// was stat'ed, under Options.TransferTimeout from now.
-func (b *Backend) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadCloser, storage.BlobInfo, error) {
+// was stat'ed, under Options.TransferTimeout from now, with range reads from
+// where each read after a seek starts: seeking costs nothing, and only what
+// is read is fetched.
+func (b *Backend) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, storage.BlobInfo, error) {
 	key, attrs, err := b.blobAttrs(ctx, dgst)
 	if err != nil {
 		return nil, storage.BlobInfo{}, err
 	}
 	tctx, cancel := b.transferContext(ctx)
-	r, err := b.bucket.Object(key).Generation(attrs.Generation).NewReader(tctx)
-	if err != nil {
-		cancel()
-		return nil, storage.BlobInfo{}, wrapErr("opening blob", dgst.String(), err)
+	return &objectReadSeeker{
+		ctx:    tctx,
+		cancel: cancel,
+		obj:    b.bucket.Object(key).Generation(attrs.Generation),
+		size:   attrs.Size,
+		log:    b.log.WithField("digest", dgst),
+	}, blobInfo(dgst, attrs), nil
+}
+
+// SignedBlobURL implements storage.Backend: with a signing key, a V4 signed
+// URL of the blob's object, valid for Options.SignedURLTTL.
+func (b *Backend) SignedBlobURL(ctx context.Context, dgst digest.Digest) (string, bool, error) {
+	if b.signer == nil {
+		return "", false, nil
 	}
-	return &cancelReader{Reader: r, cancel: cancel}, blobInfo(dgst, attrs), nil
-}
-
-// cancelReader ends its reader's context when closed.
-type cancelReader struct {
-	*gstorage.Reader
-	cancel context.CancelFunc
-}
-
-func (r *cancelReader) Close() error {
-	err := r.Reader.Close()
-	r.cancel()
-	return err
+	key, err := blobKey(dgst)
+	if err != nil {
+		return "", false, err
+	}
+	u, err := b.signedURL(key)
+	if err != nil {
+		return "", false, fmt.Errorf("signing a URL for blob %s: %w", dgst, err)
+	}
+	return u, true, nil
 }
