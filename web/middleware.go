@@ -135,6 +135,12 @@ func withBounds(next handlerFunc) handlerFunc {
 		if t != nil && ok {
 			w.deadlines = d
 			w.writeTimeout = t.Write
+			// The server starts each request with a write deadline
+			// (WriteTimeout), which over HTTP/2 resets the stream when it
+			// passes even if nothing was written: a pull waiting on a long
+			// build would be cut. Nothing is owed until the first write,
+			// which sets its own deadline.
+			d.SetWriteDeadline(time.Time{})
 			if hasBody(r) {
 				d.SetReadDeadline(time.Now().Add(t.BodyIdle))
 				r.Body = &idleBody{ReadCloser: r.Body, d: d, idle: t.BodyIdle}

@@ -165,11 +165,18 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ct
 // Close closes the listener and every connection at once.
 func (s *Server) Close() error { return s.http.Close() }
 
-// logWriter puts net/http's own messages (TLS handshake errors and the
-// like) into the structured log.
+// logWriter puts net/http's own messages into the structured log. A failed
+// TLS handshake is the client's (a scanner, a health check that only
+// connects, plain HTTP to the TLS port): debug, not warning.
 type logWriter struct{ log logrus.FieldLogger }
 
 func (w logWriter) Write(p []byte) (int, error) {
-	w.log.WithField("component", "http").Warn(strings.TrimSpace(string(p)))
+	msg := strings.TrimSpace(string(p))
+	entry := w.log.WithField("component", "http")
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		entry.Debug(msg)
+	} else {
+		entry.Warn(msg)
+	}
 	return len(p), nil
 }

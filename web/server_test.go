@@ -26,6 +26,9 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/storage"
 )
 
 // startServer serves h on 127.0.0.1 through a Server made with opts, and
@@ -180,6 +183,15 @@ type slowReader struct{ r io.Reader }
 
 func (s slowReader) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), 512)]) }
 
+// warningHook sends the fields of every warning to ch.
+type warningHook chan logrus.Fields
+
+func (warningHook) Levels() []logrus.Level { return []logrus.Level{logrus.WarnLevel} }
+func (h warningHook) Fire(e *logrus.Entry) error {
+	h <- e.Data
+	return nil
+}
+
 // requestHook sends every request line's fields to ch.
 type requestHook chan logrus.Fields
 
@@ -281,6 +293,12 @@ func newTestCA(t *testing.T) *testCA {
 // key to certFile and keyFile, each replaced by a rename as certbot does.
 func (ca *testCA) issue(t *testing.T, serial int64, certFile, keyFile string) {
 	t.Helper()
+	ca.issueUntil(t, serial, certFile, keyFile, time.Now().Add(time.Hour))
+}
+
+// issueUntil is issue, for a certificate valid until notAfter.
+func (ca *testCA) issueUntil(t *testing.T, serial int64, certFile, keyFile string, notAfter time.Time) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -288,8 +306,8 @@ func (ca *testCA) issue(t *testing.T, serial int64, certFile, keyFile string) {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial),
 		Subject:      pkix.Name{CommonName: fmt.Sprintf("nixport %d", serial)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotBefore:    notAfter.Add(-2 * time.Hour),
+		NotAfter:     notAfter,
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -340,13 +358,29 @@ func servedSerial(t *testing.T, ca *testCA, addr string, h2 bool) (int64, int, e
 	return resp.TLS.PeerCertificates[0].SerialNumber.Int64(), resp.ProtoMajor, nil
 }
 
+// awaitSerial makes new connections until one is served the certificate
+// with serial want, or 100 have not been: a handshake while another one is
+// loading renewed files gets the certificate in use.
+func awaitSerial(t *testing.T, ca *testCA, addr string, want int64) (int64, error) {
+	var got int64
+	var err error
+	for attempt := 0; attempt < 100 && got != want && err == nil; attempt++ {
+		got, _, err = servedSerial(t, ca, addr, true)
+	}
+	return got, err
+}
+
 func TestServerTLS(t *testing.T) {
 	f := newFixture(t)
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	ca.issue(t, 100, certFile, keyFile)
-	s, addr := startServer(t, f.handler, ServerOptions{TLSCert: certFile, TLSKey: keyFile})
+	warnings := make(chan logrus.Fields, 100)
+	log := logrus.New()
+	log.Out = io.Discard
+	log.AddHook(warningHook(warnings))
+	s, addr := startServer(t, f.handler, ServerOptions{TLSCert: certFile, TLSKey: keyFile, Log: log})
 	if !s.TLS() {
 		t.Fatal("TLS() = false")
 	}
@@ -394,8 +428,9 @@ func TestServerTLS(t *testing.T) {
 	}
 	for serial := int64(101); serial <= 105; serial++ {
 		ca.issue(t, serial, certFile, keyFile)
-		got, _, err := servedSerial(t, ca, addr, true)
-		if err != nil || got != serial {
+		// A handshake while another one is loading the files gets the
+		// certificate in use; the next ones get the new one.
+		if got, err := awaitSerial(t, ca, addr, serial); err != nil || got != serial {
 			t.Errorf("after renewal %d: serial %d, %v", serial, got, err)
 		}
 	}
@@ -406,13 +441,32 @@ func TestServerTLS(t *testing.T) {
 		t.Errorf("a pull failed during renewals: %v", err)
 	}
 
-	// A renewal that does not load keeps the certificate in use.
+	// A renewal that does not load keeps the certificate in use, and is
+	// reported once, not at every handshake. (The renewals above may have
+	// been caught half way, the certificate replaced and not yet the key.)
+	for len(warnings) > 0 {
+		<-warnings
+	}
 	writeReplacing(t, keyFile, []byte("not a key"))
+	for range 3 {
+		if got, _, err := servedSerial(t, ca, addr, true); err != nil || got != 105 {
+			t.Errorf("after a broken renewal: serial %d, %v; want 105 kept", got, err)
+		}
+	}
+	if n := len(warnings); n != 1 {
+		t.Errorf("%d warnings for one broken renewal, want 1", n)
+	}
+	<-warnings
+	// So is an expired one.
+	ca.issueUntil(t, 200, certFile, keyFile, time.Now().Add(-time.Minute))
 	if got, _, err := servedSerial(t, ca, addr, true); err != nil || got != 105 {
-		t.Errorf("after a broken renewal: serial %d, %v; want 105 kept", got, err)
+		t.Errorf("after an expired renewal: serial %d, %v; want 105 kept", got, err)
+	}
+	if w := <-warnings; !strings.Contains(fmt.Sprint(w[logrus.ErrorKey]), "expired") {
+		t.Errorf("warning %v does not say the certificate expired", w)
 	}
 	ca.issue(t, 106, certFile, keyFile)
-	if got, _, err := servedSerial(t, ca, addr, true); err != nil || got != 106 {
+	if got, err := awaitSerial(t, ca, addr, 106); err != nil || got != 106 {
 		t.Errorf("after a repaired renewal: serial %d, %v; want 106", got, err)
 	}
 }
@@ -421,15 +475,46 @@ func TestNewServerRefusesBadTLS(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.pem")
 	os.WriteFile(bad, []byte("junk"), 0o600)
+	expiredCert, expiredKey := filepath.Join(dir, "expired.pem"), filepath.Join(dir, "expired-key.pem")
+	newTestCA(t).issueUntil(t, 1, expiredCert, expiredKey, time.Now().Add(-time.Hour))
 	h := http.NotFoundHandler()
 	for _, opts := range []ServerOptions{
 		{Handler: h, TLSCert: bad},
 		{Handler: h, TLSCert: bad, TLSKey: bad},
 		{Handler: h, TLSCert: filepath.Join(dir, "missing"), TLSKey: bad},
+		{Handler: h, TLSCert: expiredCert, TLSKey: expiredKey},
 	} {
 		if _, err := NewServer(opts); err == nil {
 			t.Errorf("NewServer(%+v) accepted", opts)
 		}
+	}
+}
+
+// slowImages answers after a while, as a build does.
+type slowImages struct {
+	Images
+	wait time.Duration
+}
+
+func (s slowImages) ManifestByTag(ctx context.Context, name, tag string, f manifest.Format) (storage.BlobInfo, time.Time, error) {
+	<-time.After(s.wait)
+	return s.Images.ManifestByTag(ctx, name, tag, f)
+}
+
+// TestHTTP2LongWait checks that a request whose answer takes longer than
+// the write bound to start (a pull waiting on a build) is answered over
+// HTTP/2: the bound is on writes, and nothing is written while waiting.
+func TestHTTP2LongWait(t *testing.T) {
+	f := newFixture(t)
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca.issue(t, 1, certFile, keyFile)
+	const write = 200 * time.Millisecond
+	f.handler.(*handler).images = slowImages{f.images, 3 * write} // the wait outlasts the bound
+	_, addr := startServer(t, f.handler, ServerOptions{TLSCert: certFile, TLSKey: keyFile, Timeouts: Timeouts{Write: write}})
+	if _, proto, err := servedSerial(t, ca, addr, true); err != nil || proto != 2 {
+		t.Errorf("HTTP/%d, %v; want an HTTP/2 answer", proto, err)
 	}
 }
 

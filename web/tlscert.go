@@ -24,7 +24,8 @@ const certCheckInterval = time.Second
 // loads them again if either changed. A pair that does not load (a
 // renewal half written, a key that does not match) is logged and the
 // certificate in use kept, and tried again on the next look; connections
-// already open are never touched.
+// already open are never touched. An expired certificate is refused the
+// same way: at start-up, and as a renewal.
 type certReloader struct {
 	certFile, keyFile string
 	log               logrus.FieldLogger
@@ -35,6 +36,7 @@ type certReloader struct {
 
 	mu     sync.Mutex // one look at the files at a time
 	loaded fileStamp  // of the pair in use
+	failed fileStamp  // of the last pair that did not load: not tried again
 }
 
 // fileStamp tells two versions of the pair of files apart.
@@ -81,10 +83,11 @@ func (r *certReloader) check(now time.Time) {
 		r.log.WithError(err).Warn("TLS certificate files unreadable; keeping the certificate in use")
 		return
 	}
-	if stamp == r.loaded {
+	if stamp == r.loaded || stamp == r.failed {
 		return
 	}
 	if err := r.load(stamp); err != nil {
+		r.failed = stamp
 		r.log.WithError(err).Warn("renewed TLS certificate does not load; keeping the certificate in use")
 	}
 }
@@ -98,6 +101,9 @@ func (r *certReloader) load(stamp fileStamp) error {
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
 		return fmt.Errorf("parsing TLS certificate %s: %w", r.certFile, err)
+	}
+	if now := time.Now(); now.After(leaf.NotAfter) {
+		return fmt.Errorf("TLS certificate %s (%s) expired at %s", r.certFile, leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	pair.Leaf = leaf
 	r.cert.Store(&pair)
