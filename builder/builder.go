@@ -334,7 +334,7 @@ func (b *Builder) Tags(ctx context.Context, name string) ([]string, error) {
 	}
 	kept := tags[:0]
 	for _, tag := range tags {
-		if _, _, err := b.identify(name, tag); err != nil {
+		if _, err := b.identify(name, tag); err != nil {
 			if e, ok := errcode.As(err); ok && e.Code.Status() < 500 {
 				continue // refused
 			}

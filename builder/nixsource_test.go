@@ -138,7 +138,7 @@ func TestNixSourceTags(t *testing.T) {
 	defer b.Close()
 	ctx := context.Background()
 	// A record an older nixport (which ignored the tag) may have left.
-	if _, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI); err != nil {
+	if _, _, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI); err != nil {
 		t.Fatal(err)
 	}
 	m, _ := b.Image(ctx, "hello", "latest")
@@ -159,7 +159,7 @@ func TestNixSourceTags(t *testing.T) {
 		{"-x", errcode.TagInvalid},
 	}
 	for _, tc := range tests {
-		_, err := b.ManifestByTag(ctx, "hello", tc.tag, manifest.OCI)
+		_, _, err := b.ManifestByTag(ctx, "hello", tc.tag, manifest.OCI)
 		if tc.code == "" {
 			if err != nil {
 				t.Errorf("%s: %v", tc.tag, err)
