@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what nixport needs on a Debian machine, as root, when it is
 # missing: Nix (Debian's nix-bin, single-user, offline by default), a static
-# busybox for the offline test package set, registry clients and benchmark
-# tools. Go tools (crane, the OCI conformance suite, fake-gcs-server) are
-# pinned in go.mod and built with `go tool`, so they need no install here.
+# busybox for the offline test package set, registry clients (skopeo, and
+# curl for HTTP/2 over TLS) and benchmark tools. Go tools (crane, the OCI
+# conformance suite, fake-gcs-server) are pinned in go.mod and built with
+# `go tool`, so they need no install here.
 # Sourced by scripts/run and scripts/test; safe to run again.
 set -euo pipefail
 
@@ -11,7 +12,7 @@ export PATH="/usr/local/go/bin:$PATH"
 
 need_pkgs=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in nix-bin nix-setup-systemd busybox-static skopeo pigz wrk nginx-light git ca-certificates bazel-bootstrap; do
+for pkg in nix-bin nix-setup-systemd busybox-static skopeo curl pigz wrk nginx-light git ca-certificates bazel-bootstrap; do
 	have "$pkg" || need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then
