@@ -52,12 +52,21 @@ func (s *server) drainCount(msg string) int {
 func skopeoPull(t *testing.T, addr, ref string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "layout")
-	cmd := exec.Command("skopeo", "copy", "--quiet", "--src-tls-verify=false",
-		"docker://"+addr+"/"+ref, "oci:"+dir+":latest")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("skopeo copy %s: %v\n%s", ref, err, out)
+	if err := skopeoCopy(addr, ref, dir, "--src-tls-verify=false"); err != nil {
+		t.Fatal(err)
 	}
 	return dir
+}
+
+// skopeoCopy copies addr/ref into the OCI layout dir, with flags for the
+// source (how to trust it).
+func skopeoCopy(addr, ref, dir string, srcFlags ...string) error {
+	args := append([]string{"copy", "--quiet"}, srcFlags...)
+	args = append(args, "docker://"+addr+"/"+ref, "oci:"+dir+":latest")
+	if out, err := exec.Command("skopeo", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("skopeo copy %s: %v\n%s", ref, err, out)
+	}
+	return nil
 }
 
 // readLayout returns the image manifest of an OCI layout's only image.
@@ -398,15 +407,27 @@ func decodeJSON(t *testing.T, resp *http.Response, v any) {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
+// craneBinary returns the path of crane at the version go.mod's tool
+// directive pins: `go tool -n` builds it (or finds it in the build cache)
+// and prints its path instead of running it.
+func craneBinary(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "tool", "-n", "github.com/google/go-containerregistry/cmd/crane").Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			err = fmt.Errorf("%w: %s", err, ee.Stderr)
+		}
+		t.Fatalf("building crane (go tool -n): %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // TestCraneClient checks the registry with go-containerregistry's crane
 // (pinned in go.mod as a tool): digest, manifest, validate (downloads and
 // verifies every layer) and tags.
 func TestCraneClient(t *testing.T) {
 	requireTools(t, "nix-store")
-	crane := filepath.Join(t.TempDir(), "crane")
-	if out, err := exec.Command("go", "build", "-o", crane, "github.com/google/go-containerregistry/cmd/crane").CombinedOutput(); err != nil {
-		t.Fatalf("building crane: %v\n%s", err, out)
-	}
+	crane := craneBinary(t)
 	s := startServer(t, "STORAGE_PATH="+t.TempDir())
 	ref := s.addr + "/shell/hello:latest"
 	run := func(args ...string) string {

@@ -37,17 +37,24 @@ func TestMain(m *testing.M) {
 
 // server is a running nixport binary.
 type server struct {
-	cmd  *exec.Cmd
-	addr string
-	logs chan map[string]any
-	done chan error
+	cmd    *exec.Cmd
+	addr   string
+	scheme string // "http" or "https", as the server logs it
+	logs   chan map[string]any
+	done   chan error
 }
 
 // startServer runs the real binary on 127.0.0.1 and a free port, and
 // returns once it logs that it listens.
 func startServer(t *testing.T, env ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, "-listen", "127.0.0.1", "-port", "0")
+	return startServerArgs(t, nil, env...)
+}
+
+// startServerArgs is startServer with extra command-line flags.
+func startServerArgs(t *testing.T, args []string, env ...string) *server {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"-listen", "127.0.0.1", "-port", "0"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -57,7 +64,7 @@ func startServer(t *testing.T, env ...string) *server {
 		t.Fatal(err)
 	}
 	s := &server{cmd: cmd, logs: make(chan map[string]any, 1024), done: make(chan error, 1)}
-	addr := make(chan string, 1)
+	listening := make(chan map[string]any, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -68,7 +75,7 @@ func startServer(t *testing.T, env ...string) *server {
 				continue
 			}
 			if line["msg"] == "nixport listening" {
-				addr <- line["addr"].(string)
+				listening <- line
 			}
 			select {
 			case s.logs <- line:
@@ -84,7 +91,9 @@ func startServer(t *testing.T, env ...string) *server {
 		}
 	})
 	select {
-	case s.addr = <-addr:
+	case line := <-listening:
+		s.addr, _ = line["addr"].(string)
+		s.scheme, _ = line["scheme"].(string)
 	case err := <-s.done:
 		t.Fatalf("nixport exited before listening: %v", err)
 	case <-time.After(30 * time.Second):
