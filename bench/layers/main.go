@@ -416,7 +416,11 @@ func printDetail(name string, oldL, newL [][]layer, olds []layers.Graph, newPath
 		if len(l.paths) > 3 {
 			more = fmt.Sprintf(" +%d", len(l.paths)-3)
 		}
-		return fmt.Sprintf("%d paths, %s: %s%s", len(l.paths), mb(l.size), strings.Join(names, " "), more)
+		noun := "paths"
+		if len(l.paths) == 1 {
+			noun = "path"
+		}
+		return fmt.Sprintf("%d %s, %s: %s%s", len(l.paths), noun, mb(l.size), strings.Join(names, " "), more)
 	}
 	fmt.Printf("\n%s in detail (images numbered in corpus order from 1)\n", name)
 	fmt.Printf("\nstore paths held by more than one stored layer: %d, %s stored more than once; the largest:\n", len(dup), mb(extra))
