@@ -373,10 +373,13 @@ func slowBuild(t *testing.T, timeout time.Duration, ctx context.Context) (error,
 					queue = queue[1:]
 					for _, c := range children(p) {
 						queue = append(queue, c)
+						// The latest command line: a process just forked
+						// shows its parent's until it execs.
+						cl := cmdline(c)
 						mu.Lock()
-						if _, ok := builders[c]; !ok {
-							builders[c] = cmdline(c)
-							t.Logf("process %d: %s", c, builders[c])
+						if old, ok := builders[c]; !ok || cl != "" && cl != old {
+							builders[c] = cl
+							t.Logf("process %d: %s", c, cl)
 						}
 						mu.Unlock()
 					}
