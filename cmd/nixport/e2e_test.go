@@ -344,8 +344,11 @@ func TestInterruptedBuildsLeaveNoPartialBlob(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "timed out") {
-			t.Errorf("slow build: %d %s, want 503 timed out", resp.StatusCode, body)
+		// The client's failure (a 4xx, so that clients show the message),
+		// naming the limit and the setting.
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), "took longer than 2s") ||
+			!strings.Contains(string(body), "NIX_TIMEOUT") {
+			t.Errorf("slow build: %d %s, want 422 naming the 2s limit and NIX_TIMEOUT", resp.StatusCode, body)
 		}
 		checkStorageIntact(t, store)
 		s.stop(t)
