@@ -198,9 +198,18 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error
 		return m, nil
 	}
 	return b.flights.do(ctx, b.base, key, func(ctx context.Context) (Manifests, error) {
-		return b.leased(ctx, key, name, tag, pinned, func(ctx context.Context) (Manifests, error) {
+		m, err := b.leased(ctx, key, name, tag, pinned, func(ctx context.Context) (Manifests, error) {
 			return b.build(ctx, key, name, tag, pinned)
 		})
+		if err != nil && b.base.Err() != nil {
+			if e, ok := errcode.As(err); !ok || !e.Code.ClientCaused() {
+				// Whatever stopped it, the clients still waiting are
+				// told the truth: try again, here after a restart or
+				// at another instance.
+				err = errcode.Wrap(errcode.Unavailable, err, "the registry is shutting down: try again")
+			}
+		}
+		return m, err
 	})
 }
 
@@ -224,21 +233,37 @@ func (b *Builder) identify(name, tag string) (string, bool, error) {
 }
 
 // build runs one build under the global bound and records its result.
+// A build stopped because its clients left (or the server is shutting
+// down) is logged at info: nothing went wrong. A build past BuildTimeout
+// is BUILD_FAILED naming the limit.
 func (b *Builder) build(ctx context.Context, key, name, tag string, pinned bool) (Manifests, error) {
 	log := b.log.WithFields(logrus.Fields{"image": name, "tag": tag})
 	select {
 	case b.slots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, errcode.Wrap(errcode.Unavailable, ctx.Err(), "gave up waiting for a build slot for %s:%s", name, tag)
+		err := errcode.Wrap(errcode.Unavailable, ctx.Err(), "gave up waiting for a build slot for %s:%s", name, tag)
+		log.WithError(err).WithField("reason", b.stopReason(ctx)).Info("build stopped before it started")
+		return nil, err
 	}
 	defer func() { <-b.slots }()
 
-	ctx, cancel := context.WithTimeout(ctx, b.opts.BuildTimeout)
+	bctx, cancel := context.WithTimeout(ctx, b.opts.BuildTimeout)
 	defer cancel()
 	start := b.now()
-	m, err := b.opts.Source.Build(ctx, name, tag)
+	m, err := b.opts.Source.Build(bctx, name, tag)
 	if err != nil {
-		log.WithError(err).WithField("duration_ms", b.now().Sub(start).Milliseconds()).Warn("build failed")
+		log = log.WithField("duration_ms", b.now().Sub(start).Milliseconds())
+		if ctx.Err() != nil {
+			log.WithError(err).WithField("reason", b.stopReason(ctx)).Info("build stopped")
+			return nil, err
+		}
+		if _, ok := errcode.As(err); !ok && errors.Is(bctx.Err(), context.DeadlineExceeded) {
+			err = errcode.Wrap(errcode.BuildFailed, err,
+				"building %s:%s took longer than %s, the registry's limit for one build, and was stopped: "+
+					"asking again will not help unless the registry's operator raises NIX_TIMEOUT, which this limit follows",
+				name, tag, b.opts.BuildTimeout)
+		}
+		log.WithError(err).Warn("build failed")
 		return nil, err
 	}
 	log.WithField("duration_ms", b.now().Sub(start).Milliseconds()).Info("image ready")
@@ -257,6 +282,20 @@ func (b *Builder) build(ctx context.Context, key, name, tag string, pinned bool)
 	}
 	b.cache.Add(key, cacheEntry{manifests: m, pinned: pinned, at: now})
 	return m, nil
+}
+
+// stopReason says why a build's context ended: the builder was closed,
+// another instance took the build's lease, or the last client waiting for
+// the build left.
+func (b *Builder) stopReason(ctx context.Context) string {
+	switch cause := context.Cause(ctx); {
+	case b.base.Err() != nil:
+		return "the server is shutting down"
+	case cause != nil && !errors.Is(cause, context.Canceled):
+		return cause.Error()
+	default:
+		return "no client waits for the build any more"
+	}
 }
 
 func (b *Builder) pinnedRecord(ctx context.Context, key string) (Manifests, error) {

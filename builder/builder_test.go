@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	_ "crypto/sha256"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
@@ -28,6 +31,7 @@ type countingSource struct {
 	running atomic.Int32
 	peak    atomic.Int32
 	release chan struct{} // if set, builds wait for it
+	started chan string   // if set, gets the name of every build that starts
 	pinned  bool
 	fail    error
 }
@@ -48,6 +52,9 @@ func (s *countingSource) Build(ctx context.Context, name, tag string) (Manifests
 		if r <= p || s.peak.CompareAndSwap(p, r) {
 			break
 		}
+	}
+	if s.started != nil {
+		s.started <- name
 	}
 	if s.release != nil {
 		select {
@@ -369,4 +376,90 @@ func TestWarmManifestByTag(t *testing.T) {
 			}
 		})
 	}
+}
+
+// logEntries is a logrus hook that passes every entry on, for tests that
+// wait for a line to be logged.
+type logEntries chan *logrus.Entry
+
+func (c logEntries) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (c logEntries) Fire(e *logrus.Entry) error {
+	c <- e
+	return nil
+}
+
+func hookedLog() (*logrus.Logger, logEntries) {
+	l := logrus.New()
+	l.Out = io.Discard
+	l.Level = logrus.DebugLevel
+	entries := make(logEntries, 100)
+	l.AddHook(entries)
+	return l, entries
+}
+
+// waitLogged returns the entries logged up to and including the first with
+// message msg or at warning level or above, whichever comes first.
+func waitLogged(entries logEntries, msg string) []*logrus.Entry {
+	var seen []*logrus.Entry
+	for e := range entries {
+		seen = append(seen, e)
+		if e.Message == msg || e.Level <= logrus.WarnLevel {
+			break
+		}
+	}
+	return seen
+}
+
+// TestStoppedBuildIsNotAFailure: a build stopped because its client left,
+// or because the server is shutting down, is logged at info, and a client
+// still waiting at shutdown is told to try again (503).
+func TestStoppedBuildIsNotAFailure(t *testing.T) {
+	tests := []struct {
+		name       string
+		stop       func(b *Builder, leave context.CancelFunc)
+		wantCode   errcode.Code
+		wantMsg    string
+		wantReason string
+	}{
+		{"the client leaves", func(_ *Builder, leave context.CancelFunc) { leave() },
+			errcode.Unavailable, "request ended before the image was built", "no client waits for the build any more"},
+		{"the server shuts down", func(b *Builder, _ context.CancelFunc) { b.Close() },
+			errcode.Unavailable, "the registry is shutting down: try again", "the server is shutting down"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log, entries := hookedLog()
+			src := &countingSource{release: make(chan struct{}), started: make(chan string, 1)}
+			b := newTestBuilder(t, src, Options{Log: log})
+			ctx, leave := context.WithCancel(context.Background())
+			defer leave()
+			errc := make(chan error, 1)
+			go func() {
+				_, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
+				errc <- err
+			}()
+			<-src.started
+			tt.stop(b, leave)
+			e := wantCode(t, <-errc, tt.wantCode, tt.wantMsg)
+			if e.Code.ClientCaused() {
+				t.Errorf("%s is a 4xx", e.Code)
+			}
+			seen := waitLogged(entries, "build stopped")
+			last := seen[len(seen)-1]
+			if last.Message != "build stopped" || last.Level != logrus.InfoLevel || last.Data["reason"] != tt.wantReason {
+				t.Errorf("logged %q at %s with reason %v, want \"build stopped\" at info with reason %q",
+					last.Message, last.Level, last.Data["reason"], tt.wantReason)
+			}
+		})
+	}
+}
+
+// TestBuildTimeoutNamesTheLimit: a build past BuildTimeout is the client's
+// BUILD_FAILED, naming the limit and the setting it follows.
+func TestBuildTimeoutNamesTheLimit(t *testing.T) {
+	src := &countingSource{release: make(chan struct{})}
+	b := newTestBuilder(t, src, Options{BuildTimeout: 20 * time.Millisecond})
+	_, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
+	wantCode(t, err, errcode.BuildFailed, "building hello:latest took longer than 20ms, the registry's limit for one build, and was stopped", "NIX_TIMEOUT")
 }
