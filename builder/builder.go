@@ -38,6 +38,13 @@ type Options struct {
 	// BuildTimeout bounds one build, however many clients wait on it.
 	// Default 10 minutes.
 	BuildTimeout time.Duration
+	// FailedBuildTTL is how long a build that failed because of what the
+	// client asked for (an *errcode.Error with a 4xx status: a package
+	// that does not build, a missing package) is answered with the same
+	// error without running the source again, so that clients retrying
+	// do not start the same failing build over and over. Server faults
+	// and stopped builds are never remembered. Zero remembers nothing.
+	FailedBuildTTL time.Duration
 }
 
 // Builder serves images by name and tag. It implements web.Images.
@@ -47,9 +54,12 @@ type Builder struct {
 	cache *lru.Cache[string, cacheEntry]
 	// ids remembers Source.Identify by name and tag: parsing a name costs
 	// more than the rest of a warm lookup.
-	ids     *lru.Cache[imageID, identity]
-	slots   chan struct{}
-	flights flightGroup
+	ids *lru.Cache[imageID, identity]
+	// failures remembers recent client-caused build failures by image key
+	// (FailedBuildTTL).
+	failures *lru.Cache[string, failure]
+	slots    chan struct{}
+	flights  flightGroup
 
 	// base is the context builds run under: cancelled by Close, never by a
 	// single client going away.
@@ -74,6 +84,12 @@ type cacheEntry struct {
 	manifests Manifests
 	pinned    bool
 	at        time.Time
+}
+
+// failure is a build's client-caused error and when it happened.
+type failure struct {
+	err error
+	at  time.Time
 }
 
 // New returns a Builder. Close it to cancel builds in flight.
@@ -103,17 +119,22 @@ func New(opts Options) (*Builder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating name cache: %w", err)
 	}
+	failures, err := lru.New[string, failure](opts.CacheEntries)
+	if err != nil {
+		return nil, fmt.Errorf("creating failed build cache: %w", err)
+	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Builder{
-		opts:   opts,
-		log:    opts.Log,
-		cache:  cache,
-		ids:    ids,
-		slots:  make(chan struct{}, opts.MaxBuilds),
-		base:   base,
-		cancel: cancel,
-		now:    time.Now,
-		holder: newHolderID(),
+		opts:     opts,
+		log:      opts.Log,
+		cache:    cache,
+		ids:      ids,
+		failures: failures,
+		slots:    make(chan struct{}, opts.MaxBuilds),
+		base:     base,
+		cancel:   cancel,
+		now:      time.Now,
+		holder:   newHolderID(),
 	}, nil
 }
 
@@ -197,7 +218,15 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error
 		b.cache.Add(key, cacheEntry{manifests: m, at: at})
 		return m, nil
 	}
+	if err := b.recentFailure(key, name, tag); err != nil {
+		return nil, err
+	}
 	return b.flights.do(ctx, b.base, key, func(ctx context.Context) (Manifests, error) {
+		// Checked again: a failure may have been remembered between the
+		// check above and this build's start.
+		if err := b.recentFailure(key, name, tag); err != nil {
+			return nil, err
+		}
 		m, err := b.leased(ctx, key, name, tag, pinned, func(ctx context.Context) (Manifests, error) {
 			return b.build(ctx, key, name, tag, pinned)
 		})
@@ -209,8 +238,41 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error
 				err = errcode.Wrap(errcode.Unavailable, err, "the registry is shutting down: try again")
 			}
 		}
+		b.rememberFailure(key, err)
 		return m, err
 	})
+}
+
+// rememberFailure remembers err for FailedBuildTTL if the client caused
+// it (a 4xx): asking again the same way would fail the same way. A server
+// fault, a stopped build or a success is not remembered.
+func (b *Builder) rememberFailure(key string, err error) {
+	if b.opts.FailedBuildTTL <= 0 || err == nil {
+		return
+	}
+	if e, ok := errcode.As(err); ok && e.Code.ClientCaused() {
+		b.failures.Add(key, failure{err: err, at: b.now()})
+	}
+}
+
+// recentFailure is the error of the image's last build if it failed
+// because of what the client asked for less than FailedBuildTTL ago.
+func (b *Builder) recentFailure(key, name, tag string) error {
+	if b.opts.FailedBuildTTL <= 0 {
+		return nil
+	}
+	f, ok := b.failures.Get(key)
+	if !ok {
+		return nil
+	}
+	age := b.now().Sub(f.at)
+	if age >= b.opts.FailedBuildTTL {
+		return nil
+	}
+	b.log.WithFields(logrus.Fields{
+		"image": name, "tag": tag, "age_ms": age.Milliseconds(), "ttl_s": int64(b.opts.FailedBuildTTL.Seconds()),
+	}).WithError(f.err).Info("build failed recently: answering its error without building again")
+	return f.err
 }
 
 // identify asks the source what name:tag is. The answer is remembered for

@@ -411,6 +411,21 @@ func waitLogged(entries logEntries, msg string) []*logrus.Entry {
 	return seen
 }
 
+// drain returns the entries logged so far, without waiting. Everything a
+// request logs is logged before it returns (a flight's lines before its
+// waiters get its result).
+func drain(entries logEntries) []*logrus.Entry {
+	var seen []*logrus.Entry
+	for {
+		select {
+		case e := <-entries:
+			seen = append(seen, e)
+		default:
+			return seen
+		}
+	}
+}
+
 // TestStoppedBuildIsNotAFailure: a build stopped because its client left,
 // or because the server is shutting down, is logged at info, and a client
 // still waiting at shutdown is told to try again (503).
@@ -462,4 +477,70 @@ func TestBuildTimeoutNamesTheLimit(t *testing.T) {
 	b := newTestBuilder(t, src, Options{BuildTimeout: 20 * time.Millisecond})
 	_, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
 	wantCode(t, err, errcode.BuildFailed, "building hello:latest took longer than 20ms, the registry's limit for one build, and was stopped", "NIX_TIMEOUT")
+}
+
+// TestFailedBuildIsRemembered: a build that failed because of what the
+// client asked for is answered again from memory for FailedBuildTTL, so a
+// client's retries do not run the same failing build; server faults and
+// stopped builds are not remembered.
+func TestFailedBuildIsRemembered(t *testing.T) {
+	tests := []struct {
+		name string
+		fail error
+		ttl  time.Duration
+		// builds after two requests within the TTL, then after a third
+		// once the TTL has passed
+		wantBuilds, wantAfterTTL int32
+	}{
+		{"a failed build (422) is remembered", errcode.New(errcode.BuildFailed, "package broken failed to build"), time.Minute, 1, 2},
+		{"a missing package (404) is remembered", errcode.New(errcode.ManifestUnknown, "package nope not found"), time.Minute, 1, 2},
+		{"a TTL of 0 remembers nothing", errcode.New(errcode.BuildFailed, "package broken failed to build"), 0, 2, 3},
+		{"a server fault is not remembered", errors.New("disk on fire"), time.Minute, 2, 3},
+		{"a 503 is not remembered", errcode.New(errcode.Unavailable, "try again"), time.Minute, 2, 3},
+		{"a stopped build is not remembered", fmt.Errorf("build stopped: %w", context.Canceled), time.Minute, 2, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log, entries := hookedLog()
+			src := &countingSource{fail: tt.fail}
+			b := newTestBuilder(t, src, Options{Log: log, FailedBuildTTL: tt.ttl})
+			var clock atomic.Int64
+			start := time.Now()
+			b.now = func() time.Time { return start.Add(time.Duration(clock.Load())) }
+			ask := func() error {
+				_, err := b.ManifestByTag(context.Background(), "broken", "latest", manifest.OCI)
+				if err == nil {
+					t.Fatal("a failing build succeeded")
+				}
+				return err
+			}
+
+			first := ask()
+			drain(entries)
+			clock.Store(int64(tt.ttl / 2))
+			second := ask()
+			logged := drain(entries)
+			if n := src.builds.Load(); n != tt.wantBuilds {
+				t.Errorf("%d builds for two requests within the TTL, want %d", n, tt.wantBuilds)
+			}
+			if tt.wantBuilds == 1 {
+				if second != first {
+					t.Errorf("the second request got %v, want the first's error %v", second, first)
+				}
+				if len(logged) != 1 || logged[0].Message != "build failed recently: answering its error without building again" ||
+					logged[0].Level != logrus.InfoLevel || logged[0].Data["image"] != "broken" {
+					for _, e := range logged {
+						t.Errorf("logged %q at %s (%v)", e.Message, e.Level, e.Data)
+					}
+					t.Error("want one line at info: the remembered failure")
+				}
+			}
+
+			clock.Store(int64(tt.ttl + time.Second))
+			ask()
+			if n := src.builds.Load(); n != tt.wantAfterTTL {
+				t.Errorf("%d builds after the TTL passed, want %d", n, tt.wantAfterTTL)
+			}
+		})
+	}
 }

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"io"
 	"os/exec"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/nix"
 	"github.com/nixport/nixport/storage"
@@ -120,5 +123,44 @@ func TestNixSourceIsReproducible(t *testing.T) {
 	}
 	if ma[manifest.OCI].Digest != mb[manifest.OCI].Digest || ma[manifest.Docker].Digest != mb[manifest.Docker].Digest {
 		t.Errorf("same image into two empty stores: %v vs %v", ma, mb)
+	}
+}
+
+// TestFailedNixBuildIsRemembered: the offline set's broken package, asked
+// for twice within NIXPORT_FAILED_BUILD_TTL, runs Nix once; once the TTL
+// has passed, Nix runs again.
+func TestFailedNixBuildIsRemembered(t *testing.T) {
+	src, store := newNixSource(t, t.TempDir())
+	b, err := New(Options{Storage: store, Source: src, Log: quietLog(), FailedBuildTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var clock atomic.Int64
+	start := time.Now()
+	b.now = func() time.Time { return start.Add(time.Duration(clock.Load())) }
+	driver := src.opts.Driver
+	ask := func() *errcode.Error {
+		t.Helper()
+		_, err := b.ManifestByTag(context.Background(), "broken", "latest", manifest.OCI)
+		return wantCode(t, err, errcode.BuildFailed, "package broken (", "this build fails on purpose")
+	}
+
+	first := ask()
+	ran := driver.ProcessCount()
+	if ran == 0 {
+		t.Fatal("no Nix process ran")
+	}
+	clock.Store(int64(30 * time.Second))
+	if again := ask(); again != first {
+		t.Errorf("within the TTL: %v, want the first answer %v", again, first)
+	}
+	if n := driver.ProcessCount(); n != ran {
+		t.Errorf("a retry within the TTL ran %d Nix processes", n-ran)
+	}
+	clock.Store(int64(61 * time.Second))
+	ask()
+	if n := driver.ProcessCount(); n != 2*ran {
+		t.Errorf("after the TTL: %d Nix processes, want %d (the build again)", n-ran, ran)
 	}
 }

@@ -55,7 +55,9 @@ const (
 	// retries 408, 429, 500, 502, 503 and 504, and any UNKNOWN or
 	// UNAVAILABLE body). HTTP caches do not store a 422 on their own (it is
 	// not heuristically cacheable, RFC 9110 section 15.1), so a package
-	// fixed later is not hidden by a cached failure.
+	// fixed later is not hidden by a cached failure; the builder itself
+	// remembers a failure for a short while (NIXPORT_FAILED_BUILD_TTL)
+	// against clients that retry anyway.
 	BuildFailed Code = "BUILD_FAILED"
 	// Unavailable: the server cannot build now for reasons of its own: it
 	// is shutting down. Also the code of a request that ended (its client
