@@ -92,7 +92,7 @@ type failure struct {
 	at  time.Time
 }
 
-// New returns a Builder. Close it to cancel builds in flight.
+// New returns a Builder. Close it to stop builds in flight.
 func New(opts Options) (*Builder, error) {
 	if opts.Storage == nil {
 		return nil, errors.New("builder: no storage")
@@ -138,9 +138,13 @@ func New(opts Options) (*Builder, error) {
 	}, nil
 }
 
-// Close cancels every build in flight.
+// Close cancels every build in flight and waits until they have stopped
+// (a build's processes get their kill grace), so that nothing a build
+// uses, such as the Nix driver or storage, is closed under it. Requests
+// that need a build after Close get UNAVAILABLE.
 func (b *Builder) Close() error {
 	b.cancel()
+	b.flights.close()
 	return nil
 }
 

@@ -466,6 +466,16 @@ func TestStoppedBuildIsNotAFailure(t *testing.T) {
 				t.Errorf("logged %q at %s with reason %v, want \"build stopped\" at info with reason %q",
 					last.Message, last.Level, last.Data["reason"], tt.wantReason)
 			}
+			// Close waits for builds to stop; after it nothing builds.
+			b.Close()
+			if n := src.running.Load(); n != 0 {
+				t.Errorf("%d builds running after Close", n)
+			}
+			_, err := b.ManifestByTag(context.Background(), "other", "latest", manifest.OCI)
+			wantCode(t, err, errcode.Unavailable, "the registry is shutting down: try again")
+			if n := src.builds.Load(); n != 1 {
+				t.Errorf("%d builds, want 1: none after Close", n)
+			}
 		})
 	}
 }

@@ -21,6 +21,8 @@ import (
 type flightGroup struct {
 	mu      sync.Mutex
 	flights map[string]*flight
+	closed  bool           // set by close: no new flight starts
+	running sync.WaitGroup // the flights' goroutines
 }
 
 type flight struct {
@@ -33,6 +35,10 @@ type flight struct {
 
 func (g *flightGroup) do(ctx, base context.Context, key string, fn func(context.Context) (Manifests, error)) (Manifests, error) {
 	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil, errcode.New(errcode.Unavailable, "the registry is shutting down: try again")
+	}
 	if g.flights == nil {
 		g.flights = map[string]*flight{}
 	}
@@ -41,12 +47,12 @@ func (g *flightGroup) do(ctx, base context.Context, key string, fn func(context.
 		bctx, cancel := context.WithCancel(base)
 		f = &flight{done: make(chan struct{}), cancel: cancel}
 		g.flights[key] = f
-		go func() {
+		g.running.Go(func() {
 			defer cancel()
 			f.result, f.err = fn(bctx)
 			g.forget(key, f)
 			close(f.done)
-		}()
+		})
 	}
 	f.waiters++
 	g.mu.Unlock()
@@ -87,4 +93,14 @@ func (g *flightGroup) forget(key string, f *flight) {
 	if g.flights[key] == f {
 		delete(g.flights, key)
 	}
+}
+
+// close stops new flights from starting and waits for those running to
+// end. Their contexts derive from the builder's base: cancel it first, or
+// close waits for the builds to finish.
+func (g *flightGroup) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.running.Wait()
 }
