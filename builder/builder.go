@@ -38,6 +38,13 @@ type Options struct {
 	// BuildTimeout bounds one build, however many clients wait on it.
 	// Default 10 minutes.
 	BuildTimeout time.Duration
+	// FailedBuildTTL is how long a build that failed because of what the
+	// client asked for (an *errcode.Error with a 4xx status: a package
+	// that does not build, a missing package) is answered with the same
+	// error without running the source again, so that clients retrying
+	// do not start the same failing build over and over. Server faults
+	// and stopped builds are never remembered. Zero remembers nothing.
+	FailedBuildTTL time.Duration
 }
 
 // Builder serves images by name and tag. It implements web.Images.
@@ -47,9 +54,12 @@ type Builder struct {
 	cache *lru.Cache[string, cacheEntry]
 	// ids remembers Source.Identify by name and tag: parsing a name costs
 	// more than the rest of a warm lookup.
-	ids     *lru.Cache[imageID, identity]
-	slots   chan struct{}
-	flights flightGroup
+	ids *lru.Cache[imageID, identity]
+	// failures remembers recent client-caused build failures by image key
+	// (FailedBuildTTL).
+	failures *lru.Cache[string, failure]
+	slots    chan struct{}
+	flights  flightGroup
 
 	// base is the context builds run under: cancelled by Close, never by a
 	// single client going away.
@@ -76,7 +86,13 @@ type cacheEntry struct {
 	at        time.Time
 }
 
-// New returns a Builder. Close it to cancel builds in flight.
+// failure is a build's client-caused error and when it happened.
+type failure struct {
+	err error
+	at  time.Time
+}
+
+// New returns a Builder. Close it to stop builds in flight.
 func New(opts Options) (*Builder, error) {
 	if opts.Storage == nil {
 		return nil, errors.New("builder: no storage")
@@ -103,23 +119,32 @@ func New(opts Options) (*Builder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating name cache: %w", err)
 	}
+	failures, err := lru.New[string, failure](opts.CacheEntries)
+	if err != nil {
+		return nil, fmt.Errorf("creating failed build cache: %w", err)
+	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Builder{
-		opts:   opts,
-		log:    opts.Log,
-		cache:  cache,
-		ids:    ids,
-		slots:  make(chan struct{}, opts.MaxBuilds),
-		base:   base,
-		cancel: cancel,
-		now:    time.Now,
-		holder: newHolderID(),
+		opts:     opts,
+		log:      opts.Log,
+		cache:    cache,
+		ids:      ids,
+		failures: failures,
+		slots:    make(chan struct{}, opts.MaxBuilds),
+		base:     base,
+		cancel:   cancel,
+		now:      time.Now,
+		holder:   newHolderID(),
 	}, nil
 }
 
-// Close cancels every build in flight.
+// Close cancels every build in flight and waits until they have stopped
+// (a build's processes get their kill grace), so that nothing a build
+// uses, such as the Nix driver or storage, is closed under it. Requests
+// that need a build after Close get UNAVAILABLE.
 func (b *Builder) Close() error {
 	b.cancel()
+	b.flights.close()
 	return nil
 }
 
@@ -190,10 +215,28 @@ func (b *Builder) image(ctx context.Context, name, tag string) (Manifests, time.
 		b.cache.Add(id.key, e)
 		return m, b.freshUntil(id, e), nil
 	}
+	if err := b.recentFailure(id.key, name, tag); err != nil {
+		return nil, time.Time{}, err
+	}
 	m, err := b.flights.do(ctx, b.base, id.key, func(ctx context.Context) (Manifests, error) {
-		return b.leased(ctx, id.key, name, tag, id.pinned, func(ctx context.Context) (Manifests, error) {
+		// Checked again: a failure may have been remembered between the
+		// check above and this build's start.
+		if err := b.recentFailure(id.key, name, tag); err != nil {
+			return nil, err
+		}
+		m, err := b.leased(ctx, id.key, name, tag, id.pinned, func(ctx context.Context) (Manifests, error) {
 			return b.build(ctx, id.key, name, tag, id.pinned)
 		})
+		if err != nil && b.base.Err() != nil {
+			if e, ok := errcode.As(err); !ok || !e.Code.ClientCaused() {
+				// Whatever stopped it, the clients still waiting are
+				// told the truth: try again, here after a restart or
+				// at another instance.
+				err = errcode.Wrap(errcode.Unavailable, err, "the registry is shutting down: try again")
+			}
+		}
+		b.rememberFailure(id.key, err)
+		return m, err
 	})
 	if err != nil {
 		return nil, time.Time{}, err
@@ -219,6 +262,38 @@ func (b *Builder) freshUntil(id identity, e cacheEntry) time.Time {
 	return until
 }
 
+// rememberFailure remembers err for FailedBuildTTL if the client caused
+// it (a 4xx): asking again the same way would fail the same way. A server
+// fault, a stopped build or a success is not remembered.
+func (b *Builder) rememberFailure(key string, err error) {
+	if b.opts.FailedBuildTTL <= 0 || err == nil {
+		return
+	}
+	if e, ok := errcode.As(err); ok && e.Code.ClientCaused() {
+		b.failures.Add(key, failure{err: err, at: b.now()})
+	}
+}
+
+// recentFailure is the error of the image's last build if it failed
+// because of what the client asked for less than FailedBuildTTL ago.
+func (b *Builder) recentFailure(key, name, tag string) error {
+	if b.opts.FailedBuildTTL <= 0 {
+		return nil
+	}
+	f, ok := b.failures.Get(key)
+	if !ok {
+		return nil
+	}
+	age := b.now().Sub(f.at)
+	if age >= b.opts.FailedBuildTTL {
+		return nil
+	}
+	b.log.WithFields(logrus.Fields{
+		"image": name, "tag": tag, "age_ms": age.Milliseconds(), "ttl_s": int64(b.opts.FailedBuildTTL.Seconds()),
+	}).WithError(f.err).Info("build failed recently: answering its error without building again")
+	return f.err
+}
+
 // identify asks the source what name:tag is. The answer is remembered for
 // MovingTagTTL, the staleness already accepted for moving tags: a source's
 // answer may change (a layout rebuilt in place gets a new key). An answer
@@ -242,21 +317,37 @@ func (b *Builder) identify(name, tag string) (identity, error) {
 }
 
 // build runs one build under the global bound and records its result.
+// A build stopped because its clients left (or the server is shutting
+// down) is logged at info: nothing went wrong. A build past BuildTimeout
+// is BUILD_FAILED naming the limit.
 func (b *Builder) build(ctx context.Context, key, name, tag string, pinned bool) (Manifests, error) {
 	log := b.log.WithFields(logrus.Fields{"image": name, "tag": tag})
 	select {
 	case b.slots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, errcode.Wrap(errcode.Unavailable, ctx.Err(), "gave up waiting for a build slot for %s:%s", name, tag)
+		err := errcode.Wrap(errcode.Unavailable, ctx.Err(), "gave up waiting for a build slot for %s:%s", name, tag)
+		log.WithError(err).WithField("reason", b.stopReason(ctx)).Info("build stopped before it started")
+		return nil, err
 	}
 	defer func() { <-b.slots }()
 
-	ctx, cancel := context.WithTimeout(ctx, b.opts.BuildTimeout)
+	bctx, cancel := context.WithTimeout(ctx, b.opts.BuildTimeout)
 	defer cancel()
 	start := b.now()
-	m, err := b.opts.Source.Build(ctx, name, tag)
+	m, err := b.opts.Source.Build(bctx, name, tag)
 	if err != nil {
-		log.WithError(err).WithField("duration_ms", b.now().Sub(start).Milliseconds()).Warn("build failed")
+		log = log.WithField("duration_ms", b.now().Sub(start).Milliseconds())
+		if ctx.Err() != nil {
+			log.WithError(err).WithField("reason", b.stopReason(ctx)).Info("build stopped")
+			return nil, err
+		}
+		if _, ok := errcode.As(err); !ok && errors.Is(bctx.Err(), context.DeadlineExceeded) {
+			err = errcode.Wrap(errcode.BuildFailed, err,
+				"building %s:%s took longer than %s, the registry's limit for one build, and was stopped: "+
+					"asking again will not help unless the registry's operator raises NIX_TIMEOUT, which this limit follows",
+				name, tag, b.opts.BuildTimeout)
+		}
+		log.WithError(err).Warn("build failed")
 		return nil, err
 	}
 	log.WithField("duration_ms", b.now().Sub(start).Milliseconds()).Info("image ready")
@@ -275,6 +366,20 @@ func (b *Builder) build(ctx context.Context, key, name, tag string, pinned bool)
 	}
 	b.cache.Add(key, cacheEntry{manifests: m, pinned: pinned, at: now})
 	return m, nil
+}
+
+// stopReason says why a build's context ended: the builder was closed,
+// another instance took the build's lease, or the last client waiting for
+// the build left.
+func (b *Builder) stopReason(ctx context.Context) string {
+	switch cause := context.Cause(ctx); {
+	case b.base.Err() != nil:
+		return "the server is shutting down"
+	case cause != nil && !errors.Is(cause, context.Canceled):
+		return cause.Error()
+	default:
+		return "no client waits for the build any more"
+	}
 }
 
 func (b *Builder) pinnedRecord(ctx context.Context, key string) (Manifests, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	_ "crypto/sha256"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
@@ -29,6 +32,7 @@ type countingSource struct {
 	running atomic.Int32
 	peak    atomic.Int32
 	release chan struct{} // if set, builds wait for it
+	started chan string   // if set, gets the name of every build that starts
 	pinned  bool
 	fail    error
 }
@@ -55,6 +59,9 @@ func (s *countingSource) Build(ctx context.Context, name, tag string) (Manifests
 		if r <= p || s.peak.CompareAndSwap(p, r) {
 			break
 		}
+	}
+	if s.started != nil {
+		s.started <- name
 	}
 	if s.release != nil {
 		select {
@@ -428,5 +435,182 @@ func TestLongestNameFitsStorage(t *testing.T) {
 	}
 	if err := reference.CheckName(name + "c"); err == nil {
 		t.Error("a name one byte longer is accepted")
+	}
+}
+
+// logEntries is a logrus hook that passes every entry on, for tests that
+// wait for a line to be logged.
+type logEntries chan *logrus.Entry
+
+func (c logEntries) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (c logEntries) Fire(e *logrus.Entry) error {
+	c <- e
+	return nil
+}
+
+func hookedLog() (*logrus.Logger, logEntries) {
+	l := logrus.New()
+	l.Out = io.Discard
+	l.Level = logrus.DebugLevel
+	entries := make(logEntries, 100)
+	l.AddHook(entries)
+	return l, entries
+}
+
+// waitLogged returns the entries logged up to and including the first with
+// message msg or at warning level or above, whichever comes first.
+func waitLogged(entries logEntries, msg string) []*logrus.Entry {
+	var seen []*logrus.Entry
+	for e := range entries {
+		seen = append(seen, e)
+		if e.Message == msg || e.Level <= logrus.WarnLevel {
+			break
+		}
+	}
+	return seen
+}
+
+// drain returns the entries logged so far, without waiting. Everything a
+// request logs is logged before it returns (a flight's lines before its
+// waiters get its result).
+func drain(entries logEntries) []*logrus.Entry {
+	var seen []*logrus.Entry
+	for {
+		select {
+		case e := <-entries:
+			seen = append(seen, e)
+		default:
+			return seen
+		}
+	}
+}
+
+// TestStoppedBuildIsNotAFailure: a build stopped because its client left,
+// or because the server is shutting down, is logged at info, and a client
+// still waiting at shutdown is told to try again (503).
+func TestStoppedBuildIsNotAFailure(t *testing.T) {
+	tests := []struct {
+		name       string
+		stop       func(b *Builder, leave context.CancelFunc)
+		wantCode   errcode.Code
+		wantMsg    string
+		wantReason string
+	}{
+		{"the client leaves", func(_ *Builder, leave context.CancelFunc) { leave() },
+			errcode.Unavailable, "request ended before the image was built", "no client waits for the build any more"},
+		{"the server shuts down", func(b *Builder, _ context.CancelFunc) { b.Close() },
+			errcode.Unavailable, "the registry is shutting down: try again", "the server is shutting down"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log, entries := hookedLog()
+			src := &countingSource{release: make(chan struct{}), started: make(chan string, 1)}
+			b := newTestBuilder(t, src, Options{Log: log})
+			ctx, leave := context.WithCancel(context.Background())
+			defer leave()
+			errc := make(chan error, 1)
+			go func() {
+				_, _, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
+				errc <- err
+			}()
+			<-src.started
+			tt.stop(b, leave)
+			e := wantCode(t, <-errc, tt.wantCode, tt.wantMsg)
+			if e.Code.ClientCaused() {
+				t.Errorf("%s is a 4xx", e.Code)
+			}
+			seen := waitLogged(entries, "build stopped")
+			last := seen[len(seen)-1]
+			if last.Message != "build stopped" || last.Level != logrus.InfoLevel || last.Data["reason"] != tt.wantReason {
+				t.Errorf("logged %q at %s with reason %v, want \"build stopped\" at info with reason %q",
+					last.Message, last.Level, last.Data["reason"], tt.wantReason)
+			}
+			// Close waits for builds to stop; after it nothing builds.
+			b.Close()
+			if n := src.running.Load(); n != 0 {
+				t.Errorf("%d builds running after Close", n)
+			}
+			_, _, err := b.ManifestByTag(context.Background(), "other", "latest", manifest.OCI)
+			wantCode(t, err, errcode.Unavailable, "the registry is shutting down: try again")
+			if n := src.builds.Load(); n != 1 {
+				t.Errorf("%d builds, want 1: none after Close", n)
+			}
+		})
+	}
+}
+
+// TestBuildTimeoutNamesTheLimit: a build past BuildTimeout is the client's
+// BUILD_FAILED, naming the limit and the setting it follows.
+func TestBuildTimeoutNamesTheLimit(t *testing.T) {
+	src := &countingSource{release: make(chan struct{})}
+	b := newTestBuilder(t, src, Options{BuildTimeout: 20 * time.Millisecond})
+	_, _, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
+	wantCode(t, err, errcode.BuildFailed, "building hello:latest took longer than 20ms, the registry's limit for one build, and was stopped", "NIX_TIMEOUT")
+}
+
+// TestFailedBuildIsRemembered: a build that failed because of what the
+// client asked for is answered again from memory for FailedBuildTTL, so a
+// client's retries do not run the same failing build; server faults and
+// stopped builds are not remembered.
+func TestFailedBuildIsRemembered(t *testing.T) {
+	tests := []struct {
+		name string
+		fail error
+		ttl  time.Duration
+		// builds after two requests within the TTL, then after a third
+		// once the TTL has passed
+		wantBuilds, wantAfterTTL int32
+	}{
+		{"a failed build (422) is remembered", errcode.New(errcode.BuildFailed, "package broken failed to build"), time.Minute, 1, 2},
+		{"a missing package (404) is remembered", errcode.New(errcode.ManifestUnknown, "package nope not found"), time.Minute, 1, 2},
+		{"a TTL of 0 remembers nothing", errcode.New(errcode.BuildFailed, "package broken failed to build"), 0, 2, 3},
+		{"a server fault is not remembered", errors.New("disk on fire"), time.Minute, 2, 3},
+		{"a 503 is not remembered", errcode.New(errcode.Unavailable, "try again"), time.Minute, 2, 3},
+		{"a stopped build is not remembered", fmt.Errorf("build stopped: %w", context.Canceled), time.Minute, 2, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log, entries := hookedLog()
+			src := &countingSource{fail: tt.fail}
+			b := newTestBuilder(t, src, Options{Log: log, FailedBuildTTL: tt.ttl})
+			var clock atomic.Int64
+			start := time.Now()
+			b.now = func() time.Time { return start.Add(time.Duration(clock.Load())) }
+			ask := func() error {
+				_, _, err := b.ManifestByTag(context.Background(), "broken", "latest", manifest.OCI)
+				if err == nil {
+					t.Fatal("a failing build succeeded")
+				}
+				return err
+			}
+
+			first := ask()
+			drain(entries)
+			clock.Store(int64(tt.ttl / 2))
+			second := ask()
+			logged := drain(entries)
+			if n := src.builds.Load(); n != tt.wantBuilds {
+				t.Errorf("%d builds for two requests within the TTL, want %d", n, tt.wantBuilds)
+			}
+			if tt.wantBuilds == 1 {
+				if second != first {
+					t.Errorf("the second request got %v, want the first's error %v", second, first)
+				}
+				if len(logged) != 1 || logged[0].Message != "build failed recently: answering its error without building again" ||
+					logged[0].Level != logrus.InfoLevel || logged[0].Data["image"] != "broken" {
+					for _, e := range logged {
+						t.Errorf("logged %q at %s (%v)", e.Message, e.Level, e.Data)
+					}
+					t.Error("want one line at info: the remembered failure")
+				}
+			}
+
+			clock.Store(int64(tt.ttl + time.Second))
+			ask()
+			if n := src.builds.Load(); n != tt.wantAfterTTL {
+				t.Errorf("%d builds after the TTL passed, want %d", n, tt.wantAfterTTL)
+			}
+		})
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +44,14 @@ const outputKeep = 256 << 10
 
 // tailLines is how many lines of a failed command's output are logged.
 const tailLines = 20
+
+// What a client is told of a failed command's output: its last lines,
+// bounded in number, length and size.
+const (
+	clientTailLines    = 15
+	clientTailLineSize = 300
+	clientTailBytes    = 2000
+)
 
 // placeholders are the names a template may use in braces.
 var placeholders = map[string]bool{"name": true, "tag": true, "out": true}
@@ -297,8 +307,11 @@ func (s *CommandSource) Build(ctx context.Context, name, tag string) (Manifests,
 
 // run runs the command under its deadline, in a process group of its own
 // that is signalled (SIGTERM, then SIGKILL after the grace) when the
-// deadline passes or nobody waits for the build any more. Its output's
-// tail goes to the log; a client sees only how it ended.
+// deadline passes or nobody waits for the build any more. A command that
+// fails or runs past its deadline is BUILD_FAILED: the client is told how
+// it ended and the last lines of its output (bounded, see clientTail),
+// where the reason is; the log gets a longer tail. A command that cannot
+// start is a fault of the server's configuration, for the log only.
 func (s *CommandSource) run(ctx context.Context, log logrus.FieldLogger, name, tag string, argv []string) error {
 	tctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
@@ -316,7 +329,7 @@ func (s *CommandSource) run(ctx context.Context, log logrus.FieldLogger, name, t
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		log.WithError(err).Error("build command could not start")
-		return errcode.Wrap(errcode.BuildFailed, err, "the build command for %s:%s could not start", name, tag)
+		return fmt.Errorf("starting the build command for %s:%s: %w", name, tag, err)
 	}
 	pid := cmd.Process.Pid
 	log = log.WithField("pid", pid)
@@ -334,11 +347,14 @@ func (s *CommandSource) run(ctx context.Context, log logrus.FieldLogger, name, t
 		log = log.WithField("output_tail", tail)
 		switch {
 		case ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded):
-			log.Error("build command timed out: its process group was killed")
-			return errcode.Wrap(errcode.Unavailable, fmt.Errorf("%s ran longer than its deadline", argv[0]),
-				"the build command for %s:%s timed out", name, tag)
+			log.Warn("build command timed out: its process group was killed")
+			return errcode.Wrap(errcode.BuildFailed, fmt.Errorf("%s ran longer than its deadline", argv[0]),
+				"the build command for %s:%s took longer than its limit of %s and was stopped: asking again will not help "+
+					"unless the registry's operator raises the limit (the route's timeout, else NIX_TIMEOUT)%s",
+				name, tag, s.opts.Timeout, withClientTail(output.String()))
 		default:
-			log.Warn("build command stopped: nobody waits for the build any more")
+			// No fault: the client went away (or the server is stopping).
+			log.Info("build command stopped: nobody waits for the build any more")
 			return fmt.Errorf("build command for %s:%s stopped: %w", name, tag, ctx.Err())
 		}
 	}
@@ -360,7 +376,7 @@ func (s *CommandSource) run(ctx context.Context, log logrus.FieldLogger, name, t
 		}
 		log.WithField("output_tail", tail).Warn("build command failed")
 		return errcode.Wrap(errcode.BuildFailed, fmt.Errorf("%s: %s: %s", argv[0], how, tail),
-			"the build command for %s:%s failed: %s", name, tag, how)
+			"the build command for %s:%s failed: %s%s", name, tag, how, withClientTail(output.String()))
 	}
 	log.Debug("build command done")
 	return nil
@@ -411,6 +427,45 @@ func (t *tailBuffer) String() string {
 		}
 	}
 	return string(b)
+}
+
+// addRootWarning is Nix's complaint when nix-store --realise runs without
+// --add-root: noise to a client, should a command run Nix.
+var addRootWarning = regexp.MustCompile(`^\s*warning: you did not specify '--add-root'`)
+
+// clientTail is the end of a command's output for a client: at most
+// clientTailLines non-blank lines, each cut to clientTailLineSize bytes,
+// clientTailBytes in all, without Nix's --add-root warning.
+func clientTail(output string) string {
+	lines := strings.Split(output, "\n")
+	var keep []string
+	size := 0
+	for i := len(lines) - 1; i >= 0 && len(keep) < clientTailLines; i-- {
+		l := strings.TrimRight(lines[i], " \t\r")
+		if strings.TrimSpace(l) == "" || addRootWarning.MatchString(l) {
+			continue
+		}
+		if len(l) > clientTailLineSize {
+			l = strings.ToValidUTF8(l[:clientTailLineSize-len("…")], "") + "…"
+		}
+		if size+len(l)+1 > clientTailBytes {
+			break
+		}
+		size += len(l) + 1
+		keep = append(keep, l)
+	}
+	slices.Reverse(keep)
+	return strings.Join(keep, "\n")
+}
+
+// withClientTail is "; the last lines of its output:" and the tail of
+// output on lines of their own, or nothing when output holds nothing.
+func withClientTail(output string) string {
+	tail := clientTail(output)
+	if tail == "" {
+		return ""
+	}
+	return "; the last lines of its output:\n" + tail
 }
 
 // lastLines is the last n non-blank lines of s.

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
@@ -272,9 +273,11 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 	}
 	before := listTree(t, storeDir)
 	_, err = src.Build(context.Background(), "broken/app", "latest")
-	e := wantCode(t, err, errcode.BuildFailed, "the build command for broken/app:latest failed: exit status 3")
-	if strings.Contains(e.Message, "build step") || strings.Contains(e.Message, "ERROR") {
-		t.Errorf("the client sees the command's output: %q", e.Message)
+	e := wantCode(t, err, errcode.BuildFailed, "the build command for broken/app:latest failed: exit status 3; the last lines of its output:\n")
+	// The client is told why, in the command's last lines, and no more.
+	if !strings.HasSuffix(e.Message, "\nbuild step 50 of 50\nERROR: //images/broken:image failed to build") ||
+		strings.Count(e.Message, "\n") != clientTailLines || strings.Contains(e.Message, "build step 36 of") {
+		t.Errorf("message %q: want the last %d lines of the output", e.Message, clientTailLines)
 	}
 	var tail string
 	for _, entry := range hook.AllEntries() {
@@ -380,7 +383,7 @@ func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
 			start := time.Now()
 			_, err = src.Build(context.Background(), "slow/app", "latest")
 			elapsed := time.Since(start)
-			wantCode(t, err, errcode.Unavailable, "the build command for slow/app:latest timed out")
+			wantCode(t, err, errcode.BuildFailed, "the build command for slow/app:latest took longer than its limit of 700ms and was stopped", "NIX_TIMEOUT")
 			if elapsed > 5*time.Second {
 				t.Errorf("the build took %s to stop", elapsed)
 			}
@@ -466,5 +469,45 @@ func TestCommandTemplates(t *testing.T) {
 		if got := s.expandArgv("a/b", "t", "/o"); !slices.Equal(got, tt.want) {
 			t.Errorf("%q expands to %q, want %q", tt.argv, got, tt.want)
 		}
+	}
+}
+
+func TestClientTail(t *testing.T) {
+	var many, wide strings.Builder
+	for i := range 40 {
+		many.WriteString("line " + strconv.Itoa(i) + "\n")
+		wide.WriteString(strconv.Itoa(i%10) + strings.Repeat("x", 250) + "\n")
+	}
+	tests := []struct {
+		name, output string
+		check        func(string) bool
+	}{
+		{"empty", "", func(s string) bool { return s == "" }},
+		{"blank lines only", "\n  \n\t\n", func(s string) bool { return s == "" }},
+		{"Nix's --add-root warning dropped",
+			"building\nwarning: you did not specify '--add-root'; the result might be removed by the garbage collector\nfailed\n\n",
+			func(s string) bool { return s == "building\nfailed" }},
+		{"the last clientTailLines lines", many.String(), func(s string) bool {
+			l := strings.Split(s, "\n")
+			return len(l) == clientTailLines && l[0] == "line "+strconv.Itoa(40-clientTailLines) && l[len(l)-1] == "line 39"
+		}},
+		{"at most clientTailBytes, whole lines", wide.String(), func(s string) bool {
+			l := strings.Split(s, "\n")
+			return len(s) <= clientTailBytes && len(l) == clientTailBytes/252 && strings.HasPrefix(l[len(l)-1], "9x")
+		}},
+		{"a long line is cut on a character boundary", strings.Repeat("é", 400), func(s string) bool {
+			return len(s) <= clientTailLineSize && strings.HasSuffix(s, "é…") && utf8.ValidString(s)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := clientTail(tt.output)
+			if !tt.check(got) {
+				t.Errorf("clientTail = %q", got)
+			}
+			if w := withClientTail(tt.output); (w == "") != (got == "") || w != "" && w != "; the last lines of its output:\n"+got {
+				t.Errorf("withClientTail = %q", w)
+			}
+		})
 	}
 }

@@ -296,7 +296,11 @@ func (s *LayoutSource) Build(ctx context.Context, name, tag string) (Manifests, 
 	log := s.log.WithFields(logrus.Fields{"image": name, "tag": tag, "layout": dir})
 	m, err := IngestLayout(ctx, s.opts.Storage, dir, log)
 	if err != nil {
-		log.WithError(err).Warn("pre-built layout rejected")
+		if ctx.Err() != nil {
+			log.WithError(err).Info("layout ingest stopped")
+		} else {
+			log.WithError(err).Warn("pre-built layout rejected")
+		}
 		return nil, err
 	}
 	return m, nil

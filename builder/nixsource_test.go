@@ -6,6 +6,7 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,5 +182,44 @@ func TestNixSourceTags(t *testing.T) {
 	tags, err := b.Tags(ctx, "hello")
 	if err != nil || strings.Join(tags, ",") != "latest" {
 		t.Errorf("tags = %v (%v), want [latest]", tags, err)
+	}
+}
+
+// TestFailedNixBuildIsRemembered: the offline set's broken package, asked
+// for twice within NIXPORT_FAILED_BUILD_TTL, runs Nix once; once the TTL
+// has passed, Nix runs again.
+func TestFailedNixBuildIsRemembered(t *testing.T) {
+	src, store := newNixSource(t, t.TempDir())
+	b, err := New(Options{Storage: store, Source: src, Log: quietLog(), FailedBuildTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var clock atomic.Int64
+	start := time.Now()
+	b.now = func() time.Time { return start.Add(time.Duration(clock.Load())) }
+	driver := src.opts.Driver
+	ask := func() *errcode.Error {
+		t.Helper()
+		_, _, err := b.ManifestByTag(context.Background(), "broken", "latest", manifest.OCI)
+		return wantCode(t, err, errcode.BuildFailed, "package broken (", "this build fails on purpose")
+	}
+
+	first := ask()
+	ran := driver.ProcessCount()
+	if ran == 0 {
+		t.Fatal("no Nix process ran")
+	}
+	clock.Store(int64(30 * time.Second))
+	if again := ask(); again != first {
+		t.Errorf("within the TTL: %v, want the first answer %v", again, first)
+	}
+	if n := driver.ProcessCount(); n != ran {
+		t.Errorf("a retry within the TTL ran %d Nix processes", n-ran)
+	}
+	clock.Store(int64(61 * time.Second))
+	ask()
+	if n := driver.ProcessCount(); n != 2*ran {
+		t.Errorf("after the TTL: %d Nix processes, want %d (the build again)", n-ran, ran)
 	}
 }

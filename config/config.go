@@ -50,6 +50,10 @@ type Config struct {
 	MaxBuilds    int
 
 	MovingTagTTL time.Duration
+	// FailedBuildTTL is how long a build that failed because of what the
+	// client asked for is answered with the same error without building
+	// again; zero never remembers a failure.
+	FailedBuildTTL time.Duration
 
 	LogLevel        logrus.Level
 	ShutdownTimeout time.Duration
@@ -186,6 +190,14 @@ func settings() []setting {
 				return errors.New("accepts a whole number of seconds")
 			}
 			c.MovingTagTTL = time.Duration(n) * time.Second
+			return nil
+		}},
+		{"NIXPORT_FAILED_BUILD_TTL", "failed-build-ttl", "60", "seconds", "a failed build's error is answered again without building for this long (0: build every time)", func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return errors.New("accepts a whole number of seconds (0: never remember a failure)")
+			}
+			c.FailedBuildTTL = time.Duration(n) * time.Second
 			return nil
 		}},
 		{"NIXPORT_LOG_LEVEL", "log-level", "info", "level", "log level: debug, info, warning, error", func(c *Config, v string) error {

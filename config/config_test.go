@@ -25,6 +25,9 @@ func TestLoadDefaults(t *testing.T) {
 	if c.NixTimeout != 60*time.Second || c.LayerBudget != 94 || c.MaxPackages != 64 {
 		t.Errorf("defaults: %+v", c)
 	}
+	if c.MovingTagTTL != 60*time.Second || c.FailedBuildTTL != 60*time.Second {
+		t.Errorf("TTL defaults: moving tag %s, failed build %s", c.MovingTagTTL, c.FailedBuildTTL)
+	}
 	if strings.Join(c.BasePackages, ",") != "cacert,iana-etc" {
 		t.Errorf("base packages = %v", c.BasePackages)
 	}
@@ -58,6 +61,12 @@ func TestLoad(t *testing.T) {
 			check: func(c *Config) bool { return c.Addr() == "127.0.0.1:1" }},
 		{name: "base packages list", env: map[string]string{"NIXPORT_BASE_PACKAGES": " cacert , ,tzdata"},
 			check: func(c *Config) bool { return strings.Join(c.BasePackages, ",") == "cacert,tzdata" }},
+		{name: "failed build ttl", env: map[string]string{"NIXPORT_FAILED_BUILD_TTL": "15"},
+			check: func(c *Config) bool { return c.FailedBuildTTL == 15*time.Second }},
+		{name: "failed build ttl 0 disables", args: []string{"-failed-build-ttl", "0"}, env: map[string]string{"NIXPORT_FAILED_BUILD_TTL": "15"},
+			check: func(c *Config) bool { return c.FailedBuildTTL == 0 }},
+		{name: "bad failed build ttl", env: map[string]string{"NIXPORT_FAILED_BUILD_TTL": "-1"}, wantErr: `invalid NIXPORT_FAILED_BUILD_TTL="-1": accepts a whole number of seconds`},
+		{name: "failed build ttl in seconds", args: []string{"-failed-build-ttl", "1m"}, wantErr: `invalid -failed-build-ttl="1m"`},
 		{name: "bad port", env: map[string]string{"PORT": "http"}, wantErr: `invalid PORT="http": accepts a port number`},
 		{name: "bad port flag", args: []string{"-port", "70000"}, wantErr: `invalid -port="70000"`},
 		{name: "bad backend", env: map[string]string{"NIXERY_STORAGE_BACKEND": "s3"}, wantErr: "accepts filesystem or gcs"},

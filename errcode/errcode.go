@@ -15,8 +15,18 @@ import (
 type Code string
 
 // The codes nixport uses. The first group is from the OCI distribution spec;
-// UNKNOWN, UNAVAILABLE and BUILD_FAILED follow distribution's conventions
-// for server-side failures.
+// BUILD_FAILED, UNAVAILABLE and UNKNOWN are nixport's own, after
+// distribution's conventions.
+//
+// How a status is chosen: registry clients show the registry's message only
+// for a 4xx. distribution's HandleErrorResponse (used by Docker) parses the
+// error body for 400-499 only, and skopeo (containers/image) was seen
+// printing nothing but "received unexpected HTTP status: 502 Bad Gateway"
+// for a 5xx. So
+// every failure caused by what the client asked for is a 4xx whose message
+// says what happened and what to do; a 5xx is kept for faults of the server
+// itself (storage unreachable, a panic, shutting down), whose details are
+// for the log, not the client.
 const (
 	BlobUnknown     Code = "BLOB_UNKNOWN"
 	DigestInvalid   Code = "DIGEST_INVALID"
@@ -30,14 +40,32 @@ const (
 	TooManyRequests Code = "TOOMANYREQUESTS"
 	RangeInvalid    Code = "RANGE_INVALID"
 
-	// BuildFailed: the image could not be built (a package failed to build,
-	// the package set failed to evaluate). Not the client's fault: 502, the
-	// way a gateway reports an upstream failure.
+	// BuildFailed: the image the client named cannot be built. A package
+	// fails to evaluate or is refused by the package set (unfree, broken),
+	// a build fails (the message names the package or image and ends with
+	// the last lines of its build output, where the reason is), a build
+	// ran past its time limit (the message names the limit and NIX_TIMEOUT),
+	// or a build command wrote an invalid image layout.
+	//
+	// 422 Unprocessable Content: the request is well-formed (the name
+	// passed validation) but what it names cannot be made. A 4xx, so that
+	// clients show the message. Not 400 (nothing is wrong with the request
+	// as such), not 404 (that says no such image exists, and the cause is
+	// elsewhere), not 408 or 429 (clients retry those: go-containerregistry
+	// retries 408, 429, 500, 502, 503 and 504, and any UNKNOWN or
+	// UNAVAILABLE body). HTTP caches do not store a 422 on their own (it is
+	// not heuristically cacheable, RFC 9110 section 15.1), so a package
+	// fixed later is not hidden by a cached failure; the builder itself
+	// remembers a failure for a short while (NIXPORT_FAILED_BUILD_TTL)
+	// against clients that retry anyway.
 	BuildFailed Code = "BUILD_FAILED"
-	// Unavailable: the build did not finish in time, or the server is
-	// shutting down.
+	// Unavailable: the server cannot build now for reasons of its own: it
+	// is shutting down. Also the code of a request that ended (its client
+	// gave up) before its image was built; that client sees nothing. 503,
+	// a server condition worth retrying elsewhere or later.
 	Unavailable Code = "UNAVAILABLE"
-	// Unknown: an unexpected server fault.
+	// Unknown: an unexpected server fault. 500, with a generic message;
+	// the cause goes to the log only.
 	Unknown Code = "UNKNOWN"
 )
 
@@ -57,12 +85,20 @@ func (c Code) Status() int {
 	case RangeInvalid:
 		return http.StatusRequestedRangeNotSatisfiable
 	case BuildFailed:
-		return http.StatusBadGateway
+		return http.StatusUnprocessableEntity
 	case Unavailable:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}
+}
+
+// ClientCaused says whether the code is answered with a 4xx: the failure
+// follows from what the client asked for, and asking again the same way
+// fails the same way.
+func (c Code) ClientCaused() bool {
+	s := c.Status()
+	return s >= 400 && s < 500
 }
 
 // Error is an error a client is meant to see: Code and Message go into the

@@ -9,28 +9,33 @@ import (
 
 func TestStatus(t *testing.T) {
 	tests := []struct {
-		code Code
-		want int
+		code         Code
+		want         int
+		clientCaused bool
 	}{
-		{BlobUnknown, http.StatusNotFound},
-		{ManifestUnknown, http.StatusNotFound},
-		{NameUnknown, http.StatusNotFound},
-		{DigestInvalid, http.StatusBadRequest},
-		{NameInvalid, http.StatusBadRequest},
-		{TagInvalid, http.StatusBadRequest},
-		{ManifestInvalid, http.StatusBadRequest},
-		{Unsupported, http.StatusMethodNotAllowed},
-		{Denied, http.StatusForbidden},
-		{TooManyRequests, http.StatusTooManyRequests},
-		{RangeInvalid, http.StatusRequestedRangeNotSatisfiable},
-		{BuildFailed, http.StatusBadGateway},
-		{Unavailable, http.StatusServiceUnavailable},
-		{Unknown, http.StatusInternalServerError},
-		{Code("SOMETHING_ELSE"), http.StatusInternalServerError},
+		{BlobUnknown, http.StatusNotFound, true},
+		{ManifestUnknown, http.StatusNotFound, true},
+		{NameUnknown, http.StatusNotFound, true},
+		{DigestInvalid, http.StatusBadRequest, true},
+		{NameInvalid, http.StatusBadRequest, true},
+		{TagInvalid, http.StatusBadRequest, true},
+		{ManifestInvalid, http.StatusBadRequest, true},
+		{Unsupported, http.StatusMethodNotAllowed, true},
+		{Denied, http.StatusForbidden, true},
+		{TooManyRequests, http.StatusTooManyRequests, true},
+		{RangeInvalid, http.StatusRequestedRangeNotSatisfiable, true},
+		// A 4xx: clients show the message of a 4xx only.
+		{BuildFailed, http.StatusUnprocessableEntity, true},
+		{Unavailable, http.StatusServiceUnavailable, false},
+		{Unknown, http.StatusInternalServerError, false},
+		{Code("SOMETHING_ELSE"), http.StatusInternalServerError, false},
 	}
 	for _, tt := range tests {
 		if got := tt.code.Status(); got != tt.want {
 			t.Errorf("%s.Status() = %d, want %d", tt.code, got, tt.want)
+		}
+		if got := tt.code.ClientCaused(); got != tt.clientCaused {
+			t.Errorf("%s.ClientCaused() = %v, want %v", tt.code, got, tt.clientCaused)
 		}
 	}
 }

@@ -26,9 +26,13 @@
 // one-second lock poll for concurrent builds of one derivation.
 //
 // Errors meant for a registry client are *errcode.Error: MANIFEST_UNKNOWN
-// for missing packages, BUILD_FAILED when the package set fails to evaluate
-// or a package fails to build (with Nix's first meaningful error line),
-// UNAVAILABLE on timeout. The log gets the tail of Nix's stderr.
+// for missing packages; BUILD_FAILED (a 4xx, so that clients show the
+// message) when the package set fails to evaluate or refuses a package
+// (Nix's first meaningful error line), when a package fails to build (the
+// packages that failed and the last lines of the build output) and when a
+// Nix step runs past NIX_TIMEOUT (the message names the limit). The log
+// gets the tail of Nix's stderr. A step stopped because its caller's
+// context ended returns an error wrapping ctx.Err(): the caller knows why.
 //
 // The package set comes from config.PackageSource: the offline test set
 // embedded here (testpkgs/, SourceBuiltin), a local directory, a git

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -28,8 +29,8 @@ type result struct {
 
 // run starts one Nix process under the driver's deadline and waits for it.
 // A non-zero exit is not an error here (callers know what it means); an
-// error is a failure to start, the deadline (errcode.Unavailable) or the
-// caller's context ending (wrapping ctx.Err()).
+// error is a failure to start, the deadline (BUILD_FAILED naming
+// NIX_TIMEOUT) or the caller's context ending (wrapping ctx.Err()).
 func (d *Driver) run(ctx context.Context, log logrus.FieldLogger, name string, args ...string) (result, error) {
 	return d.exec(ctx, log, "nix", d.dir, name, args...)
 }
@@ -88,14 +89,22 @@ func (d *Driver) exec(ctx context.Context, log logrus.FieldLogger, kind, dir, na
 		// is in a session of its own, out of reach and already signalled
 		// by Nix).
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		tail := stderrTail(res.stderr, 20)
-		if ctx.Err() != nil {
-			log.WithField("stderr_tail", tail).Warn(kind + " process stopped: the request ended")
-			return res, fmt.Errorf("nix: %s stopped: %w", name, ctx.Err())
+		log = log.WithField("stderr_tail", stderrTail(res.stderr, 20))
+		if err := ctx.Err(); err != nil {
+			// The caller's deadline (it names its own limit) or nobody
+			// waits for the build any more: no fault of the server's.
+			if errors.Is(err, context.DeadlineExceeded) {
+				log.Warn(kind + " process stopped: the build's deadline passed")
+			} else {
+				log.Info(kind + " process stopped: nobody waits for the build any more")
+			}
+			return res, fmt.Errorf("nix: %s stopped: %w", name, err)
 		}
-		log.WithField("stderr_tail", tail).Error(kind + " process timed out")
-		return res, errcode.Wrap(errcode.Unavailable, fmt.Errorf("%s ran longer than %s", name, d.opts.Timeout),
-			"build timed out after %s", d.opts.Timeout)
+		log.Warn(kind + " process timed out")
+		return res, errcode.Wrap(errcode.BuildFailed, fmt.Errorf("%s ran longer than %s", name, d.opts.Timeout),
+			"%s took longer than %s, the limit NIX_TIMEOUT sets on each Nix step, and was stopped: "+
+				"asking again will not help unless the registry's operator raises NIX_TIMEOUT%s",
+			stepOf(name), d.opts.Timeout, withTail("its output", res.stderr))
 	}
 	var exitErr *exec.ExitError
 	if waitErr != nil && !errors.As(waitErr, &exitErr) {
@@ -225,6 +234,68 @@ func clip(s string) string {
 	return s
 }
 
+// stepOf names what a Nix command does, for messages.
+func stepOf(name string) string {
+	switch name {
+	case "nix-instantiate":
+		return "evaluating the package set"
+	case "nix-store":
+		return "building the packages"
+	case "nix":
+		return "reading the packages' closure"
+	}
+	return name
+}
+
+// What a client is shown of a build's output: its last lines, bounded.
+const (
+	clientTailLines = 15
+	clientTailBytes = 2000
+)
+
+// interrupted is what Nix prints when it is stopped by a signal: ours,
+// at the deadline; to a client it would only suggest someone else did.
+const interrupted = "error: interrupted by the user"
+
+// outputTail is the end of a Nix process's stderr for a client: at most
+// clientTailLines lines of at most maxMessage characters, clientTailBytes
+// in all, without colour codes, blank lines, the --add-root warning or
+// Nix's note that it was interrupted.
+func outputTail(stderr string) string {
+	lines := stderrLines(stderr)
+	var keep []string
+	size := 0
+	for i := len(lines) - 1; i >= 0 && len(keep) < clientTailLines; i-- {
+		if strings.TrimSpace(lines[i]) == interrupted {
+			continue
+		}
+		l := clip(lines[i])
+		if size+len(l)+1 > clientTailBytes {
+			break
+		}
+		size += len(l) + 1
+		keep = append(keep, l)
+	}
+	slices.Reverse(keep)
+	return strings.Join(keep, "\n")
+}
+
+// withTail is "; the last lines of WHAT:" and the tail of stderr on lines
+// of their own, or nothing when stderr holds nothing to show.
+func withTail(what, stderr string) string {
+	tail := outputTail(stderr)
+	if tail == "" {
+		return ""
+	}
+	return "; the last lines of " + what + ":\n" + tail
+}
+
+// refusedPackage matches nixpkgs' refusal to evaluate a package its
+// configuration does not allow (check-meta.nix: "Package ‘hello-1.0’ in
+// …: has an unfree license (‘unfree’), refusing to evaluate.", likewise
+// for broken, insecure and unsupported packages).
+var refusedPackage = regexp.MustCompile(`refusing to evaluate|is not available on the requested hostPlatform`)
+
 // failure turns a failed Nix process into an error: BUILD_FAILED with
 // Nix's first error line for the client, the stderr tail for the log.
 func failure(what, name string, res result) error {
@@ -232,7 +303,12 @@ func failure(what, name string, res result) error {
 	if msg == "" {
 		msg = fmt.Sprintf("%s exited with code %d", name, res.exitCode)
 	}
-	return errcode.Wrap(errcode.BuildFailed,
-		fmt.Errorf("%s exited with code %d: %s", name, res.exitCode, stderrTail(res.stderr, 20)),
-		"%s: %s", what, msg)
+	cause := fmt.Errorf("%s exited with code %d: %s", name, res.exitCode, stderrTail(res.stderr, 20))
+	if refusedPackage.MatchString(msg) {
+		return errcode.Wrap(errcode.BuildFailed, cause,
+			"the package set refuses to build a package: %s. Choose another package: "+
+				"this registry uses the package set's default configuration, which allows no unfree, broken or insecure packages",
+			strings.TrimSuffix(msg, "."))
+	}
+	return errcode.Wrap(errcode.BuildFailed, cause, "%s: %s", what, msg)
 }

@@ -338,11 +338,46 @@ func TestBrokenPackage(t *testing.T) {
 	if !strings.Contains(e.Message, "package broken (/nix/store/") || !strings.Contains(e.Message, "-broken.drv) failed with exit code 1") {
 		t.Errorf("message %q", e.Message)
 	}
+	// The client is told why: the builder's last words.
+	if !strings.Contains(e.Message, "; the last lines of the build output:\n") ||
+		!strings.Contains(e.Message, "\nnixport test package: this build fails on purpose\n") ||
+		strings.Contains(e.Message, "--add-root") {
+		t.Errorf("message %q: want the end of the build output", e.Message)
+	}
 	if !strings.Contains(e.Err.Error(), "this build fails on purpose") {
 		t.Errorf("the log does not get the builder's output: %v", e.Err)
 	}
 	if roots, _ := filepath.Glob(filepath.Join(d.rootsDir, "*")); len(roots) != 0 {
 		t.Errorf("roots left after a failed build: %v", roots)
+	}
+}
+
+// TestRefusedPackages: a package the package set refuses to evaluate (as
+// nixpkgs refuses unfree and broken ones) is one clear line, before
+// anything is built.
+func TestRefusedPackages(t *testing.T) {
+	d, procs := newDriver(t, Options{Source: builtin()})
+	tests := []struct {
+		name string
+		want string
+	}{
+		{"unfree", "the package set refuses to build a package: Package ‘unfree-1.0’ in testpkgs/default.nix:1 has an unfree license (‘unfree’), refusing to evaluate. Choose another package: "},
+		{"markedBroken", "the package set refuses to build a package: Package ‘marked-broken-1.0’ in testpkgs/default.nix:1 is marked as broken, refusing to evaluate. Choose another package: "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := d.Build(context.Background(), LatestTag, hostSystem, []string{"hello", tc.name})
+			e := wantCode(t, err, errcode.BuildFailed)
+			if !strings.HasPrefix(e.Message, tc.want) || strings.Contains(e.Message, "\n") {
+				t.Errorf("message\n %q, want it to start with\n %q", e.Message, tc.want)
+			}
+		})
+	}
+	argvs, _ := procs.all()
+	for _, argv := range argvs {
+		if argv[0] != "nix-instantiate" {
+			t.Errorf("%s ran for a refused package", argv[0])
+		}
 	}
 }
 
@@ -440,8 +475,9 @@ func TestTimeoutKillsBuild(t *testing.T) {
 	needNix(t)
 	const timeout = 3 * time.Second
 	err, nixPids, builders, took := slowBuild(t, timeout, context.Background())
-	e := wantCode(t, err, errcode.Unavailable)
-	if e.Message != "build timed out after 3s" {
+	e := wantCode(t, err, errcode.BuildFailed)
+	if !strings.HasPrefix(e.Message, "building the packages took longer than 3s, the limit NIX_TIMEOUT sets on each Nix step, and was stopped") ||
+		!strings.Contains(e.Message, "raises NIX_TIMEOUT; the last lines of its output:\n") || !strings.HasSuffix(e.Message, "-slow.drv'...") {
 		t.Errorf("message %q", e.Message)
 	}
 	if took < timeout || took > timeout+killGrace {

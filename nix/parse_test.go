@@ -3,6 +3,7 @@ package nix
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -126,7 +127,8 @@ error: 1 dependencies of derivation '/nix/store/x-y.drv' failed to build
 		t.Fatalf("got %v", e)
 	}
 	want := "building the image failed: package broken (/nix/store/v03az7yplcvz9crk33hyjzqwmv4v4b9c-broken.drv) failed with exit code 1; " +
-		"/nix/store/11111111111111111111111111111111-dep.drv failed with exit code 2"
+		"/nix/store/11111111111111111111111111111111-dep.drv failed with exit code 2; the last lines of the build output:\n" +
+		strings.TrimSuffix(r.stderr, "\n")
 	if e.Message != want {
 		t.Errorf("got  %q\nwant %q", e.Message, want)
 	}
@@ -134,6 +136,78 @@ error: 1 dependencies of derivation '/nix/store/x-y.drv' failed to build
 	e, _ = errcode.As(buildFailure(res, r))
 	if e == nil || !strings.HasPrefix(e.Message, "building the image failed: a 'aarch64-linux' with features {} is required") {
 		t.Errorf("got %v", e)
+	}
+}
+
+func TestOutputTail(t *testing.T) {
+	addRoot := "warning: you did not specify '--add-root'; the result might be removed by the garbage collector\n"
+	var many, wide strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&many, "line %d\n", i)
+		fmt.Fprintf(&wide, "%d%s\n", i%10, strings.Repeat("x", 250))
+	}
+	tests := []struct {
+		name, stderr string
+		want         string // "" for nothing to show
+		check        func(string) bool
+	}{
+		{"empty", "", "", nil},
+		{"only the add-root warning", addRoot + "\n", "", nil},
+		{"warning, colours and blank lines dropped",
+			"building '/nix/store/x.drv'...\n" + addRoot + "\x1b[31;1merror:\x1b[0m builder failed\n\n  \n",
+			"building '/nix/store/x.drv'...\nerror: builder failed", nil},
+		{"at most clientTailLines lines, the last ones", many.String(), "", func(s string) bool {
+			l := strings.Split(s, "\n")
+			return len(l) == clientTailLines && l[0] == fmt.Sprintf("line %d", 40-clientTailLines) && l[len(l)-1] == "line 39"
+		}},
+		{"at most clientTailBytes bytes, whole lines", wide.String(), "", func(s string) bool {
+			l := strings.Split(s, "\n")
+			return len(s) <= clientTailBytes && len(l) == clientTailBytes/252 && strings.HasPrefix(l[len(l)-1], "9x")
+		}},
+		{"a long line is clipped", "error: " + strings.Repeat("y", 1000) + "\n", "", func(s string) bool {
+			return len([]rune(s)) == maxMessage && strings.HasSuffix(s, "…")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := outputTail(tc.stderr)
+			if tc.check != nil {
+				if !tc.check(got) {
+					t.Errorf("got %q", got)
+				}
+			} else if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			if w := withTail("it", tc.stderr); (w == "") != (got == "") || w != "" && w != "; the last lines of it:\n"+got {
+				t.Errorf("withTail = %q", w)
+			}
+		})
+	}
+}
+
+func TestFailureMessage(t *testing.T) {
+	tests := []struct {
+		name, stderr string
+		want         string
+	}{
+		{"evaluation error", "error: undefined variable 'foo'\n\n       at /tmp/x.nix:1:1:\n",
+			"evaluating the package set failed: undefined variable 'foo'"},
+		{"unfree (nixpkgs' check-meta)", "error: Package ‘steam-1.0’ in /nix/store/s-source/pkgs/games/steam/default.nix:12 has an unfree license (‘unfree’), refusing to evaluate.\n\n" +
+			"       a) To temporarily allow unfree packages, you can use an environment variable\n",
+			"the package set refuses to build a package: Package ‘steam-1.0’ in /nix/store/s-source/pkgs/games/steam/default.nix:12 has an unfree license (‘unfree’), refusing to evaluate. " +
+				"Choose another package: this registry uses the package set's default configuration, which allows no unfree, broken or insecure packages"},
+		{"nothing on stderr", "", "evaluating the package set failed: nix-instantiate exited with code 1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, ok := errcode.As(failure("evaluating the package set failed", "nix-instantiate", result{exitCode: 1, stderr: tc.stderr}))
+			if !ok || e.Code != errcode.BuildFailed {
+				t.Fatalf("got %v", e)
+			}
+			if e.Message != tc.want {
+				t.Errorf("got  %q\nwant %q", e.Message, tc.want)
+			}
+		})
 	}
 }
 

@@ -38,7 +38,8 @@ var builderFailed = regexp.MustCompile(`builder for '([^']+)' failed(?: with exi
 // Realise builds (or substitutes) the outputs to install of every resolved
 // package in one nix-store --realise call, and roots them in a directory
 // of the driver's until Release. A failed build is BUILD_FAILED naming
-// the derivations whose builders failed; the log gets the stderr tail.
+// the derivations whose builders failed, with the end of the build output;
+// the log gets the stderr tail.
 //
 // Between Resolve and Realise the derivation files are not rooted: a
 // garbage collection in that window (tens of milliseconds) makes Realise
@@ -86,7 +87,9 @@ func (d *Driver) Realise(ctx context.Context, res *Resolution) (*Roots, error) {
 // buildFailure explains a failed nix-store --realise. Exit codes 100-104
 // are build failures (100 plus bits for timeout, hash mismatch, check
 // failure); 1 is anything else, such as a derivation for a system this
-// machine cannot build.
+// machine cannot build. A build failure names the packages whose builders
+// failed and ends with the last lines of the build output, where the
+// builder says why (bounded, see outputTail).
 func buildFailure(res *Resolution, r result) error {
 	if r.exitCode < 100 || r.exitCode > 104 {
 		return failure("building the image failed", "nix-store", r)
@@ -119,5 +122,5 @@ func buildFailure(res *Resolution, r result) error {
 	}
 	return errcode.Wrap(errcode.BuildFailed,
 		fmt.Errorf("nix-store exited with code %d: %s", r.exitCode, stderrTail(r.stderr, 20)),
-		"building the image failed: %s", clip(strings.Join(failed, "; ")))
+		"building the image failed: %s%s", clip(strings.Join(failed, "; ")), withTail("the build output", r.stderr))
 }

@@ -273,8 +273,8 @@ func TestServerErrors(t *testing.T) {
 	}{
 		{"plain error", errors.New("disk on fire at /secret/path"), false, "/v2/hello/manifests/latest", 500, errcode.Unknown, "internal server error"},
 		{"plain error on tags", errors.New("disk on fire at /secret/path"), false, "/v2/hello/tags/list", 500, errcode.Unknown, "internal server error"},
-		{"build failed", errcode.Wrap(errcode.BuildFailed, errors.New("/secret/path"), "package hello failed to build"), false, "/v2/hello/manifests/latest", 502, errcode.BuildFailed, "package hello failed to build"},
-		{"unavailable", errcode.New(errcode.Unavailable, "build timed out"), false, "/v2/hello/manifests/latest", 503, errcode.Unavailable, "build timed out"},
+		{"build failed", errcode.Wrap(errcode.BuildFailed, errors.New("/secret/path"), "package hello failed to build"), false, "/v2/hello/manifests/latest", 422, errcode.BuildFailed, "package hello failed to build"},
+		{"unavailable", errcode.New(errcode.Unavailable, "the registry is shutting down: try again"), false, "/v2/hello/manifests/latest", 503, errcode.Unavailable, "the registry is shutting down: try again"},
 		{"wrapped errcode", errors.Join(errors.New("context"), errcode.New(errcode.NameUnknown, "no such package: foo")), false, "/v2/foo/manifests/latest", 404, errcode.NameUnknown, "no such package: foo"},
 		{"panic", nil, true, "/v2/hello/manifests/latest", 500, errcode.Unknown, "internal server error"},
 		{"panic on tags", nil, true, "/v2/hello/tags/list", 500, errcode.Unknown, "internal server error"},

@@ -353,8 +353,11 @@ func TestInterruptedBuildsLeaveNoPartialBlob(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "timed out") {
-			t.Errorf("slow build: %d %s, want 503 timed out", resp.StatusCode, body)
+		// The client's failure (a 4xx, so that clients show the message),
+		// naming the limit and the setting.
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), "took longer than 2s") ||
+			!strings.Contains(string(body), "NIX_TIMEOUT") {
+			t.Errorf("slow build: %d %s, want 422 naming the 2s limit and NIX_TIMEOUT", resp.StatusCode, body)
 		}
 		checkStorageIntact(t, store)
 		s.stop(t)
@@ -449,6 +452,71 @@ func TestCraneClient(t *testing.T) {
 	run("validate", "--remote", ref)
 	if tags := run("ls", s.addr+"/shell/hello"); tags != "latest" {
 		t.Errorf("crane ls: %q", tags)
+	}
+	s.stop(t)
+}
+
+// TestFailedBuildAnsweredAgainWithoutNix: a package that fails to build is
+// a 422 telling why (the end of its build output), and asking again within
+// NIXPORT_FAILED_BUILD_TTL gets the same answer without running Nix.
+func TestFailedBuildAnsweredAgainWithoutNix(t *testing.T) {
+	requireTools(t, "nix-store")
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXPORT_LOG_LEVEL=debug", "NIXPORT_FAILED_BUILD_TTL=600")
+	const path = "/v2/broken/manifests/latest"
+	// linesUntilRequest returns the log lines up to the request line of
+	// path: the server logs a request after everything it did for it.
+	linesUntilRequest := func() []map[string]any {
+		t.Helper()
+		var lines []map[string]any
+		deadline := time.After(time.Minute)
+		for {
+			select {
+			case line := <-s.logs:
+				lines = append(lines, line)
+				if line["path"] == path && line["status"] != nil {
+					return lines
+				}
+			case <-deadline:
+				t.Fatalf("no request line for %s", path)
+			}
+		}
+	}
+	var messages []string
+	for i := range 2 {
+		resp, err := http.Get("http://" + s.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Errors []struct{ Code, Message string }
+		}
+		decodeJSON(t, resp, &body)
+		if resp.StatusCode != http.StatusUnprocessableEntity || len(body.Errors) != 1 || body.Errors[0].Code != "BUILD_FAILED" ||
+			!strings.Contains(body.Errors[0].Message, "package broken (") ||
+			!strings.Contains(body.Errors[0].Message, "\nnixport test package: this build fails on purpose\n") {
+			t.Fatalf("request %d: %d %+v, want 422 BUILD_FAILED with the end of the build output", i, resp.StatusCode, body)
+		}
+		messages = append(messages, body.Errors[0].Message)
+		started, remembered := 0, 0
+		for _, line := range linesUntilRequest() {
+			switch line["msg"] {
+			case "nix process started":
+				started++
+			case "build failed recently: answering its error without building again":
+				if line["level"] == "info" {
+					remembered++
+				}
+			}
+		}
+		if i == 0 && started == 0 {
+			t.Error("the first request ran no Nix process")
+		}
+		if i == 1 && (started != 0 || remembered != 1) {
+			t.Errorf("the second request ran %d Nix processes and logged %d remembered failures at info, want 0 and 1", started, remembered)
+		}
+	}
+	if messages[0] != messages[1] {
+		t.Errorf("the second answer differs:\n%s\n%s", messages[0], messages[1])
 	}
 	s.stop(t)
 }

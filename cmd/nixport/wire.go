@@ -64,12 +64,13 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 		buildTimeout = max(buildTimeout, d+builder.DefaultKillGrace+time.Minute)
 	}
 	b, err := builder.New(builder.Options{
-		Storage:      store,
-		Source:       router,
-		Log:          log,
-		MaxBuilds:    cfg.MaxBuilds,
-		MovingTagTTL: cfg.MovingTagTTL,
-		BuildTimeout: buildTimeout,
+		Storage:        store,
+		Source:         router,
+		Log:            log,
+		MaxBuilds:      cfg.MaxBuilds,
+		MovingTagTTL:   cfg.MovingTagTTL,
+		BuildTimeout:   buildTimeout,
+		FailedBuildTTL: cfg.FailedBuildTTL,
 	})
 	if err != nil {
 		a.Close()

@@ -26,6 +26,9 @@
 #   iana-etc           etc/protocols, etc/services (stand-ins)
 #   broken             its builder fails (exit 1) with a known message
 #   slow               its builder sleeps 600 s: for timeout tests
+#   unfree, markedBroken
+#                      refused the way nixpkgs' check-meta refuses an unfree
+#                      or broken package: evaluating them throws
 #   small.s01..s64     tiny independent packages: benchmarks of N packages
 #   big.p01..p40       large generated packages (26 MB / i each, 111 MB in
 #                      all) whose content compresses about 3x like binaries
@@ -224,6 +227,19 @@ let
     '';
   };
 
+  # What nixpkgs' check-meta does with a package its configuration does not
+  # allow: the attribute is a derivation, but its drvPath and outPath throw,
+  # naming the package and why, then how to allow it.
+  refused = name: why:
+    let
+      msg = "Package ‘${name}-1.0’ in testpkgs/default.nix:1 ${why}, refusing to evaluate.\n\n"
+        + "a) To temporarily allow it, set an environment variable (a stand-in for nixpkgs' advice).\n";
+    in
+    mk { inherit name; } // { drvPath = throw msg; outPath = throw msg; };
+
+  unfree = refused "unfree" "has an unfree license (‘unfree’)";
+  markedBroken = refused "marked-broken" "is marked as broken";
+
   small = builtins.listToAttrs (builtins.genList
     (i:
       let n = "s${pad2 (i + 1)}"; in {
@@ -282,7 +298,7 @@ in
 {
   inherit busybox greeting hello chain deep xorg haskellPackages multi
     bashInteractive coreutils moreutils nano cacert iana-etc broken slow
-    small big bigclosure;
+    unfree markedBroken small big bigclosure;
 
   # Names differing only in case, as nixpkgs has (CoinMP and coinmp).
   CoinMP = mk { name = "CoinMP"; files."$out/share/which" = "CoinMP\n"; };
