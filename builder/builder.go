@@ -16,6 +16,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -321,7 +322,7 @@ func (b *Builder) identify(name, tag string) (identity, error) {
 // down) is logged at info: nothing went wrong. A build past BuildTimeout
 // is BUILD_FAILED naming the limit.
 func (b *Builder) build(ctx context.Context, key, name, tag string, pinned bool) (Manifests, error) {
-	log := b.log.WithFields(logrus.Fields{"image": name, "tag": tag})
+	log := requestid.Logger(ctx, b.log).WithFields(logrus.Fields{"image": name, "tag": tag})
 	select {
 	case b.slots <- struct{}{}:
 	case <-ctx.Done():

@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -291,7 +292,7 @@ func (s *CommandSource) Build(ctx context.Context, name, tag string) (Manifests,
 	if err := checkNameTag(name, tag); err != nil {
 		return nil, err
 	}
-	log := s.log.WithFields(logrus.Fields{"image": name, "tag": tag})
+	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": name, "tag": tag})
 	out, err := os.MkdirTemp(s.opts.TempDir, "nixport-out-")
 	if err != nil {
 		return nil, fmt.Errorf("making the output directory of a build command: %w", err)

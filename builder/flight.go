@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/requestid"
 )
 
 // flightGroup runs one build per key however many callers ask. The build
@@ -45,6 +46,8 @@ func (g *flightGroup) do(ctx, base context.Context, key string, fn func(context.
 	f, ok := g.flights[key]
 	if !ok {
 		bctx, cancel := context.WithCancel(base)
+		// The build's lines name the request that started it.
+		bctx = requestid.NewContext(bctx, requestid.FromContext(ctx))
 		f = &flight{done: make(chan struct{}), cancel: cancel}
 		g.flights[key] = f
 		g.running.Go(func() {

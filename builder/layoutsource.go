@@ -40,6 +40,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -293,7 +294,7 @@ func (s *LayoutSource) Build(ctx context.Context, name, tag string) (Manifests, 
 	if err != nil {
 		return nil, err
 	}
-	log := s.log.WithFields(logrus.Fields{"image": name, "tag": tag, "layout": dir})
+	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": name, "tag": tag, "layout": dir})
 	m, err := IngestLayout(ctx, s.opts.Storage, dir, log)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -47,7 +48,7 @@ func (b *Builder) leased(ctx context.Context, key, name, tag string, pinned bool
 	if !ok {
 		return build(ctx)
 	}
-	log := b.log.WithFields(logrus.Fields{"image": name, "tag": tag})
+	log := requestid.Logger(ctx, b.log).WithFields(logrus.Fields{"image": name, "tag": tag})
 	leaseName := leasePrefix + hashKey(key)
 	waitStart := b.now()
 	waiting := false

@@ -24,6 +24,7 @@ import (
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/nix"
 	"github.com/nixport/nixport/reference"
+	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -120,7 +121,7 @@ func (s *NixSource) Build(ctx context.Context, name, tag string) (Manifests, err
 	if err != nil {
 		return nil, err
 	}
-	log := s.log.WithFields(logrus.Fields{"image": name, "tag": tag})
+	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": name, "tag": tag})
 	img, err := s.opts.Driver.Build(ctx, tag, req.System, req.Packages)
 	if err != nil {
 		return nil, err

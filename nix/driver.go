@@ -51,8 +51,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nixport/nixport/config"
 	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/config"
 )
 
 // The resolver evaluated for every image, and the offline test package set

@@ -12,8 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nixport/nixport/errcode"
 	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/errcode"
 )
 
 // stderrKeep bounds how much of a Nix process's stderr is kept: its end,

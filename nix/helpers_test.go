@@ -9,9 +9,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/errcode"
-	"github.com/sirupsen/logrus"
 )
 
 // needNix skips a test when Nix or the host busybox the test package set

@@ -9,8 +9,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nixport/nixport/errcode"
 	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/requestid"
 )
 
 // Roots are the GC roots that keep an image's outputs (and so their
@@ -53,7 +55,7 @@ func (d *Driver) Realise(ctx context.Context, res *Resolution) (*Roots, error) {
 	if len(res.Packages) == 0 {
 		return roots, nil
 	}
-	log := d.log.WithFields(logrus.Fields{"op": "realise", "tag": res.Tag, "system": res.System, "packages": len(res.Packages)})
+	log := requestid.Logger(ctx, d.log).WithFields(logrus.Fields{"op": "realise", "tag": res.Tag, "system": res.System, "packages": len(res.Packages)})
 
 	// One argument per derivation: drv!out1,out2 builds the derivation
 	// and roots just those outputs (a substituter fetches only them).

@@ -10,9 +10,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/errcode"
-	"github.com/sirupsen/logrus"
+	"github.com/nixport/nixport/requestid"
 )
 
 // MaxNameLength bounds one package name (an attribute path).
@@ -122,7 +124,7 @@ func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string
 			return nil, errcode.New(errcode.NameInvalid, "invalid package name %q", n)
 		}
 	}
-	log := d.log.WithFields(logrus.Fields{"op": "resolve", "tag": tag, "system": system, "packages": len(names)})
+	log := requestid.Logger(ctx, d.log).WithFields(logrus.Fields{"op": "resolve", "tag": tag, "system": system, "packages": len(names)})
 	spec, err := d.spec(ctx, log, tag)
 	if err != nil {
 		return nil, err

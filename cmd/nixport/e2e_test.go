@@ -520,3 +520,36 @@ func TestFailedBuildAnsweredAgainWithoutNix(t *testing.T) {
 	}
 	s.stop(t)
 }
+
+// TestRequestIDInBuildLines: the id a client sends in X-Request-Id comes
+// back in the answer and names every line of its request, the lines of
+// the build it started included.
+func TestRequestIDInBuildLines(t *testing.T) {
+	s := startServer(t, "STORAGE_PATH="+t.TempDir())
+	const id = "e2e-request-0001"
+	req, _ := http.NewRequest("GET", "http://"+s.addr+"/v2/shell/hello/manifests/latest", nil)
+	req.Header.Set("X-Request-Id", id)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") != id {
+		t.Fatalf("status %d, X-Request-Id %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+	seen := map[string]bool{}
+	for line := range s.logs {
+		msg, _ := line["msg"].(string)
+		if line["request_id"] == id {
+			seen[msg] = true
+		}
+		if msg == "request" {
+			break // the access line is the request's last
+		}
+	}
+	for _, msg := range []string{"image ready", "request"} {
+		if !seen[msg] {
+			t.Errorf("no %q line with request_id %s; lines with it: %v", msg, id, seen)
+		}
+	}
+}
