@@ -31,10 +31,10 @@ func BenchmarkManifestByTagWarm(b *testing.B) {
 // nixLikeSource identifies names the way the Nix source does.
 type nixLikeSource struct{ countingSource }
 
-func (s *nixLikeSource) Identify(name, tag string) (string, bool, error) {
+func (s *nixLikeSource) Identify(name, tag string) (Request, error) {
 	req, err := ParseImageName(name, DefaultNameOptions())
 	if err != nil {
-		return "", false, err
+		return Request{}, err
 	}
-	return req.Key() + "|" + tag, false, nil
+	return Request{Name: name, Tag: tag, Key: req.Key() + "|" + tag}, nil
 }

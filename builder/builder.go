@@ -75,10 +75,10 @@ type Builder struct {
 // lookup allocates nothing.
 type imageID struct{ name, tag string }
 
+// identity is a remembered Request and when the source gave it.
 type identity struct {
-	key    string
-	pinned bool
-	at     time.Time
+	Request
+	at time.Time
 }
 
 type cacheEntry struct {
@@ -200,33 +200,33 @@ func (b *Builder) image(ctx context.Context, name, tag string) (Manifests, time.
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	if e, ok := b.cached(id.key, b.now()); ok {
+	if e, ok := b.cached(id.Key, b.now()); ok {
 		return e.manifests, b.freshUntil(id, e), nil
 	}
-	if id.pinned {
-		if m, err := b.pinnedRecord(ctx, id.key); err == nil {
+	if id.Pinned {
+		if m, err := b.pinnedRecord(ctx, id.Key); err == nil {
 			e := cacheEntry{manifests: m, pinned: true, at: b.now()}
-			b.cache.Add(id.key, e)
+			b.cache.Add(id.Key, e)
 			return m, b.freshUntil(id, e), nil
 		}
 	} else if m, at, ok := b.recentTagRecord(ctx, name, tag); ok {
 		// Another instance on this storage (or this one before a restart)
 		// built the moving tag recently enough.
 		e := cacheEntry{manifests: m, at: at}
-		b.cache.Add(id.key, e)
+		b.cache.Add(id.Key, e)
 		return m, b.freshUntil(id, e), nil
 	}
-	if err := b.recentFailure(id.key, name, tag); err != nil {
+	if err := b.recentFailure(id.Key, name, tag); err != nil {
 		return nil, time.Time{}, err
 	}
-	m, err := b.flights.do(ctx, b.base, id.key, func(ctx context.Context) (Manifests, error) {
+	m, err := b.flights.do(ctx, b.base, id.Key, func(ctx context.Context) (Manifests, error) {
 		// Checked again: a failure may have been remembered between the
 		// check above and this build's start.
-		if err := b.recentFailure(id.key, name, tag); err != nil {
+		if err := b.recentFailure(id.Key, name, tag); err != nil {
 			return nil, err
 		}
-		m, err := b.leased(ctx, id.key, name, tag, id.pinned, func(ctx context.Context) (Manifests, error) {
-			return b.build(ctx, id.key, name, tag, id.pinned)
+		m, err := b.leased(ctx, id.Key, name, tag, id.Pinned, func(ctx context.Context) (Manifests, error) {
+			return b.build(ctx, id.Request)
 		})
 		if err != nil && b.base.Err() != nil {
 			if e, ok := errcode.As(err); !ok || !e.Code.ClientCaused() {
@@ -236,7 +236,7 @@ func (b *Builder) image(ctx context.Context, name, tag string) (Manifests, time.
 				err = errcode.Wrap(errcode.Unavailable, err, "the registry is shutting down: try again")
 			}
 		}
-		b.rememberFailure(id.key, err)
+		b.rememberFailure(id.Key, err)
 		return m, err
 	})
 	if err != nil {
@@ -244,7 +244,7 @@ func (b *Builder) image(ctx context.Context, name, tag string) (Manifests, time.
 	}
 	// The build was recorded with its own time; a moving tag stays fresh
 	// for MovingTagTTL from there.
-	return m, b.freshUntil(id, cacheEntry{pinned: id.pinned, at: b.now()}), nil
+	return m, b.freshUntil(id, cacheEntry{pinned: id.Pinned, at: b.now()}), nil
 }
 
 // freshUntil is how long an answer for a name identified as id, served
@@ -305,11 +305,11 @@ func (b *Builder) identify(name, tag string) (identity, error) {
 	if v, ok := b.knownID(id, now); ok {
 		return v, nil
 	}
-	key, pinned, err := b.opts.Source.Identify(name, tag)
+	req, err := b.opts.Source.Identify(name, tag)
 	if err != nil {
 		return identity{}, err
 	}
-	v := identity{key: key, pinned: pinned}
+	v := identity{Request: req}
 	if b.opts.MovingTagTTL > 0 {
 		v.at = now
 		b.ids.Add(id, v)
@@ -321,7 +321,8 @@ func (b *Builder) identify(name, tag string) (identity, error) {
 // A build stopped because its clients left (or the server is shutting
 // down) is logged at info: nothing went wrong. A build past BuildTimeout
 // is BUILD_FAILED naming the limit.
-func (b *Builder) build(ctx context.Context, key, name, tag string, pinned bool) (Manifests, error) {
+func (b *Builder) build(ctx context.Context, req Request) (Manifests, error) {
+	key, name, tag, pinned := req.Key, req.Name, req.Tag, req.Pinned
 	log := requestid.Logger(ctx, b.log).WithFields(logrus.Fields{"image": name, "tag": tag})
 	select {
 	case b.slots <- struct{}{}:
@@ -335,7 +336,7 @@ func (b *Builder) build(ctx context.Context, key, name, tag string, pinned bool)
 	bctx, cancel := context.WithTimeout(ctx, b.opts.BuildTimeout)
 	defer cancel()
 	start := b.now()
-	m, err := b.opts.Source.Build(bctx, name, tag)
+	m, err := b.planAndBuild(bctx, log, req)
 	if err != nil {
 		log = log.WithField("duration_ms", b.now().Sub(start).Milliseconds())
 		if ctx.Err() != nil {
@@ -366,6 +367,37 @@ func (b *Builder) build(ctx context.Context, key, name, tag string, pinned bool)
 		log.WithError(err).Error("persisting tag record")
 	}
 	b.cache.Add(key, cacheEntry{manifests: m, pinned: pinned, at: now})
+	return m, nil
+}
+
+// planAndBuild resolves the request and builds the plan, unless a plan
+// with the same content key was built before: then its record answers,
+// with no build (a moving tag whose packages did not change).
+func (b *Builder) planAndBuild(ctx context.Context, log logrus.FieldLogger, req Request) (Manifests, error) {
+	plan, err := b.opts.Source.Plan(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	record := planPrefix + hashKey(plan.Key)
+	if plan.Pinned {
+		if r, err := getRecord(ctx, b.opts.Storage, record); err == nil {
+			if m, err := r.manifests(); err == nil && checkManifestsStored(ctx, b.opts.Storage, m) == nil {
+				log.Debug("plan built before: its image is reused")
+				return m, nil
+			}
+		}
+	}
+	m, err := b.opts.Source.Build(ctx, plan)
+	if err != nil {
+		return nil, err
+	}
+	if plan.Pinned {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := putRecord(rctx, b.opts.Storage, record, toRecord(m, true, b.now())); err != nil {
+			log.WithError(err).Warn("persisting plan record")
+		}
+	}
 	return m, nil
 }
 

@@ -37,20 +37,26 @@ type countingSource struct {
 	fail    error
 }
 
-func (s *countingSource) Identify(name, tag string) (string, bool, error) {
+func (s *countingSource) Identify(name, tag string) (Request, error) {
 	if strings.Contains(name, "bad") {
-		return "", false, errcode.New(errcode.NameInvalid, "bad name %s", name)
+		return Request{}, errcode.New(errcode.NameInvalid, "bad name %s", name)
 	}
 	switch {
 	case strings.HasPrefix(tag, "gone"):
-		return "", false, errcode.New(errcode.ManifestUnknown, "no version %s", tag)
+		return Request{}, errcode.New(errcode.ManifestUnknown, "no version %s", tag)
 	case strings.HasPrefix(tag, "fault"):
-		return "", false, errors.New("the source is broken")
+		return Request{}, errors.New("the source is broken")
 	}
-	return name + ":" + tag, s.pinned, nil
+	return Request{Name: name, Tag: tag, Key: name + ":" + tag, Pinned: s.pinned}, nil
 }
 
-func (s *countingSource) Build(ctx context.Context, name, tag string) (Manifests, error) {
+// Plan plans nothing: every build is a new one.
+func (s *countingSource) Plan(_ context.Context, req Request) (Plan, error) {
+	return Plan{Request: req, Key: req.Key}, nil
+}
+
+func (s *countingSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
+	name, tag := plan.Request.Name, plan.Request.Tag
 	n := s.builds.Add(1)
 	r := s.running.Add(1)
 	defer s.running.Add(-1)

@@ -279,16 +279,24 @@ func (s *CommandSource) expandArgv(name, tag, out string) []string {
 // Identify validates name and tag. The key holds the route's whole
 // configuration, so a changed command never serves a pinned record of the
 // old one.
-func (s *CommandSource) Identify(name, tag string) (string, bool, error) {
+func (s *CommandSource) Identify(name, tag string) (Request, error) {
 	if err := checkNameTag(name, tag); err != nil {
-		return "", false, err
+		return Request{}, err
 	}
-	return "command|" + s.id + "|" + name + "|" + tag, s.opts.Pinned, nil
+	return Request{Name: name, Tag: tag, Key: "command|" + s.id + "|" + name + "|" + tag, Pinned: s.opts.Pinned}, nil
 }
 
-// Build runs the command for name:tag into a fresh directory and ingests
-// the layout it wrote.
-func (s *CommandSource) Build(ctx context.Context, name, tag string) (Manifests, error) {
+// Plan has nothing to resolve: what a command makes is known once it has
+// run. The plan is the command itself, which is no content address.
+func (s *CommandSource) Plan(_ context.Context, req Request) (Plan, error) {
+	return Plan{Request: req, Key: req.Key}, nil
+}
+
+// Build runs the command for the plan's name:tag into a fresh directory
+// and ingests the layout it wrote.
+func (s *CommandSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
+	name, tag := plan.Request.Name, plan.Request.Tag
+	// Checked again: these go onto the command line.
 	if err := checkNameTag(name, tag); err != nil {
 		return nil, err
 	}
@@ -303,7 +311,11 @@ func (s *CommandSource) Build(ctx context.Context, name, tag string) (Manifests,
 	}
 	// A layout that fails the checks is logged by the Builder, with the
 	// error naming the bad blob.
-	return IngestLayout(ctx, s.opts.Storage, out, log)
+	index, err := ReadLayoutIndex(out)
+	if err != nil {
+		return nil, err
+	}
+	return IngestLayout(ctx, s.opts.Storage, out, index, log)
 }
 
 // run runs the command under its deadline, in a process group of its own

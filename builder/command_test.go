@@ -207,7 +207,7 @@ func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := src.Build(ctx, "team/app-1", "v1.2_rc-3"); err != nil {
+	if _, err := BuildOnce(ctx, src, "team/app-1", "v1.2_rc-3"); err != nil {
 		t.Fatal(err)
 	}
 	argv := readArgv(t, rec)
@@ -242,12 +242,12 @@ func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
 	}
 	for _, tt := range tests {
 		os.Remove(rec)
-		if _, _, err := src.Identify(tt.name, tt.tag); err == nil {
+		if _, err := src.Identify(tt.name, tt.tag); err == nil {
 			t.Errorf("Identify(%q, %q) accepted", tt.name, tt.tag)
 		} else {
 			wantCode(t, err, tt.code)
 		}
-		if _, err := src.Build(ctx, tt.name, tt.tag); err == nil {
+		if _, err := BuildOnce(ctx, src, tt.name, tt.tag); err == nil {
 			t.Errorf("Build(%q, %q) accepted", tt.name, tt.tag)
 		} else {
 			wantCode(t, err, tt.code)
@@ -272,7 +272,7 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := listTree(t, storeDir)
-	_, err = src.Build(context.Background(), "broken/app", "latest")
+	_, err = BuildOnce(context.Background(), src, "broken/app", "latest")
 	e := wantCode(t, err, errcode.BuildFailed, "the build command for broken/app:latest failed: exit status 3; the last lines of its output:\n")
 	// The client is told why, in the command's last lines, and no more.
 	if !strings.HasSuffix(e.Message, "\nbuild step 50 of 50\nERROR: //images/broken:image failed to build") ||
@@ -304,7 +304,7 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = src.Build(context.Background(), "broken/app", "latest")
+	_, err = BuildOnce(context.Background(), src, "broken/app", "latest")
 	wantCode(t, err, errcode.BuildFailed, "invalid OCI image layout: layer 3 of manifest sha256:", "is truncated")
 	if after := listTree(t, storeDir); !slices.Equal(before, after) {
 		t.Errorf("a corrupt layout changed storage")
@@ -381,7 +381,7 @@ func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			_, err = src.Build(context.Background(), "slow/app", "latest")
+			_, err = BuildOnce(context.Background(), src, "slow/app", "latest")
 			elapsed := time.Since(start)
 			wantCode(t, err, errcode.BuildFailed, "the build command for slow/app:latest took longer than its limit of 700ms and was stopped", "NIX_TIMEOUT")
 			if elapsed > 5*time.Second {

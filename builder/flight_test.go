@@ -119,11 +119,16 @@ func (s *unwindingSource) expect(name string) *unwinding {
 	return u
 }
 
-func (s *unwindingSource) Identify(name, tag string) (string, bool, error) {
-	return name + ":" + tag, false, nil
+func (s *unwindingSource) Identify(name, tag string) (Request, error) {
+	return Request{Name: name, Tag: tag, Key: name + ":" + tag}, nil
 }
 
-func (s *unwindingSource) Build(ctx context.Context, name, tag string) (Manifests, error) {
+func (s *unwindingSource) Plan(_ context.Context, req Request) (Plan, error) {
+	return Plan{Request: req, Key: req.Key}, nil
+}
+
+func (s *unwindingSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
+	name := plan.Request.Name
 	s.builds.Add(1)
 	s.mu.Lock()
 	u, first := s.first[name]

@@ -70,14 +70,28 @@ var (
 // the manifest is served from a registry.
 const refNameAnnotation = "org.opencontainers.image.ref.name"
 
-// IngestLayout checks the OCI image layout in dir, copies its blobs into
-// store and returns the manifests to serve: the layout's only manifest or
-// index, or, when index.json lists several platform manifests, an image
-// index of them (stored as a blob). A layout that fails any check is an
-// *errcode.Error BUILD_FAILED naming the problem (and the bad blob), and
-// nothing of it enters storage.
-func IngestLayout(ctx context.Context, store storage.Backend, dir string, log logrus.FieldLogger) (Manifests, error) {
-	m, _, err := ingestLayout(ctx, store, dir, log)
+// ReadLayoutIndex reads the index.json of the layout in dir (bounded, and
+// never through a link out of dir): what IngestLayout is then given, so
+// that an ingest is pinned to the index read once.
+func ReadLayoutIndex(dir string) ([]byte, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, badLayout(err, "the layout directory cannot be opened")
+	}
+	defer root.Close()
+	l := &checkedLayout{dir: dir, root: root}
+	return l.readFile("index.json", maxLayoutJSONBytes)
+}
+
+// IngestLayout checks the OCI image layout in dir, whose index.json is
+// index (as ReadLayoutIndex read it; the file is not read again), copies
+// its blobs into store and returns the manifests to serve: the layout's
+// only manifest or index, or, when index.json lists several platform
+// manifests, an image index of them (stored as a blob). A layout that
+// fails any check is an *errcode.Error BUILD_FAILED naming the problem
+// (and the bad blob), and nothing of it enters storage.
+func IngestLayout(ctx context.Context, store storage.Backend, dir string, index []byte, log logrus.FieldLogger) (Manifests, error) {
+	m, _, err := ingestLayout(ctx, store, dir, index, log)
 	return m, err
 }
 
@@ -89,9 +103,9 @@ type ingestStats struct {
 	bytes  int64 // bytes copied
 }
 
-func ingestLayout(ctx context.Context, store storage.Backend, dir string, log logrus.FieldLogger) (Manifests, ingestStats, error) {
+func ingestLayout(ctx context.Context, store storage.Backend, dir string, index []byte, log logrus.FieldLogger) (Manifests, ingestStats, error) {
 	start := time.Now()
-	l, err := checkLayout(ctx, dir, store)
+	l, err := checkLayout(ctx, dir, index, store)
 	if err != nil {
 		return nil, ingestStats{}, err
 	}
@@ -142,20 +156,20 @@ func (l *checkedLayout) close() { l.root.Close() }
 // checkLayout reads and verifies the layout in dir without writing
 // anything anywhere. Blobs store already holds are checked for presence
 // and size only; store may be nil.
-func checkLayout(ctx context.Context, dir string, store storage.Backend) (*checkedLayout, error) {
+func checkLayout(ctx context.Context, dir string, index []byte, store storage.Backend) (*checkedLayout, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, badLayout(err, "the layout directory cannot be opened")
 	}
 	l := &checkedLayout{dir: dir, root: root, blobs: map[digest.Digest]*layoutBlob{}}
-	if err := l.check(ctx, store); err != nil {
+	if err := l.check(ctx, index, store); err != nil {
 		root.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
-func (l *checkedLayout) check(ctx context.Context, store storage.Backend) error {
+func (l *checkedLayout) check(ctx context.Context, indexJSON []byte, store storage.Backend) error {
 	data, err := l.readFile("oci-layout", maxOCILayoutBytes)
 	if err != nil {
 		return err
@@ -163,11 +177,7 @@ func (l *checkedLayout) check(ctx context.Context, store storage.Backend) error 
 	if err := parseOCILayout(data); err != nil {
 		return err
 	}
-	data, err = l.readFile("index.json", maxLayoutJSONBytes)
-	if err != nil {
-		return err
-	}
-	index, err := parseLayoutIndex(data)
+	index, err := parseLayoutIndex(indexJSON)
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,7 @@ func BenchmarkIngestRebuiltLayout(b *testing.B) {
 	writeBenchLayout(b, dir, layers)
 	store, _ := newFSStore(b)
 	ctx := context.Background()
-	if _, _, err := ingestLayout(ctx, store, dir, quietLog()); err != nil {
+	if _, _, err := ingestDir(ctx, store, dir, quietLog()); err != nil {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(len(layers) * len(layers[0])))
@@ -74,7 +74,7 @@ func BenchmarkIngestRebuiltLayout(b *testing.B) {
 		layers[0][0]++ // a new first layer
 		writeBenchLayout(b, dir, layers)
 		b.StartTimer()
-		_, stats, err := ingestLayout(ctx, store, dir, quietLog())
+		_, stats, err := ingestDir(ctx, store, dir, quietLog())
 		if err != nil {
 			b.Fatal(err)
 		}

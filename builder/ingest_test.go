@@ -102,6 +102,31 @@ func listTree(t *testing.T, dir string) []string {
 	return files
 }
 
+// ingestDir reads the layout's index and ingests it, as the sources do.
+func ingestDir(ctx context.Context, store storage.Backend, dir string, log logrus.FieldLogger) (Manifests, ingestStats, error) {
+	index, err := ReadLayoutIndex(dir)
+	if err != nil {
+		return nil, ingestStats{}, err
+	}
+	return ingestLayout(ctx, store, dir, index, log)
+}
+
+// ingestAll is ingestDir without the counts.
+func ingestAll(ctx context.Context, store storage.Backend, dir string, log logrus.FieldLogger) (Manifests, error) {
+	m, _, err := ingestDir(ctx, store, dir, log)
+	return m, err
+}
+
+// checkDir checks the layout in dir without storage.
+func checkDir(t *testing.T, dir string) (*checkedLayout, error) {
+	t.Helper()
+	index, err := ReadLayoutIndex(dir)
+	if err != nil {
+		return nil, err
+	}
+	return checkLayout(context.Background(), dir, index, nil)
+}
+
 func quietLog() logrus.FieldLogger {
 	l := logrus.New()
 	l.Out = io.Discard
@@ -200,7 +225,7 @@ func TestIngestLayout(t *testing.T) {
 			store, storeDir := newFSStore(t)
 			dir := genLayout(t, bin, tt.args...)
 			ctx := context.Background()
-			m, stats, err := ingestLayout(ctx, store, dir, quietLog())
+			m, stats, err := ingestDir(ctx, store, dir, quietLog())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -216,7 +241,7 @@ func TestIngestLayout(t *testing.T) {
 			}
 			// Again: the same manifests, nothing copied, storage as it was.
 			before := listTree(t, storeDir)
-			m2, stats, err := ingestLayout(ctx, store, dir, quietLog())
+			m2, stats, err := ingestDir(ctx, store, dir, quietLog())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -354,13 +379,13 @@ func TestIngestRejectsCorruptLayouts(t *testing.T) {
 			// layout but not the damaged one: a rejected layout must
 			// leave storage exactly as it was.
 			store, storeDir := newFSStore(t)
-			if _, err := IngestLayout(context.Background(), store, other, quietLog()); err != nil {
+			if _, err := ingestAll(context.Background(), store, other, quietLog()); err != nil {
 				t.Fatal(err)
 			}
 			before := listTree(t, storeDir)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, err := IngestLayout(ctx, store, dir, quietLog())
+			_, err := ingestAll(ctx, store, dir, quietLog())
 			if err == nil {
 				t.Fatal("corrupt layout accepted")
 			}
@@ -411,7 +436,7 @@ func FuzzIngestIndex(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer os.Remove(mPath)
-		l, err := checkLayout(context.Background(), dir, nil)
+		l, err := checkDir(t, dir)
 		if err != nil {
 			if e, ok := errcode.As(err); !ok || e.Code != errcode.BuildFailed || !strings.HasPrefix(e.Message, "invalid OCI image layout: ") {
 				t.Fatalf("error %v is not a BUILD_FAILED layout error", err)
@@ -491,7 +516,7 @@ func TestIngestTrustsStoredBlobs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			store, _ := newFSStore(t)
 			ctx := context.Background()
-			if _, err := IngestLayout(ctx, store, good, quietLog()); err != nil {
+			if _, err := ingestAll(ctx, store, good, quietLog()); err != nil {
 				t.Fatal(err)
 			}
 			dir := t.TempDir()
@@ -499,7 +524,7 @@ func TestIngestTrustsStoredBlobs(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.edit(t, dir)
-			_, stats, err := ingestLayout(ctx, store, dir, quietLog())
+			_, stats, err := ingestDir(ctx, store, dir, quietLog())
 			if tt.message != "" {
 				wantCode(t, err, errcode.BuildFailed, tt.message)
 				return

@@ -70,19 +70,12 @@ type LayoutSource struct {
 	stamp   fileStamp         // of the manifest file when images was read
 	images  map[string]string // "name:tag" → layout directory
 	statErr string            // the last failure to stat the file, logged once
-	indexes map[string]indexStamp
 }
 
 // fileStamp tells whether a file changed, as cheaply as a stat can.
 type fileStamp struct {
 	size, mtime int64
 	dev, ino    uint64
-}
-
-// indexStamp is a layout's index.json hash, valid while its stamp holds.
-type indexStamp struct {
-	stamp fileStamp
-	hash  string
 }
 
 func statStamp(path string) (fileStamp, error) {
@@ -111,7 +104,7 @@ func NewLayoutSource(opts LayoutOptions) (*LayoutSource, error) {
 		return nil, fmt.Errorf("layout manifest %s: %w", opts.Manifest, err)
 	}
 	opts.Manifest = abs
-	s := &LayoutSource{opts: opts, log: opts.Log.WithField("layout_manifest", abs), indexes: map[string]indexStamp{}}
+	s := &LayoutSource{opts: opts, log: opts.Log.WithField("layout_manifest", abs)}
 	stamp, err := statStamp(abs)
 	if err != nil {
 		return nil, fmt.Errorf("layout manifest: %w", err)
@@ -234,68 +227,58 @@ func (s *LayoutSource) refresh() {
 		return
 	}
 	s.images = images
-	live := map[string]bool{}
-	for _, dir := range images {
-		live[dir] = true
-	}
-	for dir := range s.indexes {
-		if !live[dir] {
-			delete(s.indexes, dir)
-		}
-	}
 	s.log.WithField("images", len(images)).Info("layout manifest re-read")
 }
 
-// indexHash returns the sha256 of dir's index.json, cached while the file
-// is unchanged.
-func (s *LayoutSource) indexHash(dir string) (string, error) {
-	path := filepath.Join(dir, "index.json")
-	stamp, err := statStamp(path)
-	if err != nil {
-		return "", err
-	}
-	s.mu.Lock()
-	cached, ok := s.indexes[dir]
-	s.mu.Unlock()
-	if ok && cached.stamp == stamp {
-		return cached.hash, nil
-	}
-	data, err := readBounded(path, maxLayoutJSONBytes)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(data)
-	h := hex.EncodeToString(sum[:])
-	s.mu.Lock()
-	s.indexes[dir] = indexStamp{stamp: stamp, hash: h}
-	s.mu.Unlock()
-	return h, nil
-}
-
-// Identify validates name:tag and finds its layout. A readable layout is
-// pinned under the hash of its index.json; one that cannot be read yet is
-// a moving image, and Build reports what is wrong with it.
-func (s *LayoutSource) Identify(name, tag string) (string, bool, error) {
+// Identify validates name:tag and finds its layout directory. The request
+// is a moving one: the directory may be rebuilt in place.
+func (s *LayoutSource) Identify(name, tag string) (Request, error) {
 	dir, err := s.lookup(name, tag)
 	if err != nil {
-		return "", false, err
+		return Request{}, err
 	}
 	key := "layout|" + hashKey(s.opts.Manifest) + "|" + name + ":" + tag + "|" + dir
-	h, err := s.indexHash(dir)
-	if err != nil {
-		return key, false, nil
-	}
-	return key + "|" + h, true, nil
+	return Request{Name: name, Tag: tag, Key: key, Parsed: dir}, nil
 }
 
-// Build ingests the layout of name:tag.
-func (s *LayoutSource) Build(ctx context.Context, name, tag string) (Manifests, error) {
-	dir, err := s.lookup(name, tag)
-	if err != nil {
-		return nil, err
+// layoutPlan is what Build ingests: the directory, and its index.json as
+// Plan read it, once.
+type layoutPlan struct {
+	dir   string
+	index []byte
+}
+
+// Plan reads the layout's index.json: its hash is the plan's key, and Build
+// ingests exactly the manifests it lists (blobs are checked against their
+// digests), so a layout rewritten after planning cannot end up under this
+// plan's key.
+func (s *LayoutSource) Plan(_ context.Context, req Request) (Plan, error) {
+	dir, ok := req.Parsed.(string)
+	if !ok {
+		return Plan{}, fmt.Errorf("layout source: request %s:%s was not identified here", req.Name, req.Tag)
 	}
+	index, err := ReadLayoutIndex(dir)
+	if err != nil {
+		return Plan{}, err
+	}
+	sum := sha256.Sum256(index)
+	return Plan{
+		Request: req,
+		Key:     req.Key + "|" + hex.EncodeToString(sum[:]),
+		Pinned:  true,
+		Work:    layoutPlan{dir: dir, index: index},
+	}, nil
+}
+
+// Build ingests the planned layout.
+func (s *LayoutSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
+	lp, ok := plan.Work.(layoutPlan)
+	if !ok {
+		return nil, fmt.Errorf("layout source: plan for %s:%s was not made here", plan.Request.Name, plan.Request.Tag)
+	}
+	name, tag, dir := plan.Request.Name, plan.Request.Tag, lp.dir
 	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": name, "tag": tag, "layout": dir})
-	m, err := IngestLayout(ctx, s.opts.Storage, dir, log)
+	m, err := IngestLayout(ctx, s.opts.Storage, dir, lp.index, log)
 	if err != nil {
 		if ctx.Err() != nil {
 			log.WithError(err).Info("layout ingest stopped")

@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/storage"
 )
 
 func copyLayout(t *testing.T, from, to string) {
@@ -53,30 +55,35 @@ func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
 	}
 	ctx := context.Background()
 	// serves checks that name:tag is served with architecture arch and
-	// returns its key.
+	// returns the key of its plan: the request is a moving one (the
+	// directory may be rebuilt), the plan pinned to the index it read.
 	serves := func(tag, arch string) string {
 		t.Helper()
-		key, pinned, err := src.Identify("pre/app", tag)
-		if err != nil || !pinned {
-			t.Fatalf("Identify pre/app:%s: %q %v %v", tag, key, pinned, err)
+		req, err := src.Identify("pre/app", tag)
+		if err != nil || req.Pinned {
+			t.Fatalf("Identify pre/app:%s: %+v %v", tag, req, err)
 		}
-		got, err := src.Build(ctx, "pre/app", tag)
+		plan, err := src.Plan(ctx, req)
+		if err != nil || !plan.Pinned {
+			t.Fatalf("Plan pre/app:%s: %+v %v", tag, plan, err)
+		}
+		got, err := src.Build(ctx, plan)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if archs := checkStored(t, store, got[manifest.OCI]); len(archs) != 1 || archs[0] != arch {
 			t.Fatalf("pre/app:%s serves %v, want %s", tag, archs, arch)
 		}
-		return key
+		return plan.Key
 	}
 	keyA := serves("latest", "amd64")
 	serves("v1", "arm64")
 
-	_, _, err = src.Identify("pre/app", "v2")
+	_, err = src.Identify("pre/app", "v2")
 	wantCode(t, err, errcode.ManifestUnknown, "no pre-built image pre/app:v2")
-	_, _, err = src.Identify("other/app", "latest")
+	_, err = src.Identify("other/app", "latest")
 	wantCode(t, err, errcode.NameUnknown)
-	_, _, err = src.Identify("pre/App", "latest")
+	_, err = src.Identify("pre/App", "latest")
 	wantCode(t, err, errcode.NameInvalid)
 
 	// The mapping changes: the next request sees it.
@@ -85,11 +92,11 @@ func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
 		t.Error("a remapped tag kept its key")
 	}
 	serves("v2", "amd64")
-	_, _, err = src.Identify("pre/app", "v1")
+	_, err = src.Identify("pre/app", "v1")
 	wantCode(t, err, errcode.ManifestUnknown)
 
 	// A layout rebuilt in place gets a new key at once.
-	keyB, _, _ := src.Identify("pre/app", "latest")
+	keyB := serves("latest", "arm64")
 	copyLayout(t, amd, filepath.Join(dir, "layouts", "b"))
 	if key := serves("latest", "amd64"); key == keyB {
 		t.Error("a rebuilt layout kept its key")
@@ -118,15 +125,16 @@ func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
 
 	// A mapped directory that is not a layout: the client is told.
 	writeFile(t, mapping, []byte(`{"pre/app:latest": "nowhere"}`))
-	key, pinned, err := src.Identify("pre/app", "latest")
-	if err != nil || pinned || key == "" {
-		t.Errorf("Identify of a missing layout: %q %v %v", key, pinned, err)
+	req, err := src.Identify("pre/app", "latest")
+	if err != nil || req.Pinned || req.Key == "" {
+		t.Errorf("Identify of a missing layout: %+v %v", req, err)
 	}
-	_, err = src.Build(ctx, "pre/app", "latest")
+	_, err = src.Plan(ctx, req)
 	wantCode(t, err, errcode.BuildFailed, "the layout directory cannot be opened")
 }
 
-// TestLayoutSourceThroughBuilder: a pinned layout is ingested once.
+// TestLayoutSourceThroughBuilder: a layout is ingested once; asked again,
+// its unchanged index plans the same key, whose image is reused.
 func TestLayoutSourceThroughBuilder(t *testing.T) {
 	bin := buildLayoutgen(t)
 	store, _ := newFSStore(t)
@@ -135,6 +143,7 @@ func TestLayoutSourceThroughBuilder(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "images.json"), []byte(`{"pre/app:latest": "a"}`))
 	routes := writeRoutes(t, dir, map[string]any{"match": "pre/", "type": "layout", "manifest": "images.json"})
 	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
 	router, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -156,14 +165,17 @@ func TestLayoutSourceThroughBuilder(t *testing.T) {
 			t.Fatalf("again: %v %v", again, err)
 		}
 	}
-	builds := 0
+	ingests, reused := 0, 0
 	for _, e := range hook.AllEntries() {
-		if e.Message == "image ready" {
-			builds++
+		switch e.Message {
+		case "OCI layout ingested":
+			ingests++
+		case "plan built before: its image is reused":
+			reused++
 		}
 	}
-	if builds != 1 {
-		t.Errorf("%d builds, want 1", builds)
+	if ingests != 1 || reused != 3 {
+		t.Errorf("%d ingests and %d reuses, want 1 and 3", ingests, reused)
 	}
 }
 
@@ -229,4 +241,94 @@ func FuzzLayoutManifest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLayoutRewrittenBetweenPlanAndBuild: a layout rewritten after it was
+// planned is never built under the old plan's key: the build gives the
+// planned content or fails, and the next plan has a new key and the new
+// content.
+func TestLayoutRewrittenBetweenPlanAndBuild(t *testing.T) {
+	bin := buildLayoutgen(t)
+	store, _ := newFSStore(t)
+	dir := t.TempDir()
+	amd, arm := genLayout(t, bin), genLayout(t, bin, "-platforms=arm64")
+	layout := filepath.Join(dir, "layouts", "a")
+	copyLayout(t, amd, layout)
+	mapping := filepath.Join(dir, "images.json")
+	writeFile(t, mapping, []byte(`{"pre/app:latest": "layouts/a"}`))
+	src, err := NewLayoutSource(LayoutOptions{Route: "pre/", Manifest: mapping, Storage: store, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		rewrite func()
+	}{
+		// Rewritten over the old files: the old blobs are still there.
+		{"rewritten in place", func() { copyLayout(t, arm, layout) }},
+		// Replaced by a new directory: the old blobs are gone.
+		{"replaced", func() {
+			if err := os.RemoveAll(layout); err != nil {
+				t.Fatal(err)
+			}
+			copyLayout(t, amd, layout)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := src.Identify("pre/app", "latest")
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, err := src.Plan(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantArch := checkStoredArch(t, store, layout, before)
+			tt.rewrite()
+			// The old plan: its own content, or an error; never the new.
+			if got, err := src.Build(ctx, before); err == nil {
+				if archs := checkStored(t, store, got[manifest.OCI]); len(archs) != 1 || archs[0] != wantArch {
+					t.Errorf("the old plan built %v, want its own %s", archs, wantArch)
+				}
+			} else {
+				wantCode(t, err, errcode.BuildFailed)
+			}
+			after, err := src.Plan(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Key == before.Key {
+				t.Fatal("the rewritten layout planned the old key")
+			}
+			got, err := src.Build(ctx, after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			newArch := "arm64"
+			if tt.name == "replaced" {
+				newArch = "amd64"
+			}
+			if archs := checkStored(t, store, got[manifest.OCI]); len(archs) != 1 || archs[0] != newArch {
+				t.Errorf("the new plan built %v, want %s", archs, newArch)
+			}
+		})
+	}
+}
+
+// checkStoredArch is the architecture of the image a plan's index names,
+// read from the layout's index as planned (not built).
+func checkStoredArch(t *testing.T, store storage.Backend, layout string, plan Plan) string {
+	t.Helper()
+	lp := plan.Work.(layoutPlan)
+	m, _, err := ingestLayout(context.Background(), store, layout, lp.index, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	archs := checkStored(t, store, m[manifest.OCI])
+	if len(archs) != 1 {
+		t.Fatalf("planned image has platforms %v", archs)
+	}
+	return archs[0]
 }

@@ -101,28 +101,44 @@ func (s *NixSource) Stats() *Stats { return &s.stats }
 // name a version of it is TAG_INVALID or MANIFEST_UNKNOWN here, before any
 // cache or build. The key holds the package source, so instances
 // configured differently never share pinned records.
-func (s *NixSource) Identify(name, tag string) (string, bool, error) {
+func (s *NixSource) Identify(name, tag string) (Request, error) {
 	req, err := ParseImageName(name, s.opts.Names)
 	if err != nil {
-		return "", false, err
+		return Request{}, err
 	}
 	if err := s.opts.Driver.CheckTag(tag); err != nil {
-		return "", false, err
+		return Request{}, err
 	}
 	src := s.opts.Driver.Source()
 	key := strings.Join([]string{string(src.Kind), src.Value, req.Key(), tag}, "|")
-	return key, s.opts.Driver.Pinned(tag), nil
+	return Request{Name: name, Tag: tag, Key: key, Pinned: s.opts.Driver.Pinned(tag), Parsed: req}, nil
 }
 
-// Build resolves and realises the packages, then makes the image from the
-// closure, reusing every layer (and the whole manifest) already built.
-func (s *NixSource) Build(ctx context.Context, name, tag string) (Manifests, error) {
-	req, err := ParseImageName(name, s.opts.Names)
-	if err != nil {
-		return nil, err
+// Plan resolves the packages at the tag (one Nix evaluation). Store paths
+// are input-addressed, so the plan's key, the resolved outputs and how
+// layers are made, names the image: a moving tag whose packages did not
+// change plans the same key, and the Builder reuses its image.
+func (s *NixSource) Plan(ctx context.Context, req Request) (Plan, error) {
+	ir, ok := req.Parsed.(ImageRequest)
+	if !ok {
+		return Plan{}, fmt.Errorf("nix source: request %s:%s was not identified here", req.Name, req.Tag)
 	}
-	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": name, "tag": tag})
-	img, err := s.opts.Driver.Build(ctx, tag, req.System, req.Packages)
+	res, err := s.opts.Driver.Resolve(ctx, req.Tag, ir.System, ir.Packages)
+	if err != nil {
+		return Plan{}, err
+	}
+	return Plan{Request: req, Key: "nix|" + s.planKey(res), Pinned: true, Work: res}, nil
+}
+
+// Build realises the planned packages, then makes the image from the
+// closure, reusing every layer (and the whole manifest) already built.
+func (s *NixSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
+	res, ok := plan.Work.(*nix.Resolution)
+	if !ok {
+		return nil, fmt.Errorf("nix source: plan for %s:%s was not made here", plan.Request.Name, plan.Request.Tag)
+	}
+	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": plan.Request.Name, "tag": plan.Request.Tag})
+	img, err := s.opts.Driver.BuildResolved(ctx, res)
 	if err != nil {
 		return nil, err
 	}
@@ -148,18 +164,30 @@ func (s *NixSource) Build(ctx context.Context, name, tag string) (Manifests, err
 	return m, nil
 }
 
-// inputKey identifies everything an image is made from: the closure (paths
-// and content hashes), which outputs are installed, and how layers are made.
+// planKey identifies what an image is planned from: which outputs of which
+// packages are installed, and how layers are made.
+func (s *NixSource) planKey(res *nix.Resolution) string {
+	h := sha256.New()
+	s.writePlan(h, res)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *NixSource) writePlan(w io.Writer, res *nix.Resolution) {
+	fmt.Fprintf(w, "%s\n%s\n%d\n%s\n%s\n", pipelineVersion, s.opts.Archive.Format(), s.opts.LayerBudget, s.popHash, res.System)
+	for _, p := range res.Packages {
+		fmt.Fprintf(w, "pkg %s", p.Attr)
+		for _, o := range p.Outputs {
+			fmt.Fprintf(w, " %s", o.Path)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// inputKey identifies everything an image is made from: its plan and the
+// closure's content (paths and content hashes).
 func (s *NixSource) inputKey(img *nix.Image) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%d\n%s\n%s\n", pipelineVersion, s.opts.Archive.Format(), s.opts.LayerBudget, s.popHash, img.Resolution.System)
-	for _, p := range img.Resolution.Packages {
-		fmt.Fprintf(h, "pkg %s", p.Attr)
-		for _, o := range p.Outputs {
-			fmt.Fprintf(h, " %s", o.Path)
-		}
-		fmt.Fprintln(h)
-	}
+	s.writePlan(h, img.Resolution)
 	for _, p := range img.Closure.Paths {
 		fmt.Fprintf(h, "path %s %s\n", p.Path, p.NarHash)
 	}

@@ -59,7 +59,7 @@ func TestNixSourceBuildsAndReuses(t *testing.T) {
 	src, store := newNixSource(t, t.TempDir())
 	ctx := context.Background()
 
-	first, err := src.Build(ctx, "hello", "latest")
+	first, err := BuildOnce(ctx, src, "hello", "latest")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestNixSourceBuildsAndReuses(t *testing.T) {
 
 	// The same closure again: the manifest cache answers, nothing is
 	// archived.
-	again, err := src.Build(ctx, "hello", "latest")
+	again, err := BuildOnce(ctx, src, "hello", "latest")
 	if err != nil || again[manifest.OCI].Digest != oci.Digest {
 		t.Fatalf("rebuild: %v %v", again, err)
 	}
@@ -90,7 +90,7 @@ func TestNixSourceBuildsAndReuses(t *testing.T) {
 	// are compressed.
 	before := src.Stats().LayersArchived.Load()
 	bytesBefore := src.Stats().BytesArchived.Load()
-	more, err := src.Build(ctx, "hello/deep", "latest")
+	more, err := BuildOnce(ctx, src, "hello/deep", "latest")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,11 +114,11 @@ func TestNixSourceIsReproducible(t *testing.T) {
 	ctx := context.Background()
 	a, _ := newNixSource(t, t.TempDir())
 	b, _ := newNixSource(t, t.TempDir())
-	ma, err := a.Build(ctx, "shell/hello/deep", "latest")
+	ma, err := BuildOnce(ctx, a, "shell/hello/deep", "latest")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mb, err := b.Build(ctx, "shell/deep/hello/hello", "latest")
+	mb, err := BuildOnce(ctx, b, "shell/deep/hello/hello", "latest")
 	if err != nil {
 		t.Fatal(err)
 	}

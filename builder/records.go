@@ -21,12 +21,14 @@ import (
 // restarts and are shared by every instance on the same storage.
 //
 //	tags/<name>/_/<tag>   the last build of name:tag (tags/list, static images)
-//	pinned/<hash of key>  a pinned image's manifests: served without building
+//	pinned/<hash of key>  a pinned request's manifests: served without building
+//	plans/<hash of key>   a pinned plan's manifests: reused instead of building
 //	manifests/<hash>      manifests by resolved input (see the Nix source)
 //	layers/<hash>         a built layer by its store paths and format
 const (
 	tagPrefix    = "tags/"
 	pinnedPrefix = "pinned/"
+	planPrefix   = "plans/"
 )
 
 // record is the stored form of Manifests.

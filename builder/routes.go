@@ -194,22 +194,52 @@ func (r *Router) pick(name string) (Source, error) {
 	return r.fallback, nil
 }
 
-// Identify asks the source of name's route.
-func (r *Router) Identify(name, tag string) (string, bool, error) {
+// Identify asks the source of name's route; Plan and Build go to the same
+// source, whatever the routes are by then.
+func (r *Router) Identify(name, tag string) (Request, error) {
 	src, err := r.pick(name)
 	if err != nil {
-		return "", false, err
+		return Request{}, err
 	}
-	return src.Identify(name, tag)
+	req, err := src.Identify(name, tag)
+	if err != nil {
+		return Request{}, err
+	}
+	inner := req
+	req.Parsed = routed{src: src, req: inner}
+	return req, nil
 }
 
-// Build asks the source of name's route.
-func (r *Router) Build(ctx context.Context, name, tag string) (Manifests, error) {
-	src, err := r.pick(name)
-	if err != nil {
-		return nil, err
+// routed is a request or plan and the source it belongs to.
+type routed struct {
+	src  Source
+	req  Request
+	plan Plan
+}
+
+// Plan asks the source that identified the request.
+func (r *Router) Plan(ctx context.Context, req Request) (Plan, error) {
+	rt, ok := req.Parsed.(routed)
+	if !ok {
+		return Plan{}, fmt.Errorf("router: request %s:%s was not identified by the router", req.Name, req.Tag)
 	}
-	return src.Build(ctx, name, tag)
+	plan, err := rt.src.Plan(ctx, rt.req)
+	if err != nil {
+		return Plan{}, err
+	}
+	inner := plan
+	plan.Request = req
+	plan.Work = routed{src: rt.src, plan: inner}
+	return plan, nil
+}
+
+// Build asks the source that made the plan.
+func (r *Router) Build(ctx context.Context, plan Plan) (Manifests, error) {
+	rt, ok := plan.Work.(routed)
+	if !ok {
+		return nil, fmt.Errorf("router: plan for %s:%s was not made by the router", plan.Request.Name, plan.Request.Tag)
+	}
+	return rt.src.Build(ctx, rt.plan)
 }
 
 // MaxCommandTimeout is the longest deadline of a command route (zero when

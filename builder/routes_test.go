@@ -163,16 +163,16 @@ func TestRouterDispatches(t *testing.T) {
 		pinned          bool
 		nixBuilds       int32
 	}{
-		{"pre/app", "layout|", true, 0},
+		{"pre/app", "layout|", false, 0}, // a layout's plan is pinned, not the request
 		{"cmd/app", "command|", false, 0},
 		{"pre/app/x", "pre/app/x:", false, 1}, // an exact route: the name under it is Nix's
 		{"shell/git", "shell/git:", false, 2},
 	} {
-		key, pinned, err := router.Identify(tt.name, "latest")
-		if err != nil || !strings.HasPrefix(key, tt.keyPrefix) || pinned != tt.pinned {
-			t.Errorf("Identify %s: %q %v %v", tt.name, key, pinned, err)
+		req, err := router.Identify(tt.name, "latest")
+		if err != nil || !strings.HasPrefix(req.Key, tt.keyPrefix) || req.Pinned != tt.pinned {
+			t.Errorf("Identify %s: %+v %v", tt.name, req, err)
 		}
-		if _, err := router.Build(ctx, tt.name, "latest"); err != nil {
+		if _, err := BuildOnce(ctx, router, tt.name, "latest"); err != nil {
 			t.Errorf("Build %s: %v", tt.name, err)
 		}
 		if n := nix.builds.Load(); n != tt.nixBuilds {
@@ -185,14 +185,14 @@ func TestRouterDispatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if key, _, err := plain.Identify("pre/app", "latest"); err != nil || key != "pre/app:latest" {
-		t.Errorf("without routes: %q %v", key, err)
+	if req, err := plain.Identify("pre/app", "latest"); err != nil || req.Key != "pre/app:latest" {
+		t.Errorf("without routes: %+v %v", req, err)
 	}
 	noNix, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: quietLog(), CommandTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = noNix.Identify("shell/git", "latest")
+	_, err = noNix.Identify("shell/git", "latest")
 	wantCode(t, err, errcode.NameUnknown, `no route serves repository "shell/git"`)
 }
 

@@ -7,20 +7,52 @@ import (
 	"github.com/nixport/nixport/storage"
 )
 
-// Source makes images for repository names. The Nix pipeline is one
-// source; external builds that emit OCI layouts are others. The Builder
-// wraps any source with caching, coalescing and a bound on concurrent
-// builds, so a source only has to turn a name and tag into stored blobs.
+// Source makes images for repository names, in two steps: Plan resolves
+// what a name and tag mean now (the packages' derivations, a layout's
+// index) into a Plan, and Build builds exactly that plan. Nothing is
+// resolved twice, and a plan's Key names what its Build makes. The Nix
+// pipeline is one source; external builds that emit OCI layouts are
+// others. The Builder wraps any source with caching, coalescing and a
+// bound on concurrent builds.
 type Source interface {
-	// Identify validates name:tag without building and returns the key
-	// that identifies the image (two names for the same image, such as
-	// git/htop and htop/git, share it) and whether the result is pinned:
-	// the same key will always give the same image, so it may be cached
-	// forever. Invalid names give an *errcode.Error.
-	Identify(name, tag string) (key string, pinned bool, err error)
-	// Build makes the image (or finds it in the source's own caches) and
-	// returns its manifests, already in storage.
-	Build(ctx context.Context, name, tag string) (Manifests, error)
+	// Identify validates name:tag without running or reading anything
+	// outside memory, and returns the Request: the key that identifies
+	// what is asked for (two names for the same image, such as git/htop
+	// and htop/git, share it), whether the answer never changes, and the
+	// source's own parse of the name for Plan. Invalid names give an
+	// *errcode.Error.
+	Identify(name, tag string) (Request, error)
+	// Plan resolves the request: everything Build needs, fixed, and the
+	// key of what will be built.
+	Plan(ctx context.Context, req Request) (Plan, error)
+	// Build makes exactly the planned image (or finds it in the source's
+	// own caches) and returns its manifests, already in storage.
+	Build(ctx context.Context, plan Plan) (Manifests, error)
+}
+
+// Request is a validated name and tag, as a source identified them.
+type Request struct {
+	Name, Tag string
+	// Key identifies what is asked for; requests with one Key share one
+	// build and one cache entry.
+	Key string
+	// Pinned: the same Key always gives the same image (a git commit), so
+	// its result may be kept for ever.
+	Pinned bool
+	// Parsed is the source's own reading of the name, for its Plan.
+	Parsed any
+}
+
+// Plan is a resolved request: what Build will make.
+type Plan struct {
+	Request Request
+	// Key names the content Build makes from this plan.
+	Key string
+	// Pinned: Key addresses content (derivations, an index's bytes), so a
+	// build of an equal Key can be reused instead of building again.
+	Pinned bool
+	// Work is everything the source's Build needs, fixed at planning.
+	Work any
 }
 
 // Manifests are the stored manifests of one image, one per format. A
@@ -36,4 +68,18 @@ func (m Manifests) Pick(f manifest.Format) (storage.BlobInfo, bool) {
 		return b, true
 	}
 	return storage.BlobInfo{}, false
+}
+
+// BuildOnce runs a source's three steps for name:tag, with none of the
+// Builder's caches, coalescing or bounds: for benchmarks and tests.
+func BuildOnce(ctx context.Context, src Source, name, tag string) (Manifests, error) {
+	req, err := src.Identify(name, tag)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := src.Plan(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return src.Build(ctx, plan)
 }

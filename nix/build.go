@@ -32,6 +32,12 @@ func (d *Driver) Build(ctx context.Context, tag, system string, names []string) 
 	if err != nil {
 		return nil, err
 	}
+	return d.BuildResolved(ctx, res)
+}
+
+// BuildResolved realises what Resolve found and reads its closure: the
+// second half of Build, for a caller that resolved first (to plan).
+func (d *Driver) BuildResolved(ctx context.Context, res *Resolution) (*Image, error) {
 	roots, err := d.Realise(ctx, res)
 	if err != nil {
 		return nil, err

@@ -95,7 +95,7 @@ func run(runs int) error {
 			return 0, err
 		}
 		start := time.Now()
-		if _, err := src.Build(ctx, "bigclosure", nix.LatestTag); err != nil {
+		if _, err := builder.BuildOnce(ctx, src, "bigclosure", nix.LatestTag); err != nil {
 			return 0, err
 		}
 		stats = src.Stats()
@@ -116,13 +116,13 @@ func run(runs int) error {
 		return err
 	}
 	base := "big.p02/big.p03/big.p04/big.p05/big.p06/big.p07/big.p08/big.p09/big.p10"
-	if _, err := src.Build(ctx, base, nix.LatestTag); err != nil {
+	if _, err := builder.BuildOnce(ctx, src, base, nix.LatestTag); err != nil {
 		return err
 	}
 	baseBytes := src.Stats().BytesArchived.Load()
 	baseLayers := src.Stats().LayersArchived.Load()
 	start := time.Now()
-	if _, err := src.Build(ctx, base+"/big.p11", nix.LatestTag); err != nil {
+	if _, err := builder.BuildOnce(ctx, src, base+"/big.p11", nix.LatestTag); err != nil {
 		return err
 	}
 	addTime := time.Since(start)
