@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/source"
 )
 
 // BenchmarkManifestByTagWarm is the builder's share of a warm manifest GET
@@ -31,10 +32,10 @@ func BenchmarkManifestByTagWarm(b *testing.B) {
 // nixLikeSource identifies names the way the Nix source does.
 type nixLikeSource struct{ countingSource }
 
-func (s *nixLikeSource) Identify(name, tag string) (Request, error) {
+func (s *nixLikeSource) Identify(name, tag string) (source.Request, error) {
 	req, err := ParseImageName(name, DefaultNameOptions())
 	if err != nil {
-		return Request{}, err
+		return source.Request{}, err
 	}
-	return Request{Name: name, Tag: tag, Key: req.Key() + "|" + tag}, nil
+	return source.Request{Name: name, Tag: tag, Key: req.Key() + "|" + tag}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/requestid"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -25,7 +26,7 @@ type Options struct {
 	Storage storage.Backend
 	// Source builds images. Nil serves only images recorded in storage
 	// (StoreTag), which is what a registry without a build pipeline does.
-	Source Source
+	Source source.Source
 	Log    logrus.FieldLogger
 	// MaxBuilds bounds concurrent builds; the rest queue. Default 1.
 	MaxBuilds int
@@ -75,14 +76,14 @@ type Builder struct {
 // lookup allocates nothing.
 type imageID struct{ name, tag string }
 
-// identity is a remembered Request and when the source gave it.
+// identity is a remembered source.Request and when the source gave it.
 type identity struct {
-	Request
+	source.Request
 	at time.Time
 }
 
 type cacheEntry struct {
-	manifests Manifests
+	manifests source.Manifests
 	pinned    bool
 	at        time.Time
 }
@@ -185,13 +186,13 @@ func (b *Builder) cached(key string, now time.Time) (cacheEntry, bool) {
 }
 
 // Image returns every stored manifest of name:tag.
-func (b *Builder) Image(ctx context.Context, name, tag string) (Manifests, error) {
+func (b *Builder) Image(ctx context.Context, name, tag string) (source.Manifests, error) {
 	m, _, err := b.image(ctx, name, tag)
 	return m, err
 }
 
 // image is Image, and until when its answer is fresh (see ManifestByTag).
-func (b *Builder) image(ctx context.Context, name, tag string) (Manifests, time.Time, error) {
+func (b *Builder) image(ctx context.Context, name, tag string) (source.Manifests, time.Time, error) {
 	if b.opts.Source == nil {
 		m, err := b.storedTag(ctx, name, tag)
 		return m, time.Time{}, err
@@ -219,13 +220,13 @@ func (b *Builder) image(ctx context.Context, name, tag string) (Manifests, time.
 	if err := b.recentFailure(id.Key, name, tag); err != nil {
 		return nil, time.Time{}, err
 	}
-	m, err := b.flights.do(ctx, b.base, id.Key, func(ctx context.Context) (Manifests, error) {
+	m, err := b.flights.do(ctx, b.base, id.Key, func(ctx context.Context) (source.Manifests, error) {
 		// Checked again: a failure may have been remembered between the
 		// check above and this build's start.
 		if err := b.recentFailure(id.Key, name, tag); err != nil {
 			return nil, err
 		}
-		m, err := b.leased(ctx, id.Key, name, tag, id.Pinned, func(ctx context.Context) (Manifests, error) {
+		m, err := b.leased(ctx, id.Key, name, tag, id.Pinned, func(ctx context.Context) (source.Manifests, error) {
 			return b.build(ctx, id.Request)
 		})
 		if err != nil && b.base.Err() != nil {
@@ -321,7 +322,7 @@ func (b *Builder) identify(name, tag string) (identity, error) {
 // A build stopped because its clients left (or the server is shutting
 // down) is logged at info: nothing went wrong. A build past BuildTimeout
 // is BUILD_FAILED naming the limit.
-func (b *Builder) build(ctx context.Context, req Request) (Manifests, error) {
+func (b *Builder) build(ctx context.Context, req source.Request) (source.Manifests, error) {
 	key, name, tag, pinned := req.Key, req.Name, req.Tag, req.Pinned
 	log := requestid.Logger(ctx, b.log).WithFields(logrus.Fields{"image": name, "tag": tag})
 	select {
@@ -359,11 +360,11 @@ func (b *Builder) build(ctx context.Context, req Request) (Manifests, error) {
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer rcancel()
 	if pinned {
-		if err := putRecord(rctx, b.opts.Storage, pinnedPrefix+hashKey(key), toRecord(m, true, now)); err != nil {
+		if err := source.PutRecord(rctx, b.opts.Storage, pinnedPrefix+source.Hash(key), source.NewRecord(m, true, now)); err != nil {
 			log.WithError(err).Error("persisting pinned image record")
 		}
 	}
-	if err := putRecord(rctx, b.opts.Storage, tagObject(name, tag), toRecord(m, pinned, now)); err != nil {
+	if err := source.PutRecord(rctx, b.opts.Storage, tagObject(name, tag), source.NewRecord(m, pinned, now)); err != nil {
 		log.WithError(err).Error("persisting tag record")
 	}
 	b.cache.Add(key, cacheEntry{manifests: m, pinned: pinned, at: now})
@@ -373,15 +374,15 @@ func (b *Builder) build(ctx context.Context, req Request) (Manifests, error) {
 // planAndBuild resolves the request and builds the plan, unless a plan
 // with the same content key was built before: then its record answers,
 // with no build (a moving tag whose packages did not change).
-func (b *Builder) planAndBuild(ctx context.Context, log logrus.FieldLogger, req Request) (Manifests, error) {
+func (b *Builder) planAndBuild(ctx context.Context, log logrus.FieldLogger, req source.Request) (source.Manifests, error) {
 	plan, err := b.opts.Source.Plan(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	record := planPrefix + hashKey(plan.Key)
+	record := planPrefix + source.Hash(plan.Key)
 	if plan.Pinned {
-		if r, err := getRecord(ctx, b.opts.Storage, record); err == nil {
-			if m, err := r.manifests(); err == nil && checkManifestsStored(ctx, b.opts.Storage, m) == nil {
+		if r, err := source.GetRecord(ctx, b.opts.Storage, record); err == nil {
+			if m, err := r.Manifests(); err == nil && source.Stored(ctx, b.opts.Storage, m) == nil {
 				log.Debug("plan built before: its image is reused")
 				return m, nil
 			}
@@ -394,7 +395,7 @@ func (b *Builder) planAndBuild(ctx context.Context, log logrus.FieldLogger, req 
 	if plan.Pinned {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := putRecord(rctx, b.opts.Storage, record, toRecord(m, true, b.now())); err != nil {
+		if err := source.PutRecord(rctx, b.opts.Storage, record, source.NewRecord(m, true, b.now())); err != nil {
 			log.WithError(err).Warn("persisting plan record")
 		}
 	}
@@ -415,16 +416,16 @@ func (b *Builder) stopReason(ctx context.Context) string {
 	}
 }
 
-func (b *Builder) pinnedRecord(ctx context.Context, key string) (Manifests, error) {
-	r, err := getRecord(ctx, b.opts.Storage, pinnedPrefix+hashKey(key))
+func (b *Builder) pinnedRecord(ctx context.Context, key string) (source.Manifests, error) {
+	r, err := source.GetRecord(ctx, b.opts.Storage, pinnedPrefix+source.Hash(key))
 	if err != nil {
 		return nil, err
 	}
-	m, err := r.manifests()
+	m, err := r.Manifests()
 	if err != nil {
 		return nil, err
 	}
-	if err := checkManifestsStored(ctx, b.opts.Storage, m); err != nil {
+	if err := source.Stored(ctx, b.opts.Storage, m); err != nil {
 		return nil, fmt.Errorf("pinned record: %w", err)
 	}
 	return m, nil
@@ -432,31 +433,31 @@ func (b *Builder) pinnedRecord(ctx context.Context, key string) (Manifests, erro
 
 // recentTagRecord returns the tag record of name:tag if it was written
 // within MovingTagTTL and the manifests it names are stored.
-func (b *Builder) recentTagRecord(ctx context.Context, name, tag string) (Manifests, time.Time, bool) {
+func (b *Builder) recentTagRecord(ctx context.Context, name, tag string) (source.Manifests, time.Time, bool) {
 	if b.opts.MovingTagTTL <= 0 {
 		return nil, time.Time{}, false
 	}
-	r, err := getRecord(ctx, b.opts.Storage, tagObject(name, tag))
+	r, err := source.GetRecord(ctx, b.opts.Storage, tagObject(name, tag))
 	if err != nil || b.now().Sub(r.BuiltAt) >= b.opts.MovingTagTTL {
 		return nil, time.Time{}, false
 	}
-	m, err := r.manifests()
-	if err != nil || checkManifestsStored(ctx, b.opts.Storage, m) != nil {
+	m, err := r.Manifests()
+	if err != nil || source.Stored(ctx, b.opts.Storage, m) != nil {
 		return nil, time.Time{}, false
 	}
 	return m, r.BuiltAt, true
 }
 
 // storedTag serves an image recorded with StoreTag.
-func (b *Builder) storedTag(ctx context.Context, name, tag string) (Manifests, error) {
-	r, err := getRecord(ctx, b.opts.Storage, tagObject(name, tag))
+func (b *Builder) storedTag(ctx context.Context, name, tag string) (source.Manifests, error) {
+	r, err := source.GetRecord(ctx, b.opts.Storage, tagObject(name, tag))
 	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidName) {
 		return nil, errcode.New(errcode.ManifestUnknown, "unknown manifest %s:%s", name, tag)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading tag %s:%s: %w", name, tag, err)
 	}
-	return r.manifests()
+	return r.Manifests()
 }
 
 // Tags lists the tags built or recorded for name that its source still

@@ -19,6 +19,7 @@ import (
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/reference"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/storage/filesystem"
 )
@@ -37,25 +38,25 @@ type countingSource struct {
 	fail    error
 }
 
-func (s *countingSource) Identify(name, tag string) (Request, error) {
+func (s *countingSource) Identify(name, tag string) (source.Request, error) {
 	if strings.Contains(name, "bad") {
-		return Request{}, errcode.New(errcode.NameInvalid, "bad name %s", name)
+		return source.Request{}, errcode.New(errcode.NameInvalid, "bad name %s", name)
 	}
 	switch {
 	case strings.HasPrefix(tag, "gone"):
-		return Request{}, errcode.New(errcode.ManifestUnknown, "no version %s", tag)
+		return source.Request{}, errcode.New(errcode.ManifestUnknown, "no version %s", tag)
 	case strings.HasPrefix(tag, "fault"):
-		return Request{}, errors.New("the source is broken")
+		return source.Request{}, errors.New("the source is broken")
 	}
-	return Request{Name: name, Tag: tag, Key: name + ":" + tag, Pinned: s.pinned}, nil
+	return source.Request{Name: name, Tag: tag, Key: name + ":" + tag, Pinned: s.pinned}, nil
 }
 
-// Plan plans nothing: every build is a new one.
-func (s *countingSource) Plan(_ context.Context, req Request) (Plan, error) {
-	return Plan{Request: req, Key: req.Key}, nil
+// source.Plan plans nothing: every build is a new one.
+func (s *countingSource) Plan(_ context.Context, req source.Request) (source.Plan, error) {
+	return source.Plan{Request: req, Key: req.Key}, nil
 }
 
-func (s *countingSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
+func (s *countingSource) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
 	name, tag := plan.Request.Name, plan.Request.Tag
 	n := s.builds.Add(1)
 	r := s.running.Add(1)
@@ -84,7 +85,7 @@ func (s *countingSource) Build(ctx context.Context, plan Plan) (Manifests, error
 	if err != nil {
 		return nil, err
 	}
-	return Manifests{manifest.OCI: info}, nil
+	return source.Manifests{manifest.OCI: info}, nil
 }
 
 func newTestBuilder(t *testing.T, src *countingSource, opts Options) *Builder {
@@ -300,7 +301,7 @@ func TestTagsListsWhatTheSourceAccepts(t *testing.T) {
 	}
 	for _, tc := range tests {
 		for _, tag := range tc.recorded {
-			if err := StoreTag(ctx, b.opts.Storage, tc.name, tag, Manifests{manifest.OCI: info}); err != nil {
+			if err := StoreTag(ctx, b.opts.Storage, tc.name, tag, source.Manifests{manifest.OCI: info}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -318,10 +319,10 @@ func TestStoredImagesWithoutSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := StoreTag(ctx, b.opts.Storage, "a/b", "v1", Manifests{manifest.OCI: info}); err != nil {
+	if err := StoreTag(ctx, b.opts.Storage, "a/b", "v1", source.Manifests{manifest.OCI: info}); err != nil {
 		t.Fatal(err)
 	}
-	if err := StoreTag(ctx, b.opts.Storage, "a/b/c", "v2", Manifests{manifest.OCI: info}); err != nil {
+	if err := StoreTag(ctx, b.opts.Storage, "a/b/c", "v2", source.Manifests{manifest.OCI: info}); err != nil {
 		t.Fatal(err)
 	}
 	got, _, err := b.ManifestByTag(ctx, "a/b", "v1", manifest.Docker)

@@ -19,13 +19,14 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/requestid"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
 
 // The command source: an external build (a Bazel wrapper, a script) that
 // writes an OCI image layout, which is then ingested.
 //
-// Request text reaches the command only through the argv template, and
+// source.Request text reaches the command only through the argv template, and
 // only after validation: {name} is the repository name (the distribution
 // spec's pattern: lower-case letters, digits and . _ - / separators, never
 // starting with a separator), {tag} the tag ([A-Za-z0-9_][A-Za-z0-9_.-]*),
@@ -130,7 +131,7 @@ func NewCommandSource(opts CommandOptions) (*CommandSource, error) {
 	return &CommandSource{
 		opts: opts,
 		argv: argv,
-		id:   hashKey(id),
+		id:   source.Hash(id),
 		log:  opts.Log.WithField("route", opts.Route),
 	}, nil
 }
@@ -279,25 +280,25 @@ func (s *CommandSource) expandArgv(name, tag, out string) []string {
 // Identify validates name and tag. The key holds the route's whole
 // configuration, so a changed command never serves a pinned record of the
 // old one.
-func (s *CommandSource) Identify(name, tag string) (Request, error) {
-	if err := checkNameTag(name, tag); err != nil {
-		return Request{}, err
+func (s *CommandSource) Identify(name, tag string) (source.Request, error) {
+	if err := source.CheckNameTag(name, tag); err != nil {
+		return source.Request{}, err
 	}
-	return Request{Name: name, Tag: tag, Key: "command|" + s.id + "|" + name + "|" + tag, Pinned: s.opts.Pinned}, nil
+	return source.Request{Name: name, Tag: tag, Key: "command|" + s.id + "|" + name + "|" + tag, Pinned: s.opts.Pinned}, nil
 }
 
-// Plan has nothing to resolve: what a command makes is known once it has
+// source.Plan has nothing to resolve: what a command makes is known once it has
 // run. The plan is the command itself, which is no content address.
-func (s *CommandSource) Plan(_ context.Context, req Request) (Plan, error) {
-	return Plan{Request: req, Key: req.Key}, nil
+func (s *CommandSource) Plan(_ context.Context, req source.Request) (source.Plan, error) {
+	return source.Plan{Request: req, Key: req.Key}, nil
 }
 
 // Build runs the command for the plan's name:tag into a fresh directory
 // and ingests the layout it wrote.
-func (s *CommandSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
+func (s *CommandSource) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
 	name, tag := plan.Request.Name, plan.Request.Tag
 	// Checked again: these go onto the command line.
-	if err := checkNameTag(name, tag); err != nil {
+	if err := source.CheckNameTag(name, tag); err != nil {
 		return nil, err
 	}
 	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": name, "tag": tag})

@@ -22,13 +22,14 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/web"
 )
 
 // serveRegistry serves src through a Builder and the real registry API on
 // 127.0.0.1 and returns the address.
-func serveRegistry(t *testing.T, store storage.Backend, src Source, log logrus.FieldLogger) (string, *Builder) {
+func serveRegistry(t *testing.T, store storage.Backend, src source.Source, log logrus.FieldLogger) (string, *Builder) {
 	t.Helper()
 	b, err := New(Options{Storage: store, Source: src, Log: log, MovingTagTTL: time.Minute, BuildTimeout: time.Minute})
 	if err != nil {
@@ -207,7 +208,7 @@ func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := BuildOnce(ctx, src, "team/app-1", "v1.2_rc-3"); err != nil {
+	if _, err := source.BuildOnce(ctx, src, "team/app-1", "v1.2_rc-3"); err != nil {
 		t.Fatal(err)
 	}
 	argv := readArgv(t, rec)
@@ -247,7 +248,7 @@ func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
 		} else {
 			wantCode(t, err, tt.code)
 		}
-		if _, err := BuildOnce(ctx, src, tt.name, tt.tag); err == nil {
+		if _, err := source.BuildOnce(ctx, src, tt.name, tt.tag); err == nil {
 			t.Errorf("Build(%q, %q) accepted", tt.name, tt.tag)
 		} else {
 			wantCode(t, err, tt.code)
@@ -272,7 +273,7 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := listTree(t, storeDir)
-	_, err = BuildOnce(context.Background(), src, "broken/app", "latest")
+	_, err = source.BuildOnce(context.Background(), src, "broken/app", "latest")
 	e := wantCode(t, err, errcode.BuildFailed, "the build command for broken/app:latest failed: exit status 3; the last lines of its output:\n")
 	// The client is told why, in the command's last lines, and no more.
 	if !strings.HasSuffix(e.Message, "\nbuild step 50 of 50\nERROR: //images/broken:image failed to build") ||
@@ -304,7 +305,7 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = BuildOnce(context.Background(), src, "broken/app", "latest")
+	_, err = source.BuildOnce(context.Background(), src, "broken/app", "latest")
 	wantCode(t, err, errcode.BuildFailed, "invalid OCI image layout: layer 3 of manifest sha256:", "is truncated")
 	if after := listTree(t, storeDir); !slices.Equal(before, after) {
 		t.Errorf("a corrupt layout changed storage")
@@ -381,7 +382,7 @@ func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			_, err = BuildOnce(context.Background(), src, "slow/app", "latest")
+			_, err = source.BuildOnce(context.Background(), src, "slow/app", "latest")
 			elapsed := time.Since(start)
 			wantCode(t, err, errcode.BuildFailed, "the build command for slow/app:latest took longer than its limit of 700ms and was stopped", "NIX_TIMEOUT")
 			if elapsed > 5*time.Second {

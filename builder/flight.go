@@ -6,6 +6,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/requestid"
+	"github.com/nixport/nixport/source"
 )
 
 // flightGroup runs one build per key however many callers ask. The build
@@ -28,13 +29,13 @@ type flightGroup struct {
 
 type flight struct {
 	done    chan struct{}
-	result  Manifests
+	result  source.Manifests
 	err     error
 	waiters int // guarded by the group's mu
 	cancel  context.CancelFunc
 }
 
-func (g *flightGroup) do(ctx, base context.Context, key string, fn func(context.Context) (Manifests, error)) (Manifests, error) {
+func (g *flightGroup) do(ctx, base context.Context, key string, fn func(context.Context) (source.Manifests, error)) (source.Manifests, error) {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -39,7 +40,7 @@ func TestCancelledFlightIsNotJoined(t *testing.T) {
 	defer aCancel()
 	aErr := make(chan error, 1)
 	go func() {
-		_, err := g.do(aCtx, base, key, func(ctx context.Context) (Manifests, error) {
+		_, err := g.do(aCtx, base, key, func(ctx context.Context) (source.Manifests, error) {
 			close(started)
 			<-ctx.Done()
 			<-unwind // stopping takes a while: a process's kill grace
@@ -65,10 +66,10 @@ func TestCancelledFlightIsNotJoined(t *testing.T) {
 	finishB := make(chan struct{})
 	bDone := make(chan error, 1)
 	go func() {
-		_, err := g.do(context.Background(), base, key, func(ctx context.Context) (Manifests, error) {
+		_, err := g.do(context.Background(), base, key, func(ctx context.Context) (source.Manifests, error) {
 			close(bStarted)
 			<-finishB
-			return Manifests{}, nil
+			return source.Manifests{}, nil
 		})
 		bDone <- err
 	}()
@@ -119,15 +120,15 @@ func (s *unwindingSource) expect(name string) *unwinding {
 	return u
 }
 
-func (s *unwindingSource) Identify(name, tag string) (Request, error) {
-	return Request{Name: name, Tag: tag, Key: name + ":" + tag}, nil
+func (s *unwindingSource) Identify(name, tag string) (source.Request, error) {
+	return source.Request{Name: name, Tag: tag, Key: name + ":" + tag}, nil
 }
 
-func (s *unwindingSource) Plan(_ context.Context, req Request) (Plan, error) {
-	return Plan{Request: req, Key: req.Key}, nil
+func (s *unwindingSource) Plan(_ context.Context, req source.Request) (source.Plan, error) {
+	return source.Plan{Request: req, Key: req.Key}, nil
 }
 
-func (s *unwindingSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
+func (s *unwindingSource) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
 	name := plan.Request.Name
 	s.builds.Add(1)
 	s.mu.Lock()
@@ -145,7 +146,7 @@ func (s *unwindingSource) Build(ctx context.Context, plan Plan) (Manifests, erro
 	if err != nil {
 		return nil, err
 	}
-	return Manifests{manifest.OCI: info}, nil
+	return source.Manifests{manifest.OCI: info}, nil
 }
 
 // TestNewClientNeverJoinsCancelledBuild runs the race between a build

@@ -39,6 +39,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -90,7 +91,7 @@ func ReadLayoutIndex(dir string) ([]byte, error) {
 // manifests, an image index of them (stored as a blob). A layout that
 // fails any check is an *errcode.Error BUILD_FAILED naming the problem
 // (and the bad blob), and nothing of it enters storage.
-func IngestLayout(ctx context.Context, store storage.Backend, dir string, index []byte, log logrus.FieldLogger) (Manifests, error) {
+func IngestLayout(ctx context.Context, store storage.Backend, dir string, index []byte, log logrus.FieldLogger) (source.Manifests, error) {
 	m, _, err := ingestLayout(ctx, store, dir, index, log)
 	return m, err
 }
@@ -103,7 +104,7 @@ type ingestStats struct {
 	bytes  int64 // bytes copied
 }
 
-func ingestLayout(ctx context.Context, store storage.Backend, dir string, index []byte, log logrus.FieldLogger) (Manifests, ingestStats, error) {
+func ingestLayout(ctx context.Context, store storage.Backend, dir string, index []byte, log logrus.FieldLogger) (source.Manifests, ingestStats, error) {
 	start := time.Now()
 	l, err := checkLayout(ctx, dir, index, store)
 	if err != nil {
@@ -539,7 +540,7 @@ func (l *checkedLayout) readBlob(ctx context.Context, b *layoutBlob) ([]byte, er
 }
 
 // verifyBlob finishes checking blob b, and asks storage, once, whether it
-// holds b already. Manifests and indexes were verified as they were read.
+// holds b already. source.Manifests and indexes were verified as they were read.
 // Other blobs are hashed, unless storage holds them: what is served is
 // storage's copy, verified when it was stored, so only the layout file's
 // presence and size are checked, and the descriptor's size against
@@ -647,14 +648,14 @@ func (l *checkedLayout) copyBlob(ctx context.Context, store storage.Backend, b *
 
 // manifests returns what to serve: index.json's only manifest or index as
 // it is, or an image index of its platform manifests, stored now.
-func (l *checkedLayout) manifests(ctx context.Context, store storage.Backend) (Manifests, error) {
+func (l *checkedLayout) manifests(ctx context.Context, store storage.Backend) (source.Manifests, error) {
 	if len(l.top) == 1 {
 		d := l.top[0]
 		f, ok := imageManifestTypes[d.MediaType]
 		if !ok {
 			f = imageIndexTypes[d.MediaType]
 		}
-		return Manifests{f: {Digest: d.Digest, Size: d.Size, MediaType: d.MediaType}}, nil
+		return source.Manifests{f: {Digest: d.Digest, Size: d.Size, MediaType: d.MediaType}}, nil
 	}
 	data, err := platformIndex(l.top)
 	if err != nil {
@@ -665,7 +666,7 @@ func (l *checkedLayout) manifests(ctx context.Context, store storage.Backend) (M
 		return nil, fmt.Errorf("storing the image index of a layout: %w", err)
 	}
 	info.MediaType = v1.MediaTypeImageIndex
-	return Manifests{manifest.OCI: info}, nil
+	return source.Manifests{manifest.OCI: info}, nil
 }
 
 // platformIndex renders the image index of index.json's platform

@@ -24,6 +24,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/storage/filesystem"
 )
@@ -103,7 +104,7 @@ func listTree(t *testing.T, dir string) []string {
 }
 
 // ingestDir reads the layout's index and ingests it, as the sources do.
-func ingestDir(ctx context.Context, store storage.Backend, dir string, log logrus.FieldLogger) (Manifests, ingestStats, error) {
+func ingestDir(ctx context.Context, store storage.Backend, dir string, log logrus.FieldLogger) (source.Manifests, ingestStats, error) {
 	index, err := ReadLayoutIndex(dir)
 	if err != nil {
 		return nil, ingestStats{}, err
@@ -112,7 +113,7 @@ func ingestDir(ctx context.Context, store storage.Backend, dir string, log logru
 }
 
 // ingestAll is ingestDir without the counts.
-func ingestAll(ctx context.Context, store storage.Backend, dir string, log logrus.FieldLogger) (Manifests, error) {
+func ingestAll(ctx context.Context, store storage.Backend, dir string, log logrus.FieldLogger) (source.Manifests, error) {
 	m, _, err := ingestDir(ctx, store, dir, log)
 	return m, err
 }

@@ -41,6 +41,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/requestid"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -158,7 +159,7 @@ func parseLayoutManifest(data []byte, base string, accepts func(string) bool) (m
 			return nil, fmt.Errorf("%.300q is not repository:tag", key)
 		}
 		name, tag := key[:i], key[i+1:]
-		if err := checkNameTag(name, tag); err != nil {
+		if err := source.CheckNameTag(name, tag); err != nil {
 			msg := err.Error()
 			if e, ok := errcode.As(err); ok {
 				msg = e.Message
@@ -188,7 +189,7 @@ func parseLayoutManifest(data []byte, base string, accepts func(string) bool) (m
 // lookup returns the layout directory of name:tag, re-reading the
 // manifest file first if it changed.
 func (s *LayoutSource) lookup(name, tag string) (string, error) {
-	if err := checkNameTag(name, tag); err != nil {
+	if err := source.CheckNameTag(name, tag); err != nil {
 		return "", err
 	}
 	if s.opts.Accepts != nil && !s.opts.Accepts(name) {
@@ -232,37 +233,37 @@ func (s *LayoutSource) refresh() {
 
 // Identify validates name:tag and finds its layout directory. The request
 // is a moving one: the directory may be rebuilt in place.
-func (s *LayoutSource) Identify(name, tag string) (Request, error) {
+func (s *LayoutSource) Identify(name, tag string) (source.Request, error) {
 	dir, err := s.lookup(name, tag)
 	if err != nil {
-		return Request{}, err
+		return source.Request{}, err
 	}
-	key := "layout|" + hashKey(s.opts.Manifest) + "|" + name + ":" + tag + "|" + dir
-	return Request{Name: name, Tag: tag, Key: key, Parsed: dir}, nil
+	key := "layout|" + source.Hash(s.opts.Manifest) + "|" + name + ":" + tag + "|" + dir
+	return source.Request{Name: name, Tag: tag, Key: key, Parsed: dir}, nil
 }
 
 // layoutPlan is what Build ingests: the directory, and its index.json as
-// Plan read it, once.
+// source.Plan read it, once.
 type layoutPlan struct {
 	dir   string
 	index []byte
 }
 
-// Plan reads the layout's index.json: its hash is the plan's key, and Build
+// source.Plan reads the layout's index.json: its hash is the plan's key, and Build
 // ingests exactly the manifests it lists (blobs are checked against their
 // digests), so a layout rewritten after planning cannot end up under this
 // plan's key.
-func (s *LayoutSource) Plan(_ context.Context, req Request) (Plan, error) {
+func (s *LayoutSource) Plan(_ context.Context, req source.Request) (source.Plan, error) {
 	dir, ok := req.Parsed.(string)
 	if !ok {
-		return Plan{}, fmt.Errorf("layout source: request %s:%s was not identified here", req.Name, req.Tag)
+		return source.Plan{}, fmt.Errorf("layout source: request %s:%s was not identified here", req.Name, req.Tag)
 	}
 	index, err := ReadLayoutIndex(dir)
 	if err != nil {
-		return Plan{}, err
+		return source.Plan{}, err
 	}
 	sum := sha256.Sum256(index)
-	return Plan{
+	return source.Plan{
 		Request: req,
 		Key:     req.Key + "|" + hex.EncodeToString(sum[:]),
 		Pinned:  true,
@@ -271,7 +272,7 @@ func (s *LayoutSource) Plan(_ context.Context, req Request) (Plan, error) {
 }
 
 // Build ingests the planned layout.
-func (s *LayoutSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
+func (s *LayoutSource) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
 	lp, ok := plan.Work.(layoutPlan)
 	if !ok {
 		return nil, fmt.Errorf("layout source: plan for %s:%s was not made here", plan.Request.Name, plan.Request.Tag)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -65,7 +66,7 @@ func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
 		}
 		plan, err := src.Plan(ctx, req)
 		if err != nil || !plan.Pinned {
-			t.Fatalf("Plan pre/app:%s: %+v %v", tag, plan, err)
+			t.Fatalf("source.Plan pre/app:%s: %+v %v", tag, plan, err)
 		}
 		got, err := src.Build(ctx, plan)
 		if err != nil {
@@ -233,7 +234,7 @@ func FuzzLayoutManifest(f *testing.F) {
 		}
 		for key, dir := range images {
 			i := strings.LastIndexByte(key, ':')
-			if i < 0 || checkNameTag(key[:i], key[i+1:]) != nil || !m.matches(key[:i]) {
+			if i < 0 || source.CheckNameTag(key[:i], key[i+1:]) != nil || !m.matches(key[:i]) {
 				t.Fatalf("accepted key %q", key)
 			}
 			if !filepath.IsAbs(dir) {
@@ -319,7 +320,7 @@ func TestLayoutRewrittenBetweenPlanAndBuild(t *testing.T) {
 
 // checkStoredArch is the architecture of the image a plan's index names,
 // read from the layout's index as planned (not built).
-func checkStoredArch(t *testing.T, store storage.Backend, layout string, plan Plan) string {
+func checkStoredArch(t *testing.T, store storage.Backend, layout string, plan source.Plan) string {
 	t.Helper()
 	lp := plan.Work.(layoutPlan)
 	m, _, err := ingestLayout(context.Background(), store, layout, lp.index, quietLog())

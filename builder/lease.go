@@ -13,6 +13,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/requestid"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -43,13 +44,13 @@ func newHolderID() string {
 
 // leased runs build holding the image's lease, or returns the result
 // another instance built while we waited. Without a Leaser it just builds.
-func (b *Builder) leased(ctx context.Context, key, name, tag string, pinned bool, build func(context.Context) (Manifests, error)) (Manifests, error) {
+func (b *Builder) leased(ctx context.Context, key, name, tag string, pinned bool, build func(context.Context) (source.Manifests, error)) (source.Manifests, error) {
 	leaser, ok := b.opts.Storage.(storage.Leaser)
 	if !ok {
 		return build(ctx)
 	}
 	log := requestid.Logger(ctx, b.log).WithFields(logrus.Fields{"image": name, "tag": tag})
-	leaseName := leasePrefix + hashKey(key)
+	leaseName := leasePrefix + source.Hash(key)
 	waitStart := b.now()
 	waiting := false
 	for {
@@ -86,7 +87,7 @@ func (b *Builder) leased(ctx context.Context, key, name, tag string, pinned bool
 }
 
 // holding runs build while renewing the lease, then releases it.
-func (b *Builder) holding(ctx context.Context, log logrus.FieldLogger, lease storage.Lease, build func(context.Context) (Manifests, error)) (Manifests, error) {
+func (b *Builder) holding(ctx context.Context, log logrus.FieldLogger, lease storage.Lease, build func(context.Context) (source.Manifests, error)) (source.Manifests, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	renewed := make(chan struct{})
@@ -125,18 +126,18 @@ func (b *Builder) holding(ctx context.Context, log logrus.FieldLogger, lease sto
 
 // builtElsewhere looks for the records another instance writes after a
 // build: the pinned record, or a tag record written since we began to wait.
-func (b *Builder) builtElsewhere(ctx context.Context, key, name, tag string, pinned bool, since time.Time) (Manifests, bool) {
+func (b *Builder) builtElsewhere(ctx context.Context, key, name, tag string, pinned bool, since time.Time) (source.Manifests, bool) {
 	if pinned {
 		if m, err := b.pinnedRecord(ctx, key); err == nil {
 			return m, true
 		}
 		return nil, false
 	}
-	r, err := getRecord(ctx, b.opts.Storage, tagObject(name, tag))
+	r, err := source.GetRecord(ctx, b.opts.Storage, tagObject(name, tag))
 	if err != nil || r.BuiltAt.Before(since.Add(-clockSkew)) {
 		return nil, false
 	}
-	m, err := r.manifests()
+	m, err := r.Manifests()
 	if err != nil {
 		return nil, false
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/nixport/nixport/nix"
 	"github.com/nixport/nixport/reference"
 	"github.com/nixport/nixport/requestid"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -90,7 +91,7 @@ func NewNixSource(opts NixOptions) (*NixSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hashing popularity data: %w", err)
 	}
-	return &NixSource{opts: opts, log: opts.Log, popHash: hashKey(string(pop))}, nil
+	return &NixSource{opts: opts, log: opts.Log, popHash: source.Hash(string(pop))}, nil
 }
 
 // Stats returns the source's counters.
@@ -101,38 +102,38 @@ func (s *NixSource) Stats() *Stats { return &s.stats }
 // name a version of it is TAG_INVALID or MANIFEST_UNKNOWN here, before any
 // cache or build. The key holds the package source, so instances
 // configured differently never share pinned records.
-func (s *NixSource) Identify(name, tag string) (Request, error) {
+func (s *NixSource) Identify(name, tag string) (source.Request, error) {
 	req, err := ParseImageName(name, s.opts.Names)
 	if err != nil {
-		return Request{}, err
+		return source.Request{}, err
 	}
 	if err := s.opts.Driver.CheckTag(tag); err != nil {
-		return Request{}, err
+		return source.Request{}, err
 	}
 	src := s.opts.Driver.Source()
 	key := strings.Join([]string{string(src.Kind), src.Value, req.Key(), tag}, "|")
-	return Request{Name: name, Tag: tag, Key: key, Pinned: s.opts.Driver.Pinned(tag), Parsed: req}, nil
+	return source.Request{Name: name, Tag: tag, Key: key, Pinned: s.opts.Driver.Pinned(tag), Parsed: req}, nil
 }
 
-// Plan resolves the packages at the tag (one Nix evaluation). Store paths
+// source.Plan resolves the packages at the tag (one Nix evaluation). Store paths
 // are input-addressed, so the plan's key, the resolved outputs and how
 // layers are made, names the image: a moving tag whose packages did not
 // change plans the same key, and the Builder reuses its image.
-func (s *NixSource) Plan(ctx context.Context, req Request) (Plan, error) {
+func (s *NixSource) Plan(ctx context.Context, req source.Request) (source.Plan, error) {
 	ir, ok := req.Parsed.(ImageRequest)
 	if !ok {
-		return Plan{}, fmt.Errorf("nix source: request %s:%s was not identified here", req.Name, req.Tag)
+		return source.Plan{}, fmt.Errorf("nix source: request %s:%s was not identified here", req.Name, req.Tag)
 	}
 	res, err := s.opts.Driver.Resolve(ctx, req.Tag, ir.System, ir.Packages)
 	if err != nil {
-		return Plan{}, err
+		return source.Plan{}, err
 	}
-	return Plan{Request: req, Key: "nix|" + s.planKey(res), Pinned: true, Work: res}, nil
+	return source.Plan{Request: req, Key: "nix|" + s.planKey(res), Pinned: true, Work: res}, nil
 }
 
 // Build realises the planned packages, then makes the image from the
 // closure, reusing every layer (and the whole manifest) already built.
-func (s *NixSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
+func (s *NixSource) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
 	res, ok := plan.Work.(*nix.Resolution)
 	if !ok {
 		return nil, fmt.Errorf("nix source: plan for %s:%s was not made here", plan.Request.Name, plan.Request.Tag)
@@ -146,8 +147,8 @@ func (s *NixSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
 
 	inputKey := s.inputKey(img)
 	recordName := manifestRecordPrefix + inputKey
-	if r, err := getRecord(ctx, s.opts.Storage, recordName); err == nil {
-		if m, err := r.manifests(); err == nil && checkManifestsStored(ctx, s.opts.Storage, m) == nil {
+	if r, err := source.GetRecord(ctx, s.opts.Storage, recordName); err == nil {
+		if m, err := r.Manifests(); err == nil && source.Stored(ctx, s.opts.Storage, m) == nil {
 			s.stats.ManifestsReused.Add(1)
 			log.Debug("closure unchanged: manifest reused")
 			return m, nil
@@ -158,7 +159,7 @@ func (s *NixSource) Build(ctx context.Context, plan Plan) (Manifests, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := putRecord(ctx, s.opts.Storage, recordName, toRecord(m, false, time.Now())); err != nil {
+	if err := source.PutRecord(ctx, s.opts.Storage, recordName, source.NewRecord(m, false, time.Now())); err != nil {
 		log.WithError(err).Warn("persisting manifest cache record")
 	}
 	return m, nil
@@ -197,7 +198,7 @@ func (s *NixSource) inputKey(img *nix.Image) string {
 // render groups the closure into layers, archives those not yet in the
 // layer cache (in parallel), adds the customisation layer and stores the
 // config and both manifests.
-func (s *NixSource) render(ctx context.Context, log logrus.FieldLogger, img *nix.Image) (Manifests, error) {
+func (s *NixSource) render(ctx context.Context, log logrus.FieldLogger, img *nix.Image) (source.Manifests, error) {
 	arch, osName, err := manifest.Platform(img.Resolution.System)
 	if err != nil {
 		return nil, fmt.Errorf("image platform: %w", err)
@@ -253,7 +254,7 @@ func (s *NixSource) render(ctx context.Context, log logrus.FieldLogger, img *nix
 			return nil, fmt.Errorf("storing %s %s: %w", b.MediaType, b.Digest, err)
 		}
 	}
-	return Manifests{
+	return source.Manifests{
 		manifest.OCI:    {Digest: rendered.OCI.Digest, Size: rendered.OCI.Size, MediaType: rendered.OCI.MediaType},
 		manifest.Docker: {Digest: rendered.Docker.Digest, Size: rendered.Docker.Size, MediaType: rendered.Docker.MediaType},
 	}, nil
@@ -280,7 +281,7 @@ type layerRecord struct {
 // writes it with write and caches it.
 func (s *NixSource) layer(ctx context.Context, log logrus.FieldLogger, kind string, inputs []string, write func(io.Writer) (archive.Result, error)) (manifest.Layer, error) {
 	comment := strings.Join(inputs, "\n")
-	key := hashKey(pipelineVersion + "\n" + s.opts.Archive.Format() + "\n" + kind + "\n" + comment)
+	key := source.Hash(pipelineVersion + "\n" + s.opts.Archive.Format() + "\n" + kind + "\n" + comment)
 	name := layerRecordPrefix + key
 	if data, err := s.opts.Storage.GetObject(ctx, name); err == nil {
 		var r layerRecord

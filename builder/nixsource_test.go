@@ -15,6 +15,7 @@ import (
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/nix"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/storage/filesystem"
 )
@@ -59,7 +60,7 @@ func TestNixSourceBuildsAndReuses(t *testing.T) {
 	src, store := newNixSource(t, t.TempDir())
 	ctx := context.Background()
 
-	first, err := BuildOnce(ctx, src, "hello", "latest")
+	first, err := source.BuildOnce(ctx, src, "hello", "latest")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestNixSourceBuildsAndReuses(t *testing.T) {
 
 	// The same closure again: the manifest cache answers, nothing is
 	// archived.
-	again, err := BuildOnce(ctx, src, "hello", "latest")
+	again, err := source.BuildOnce(ctx, src, "hello", "latest")
 	if err != nil || again[manifest.OCI].Digest != oci.Digest {
 		t.Fatalf("rebuild: %v %v", again, err)
 	}
@@ -90,7 +91,7 @@ func TestNixSourceBuildsAndReuses(t *testing.T) {
 	// are compressed.
 	before := src.Stats().LayersArchived.Load()
 	bytesBefore := src.Stats().BytesArchived.Load()
-	more, err := BuildOnce(ctx, src, "hello/deep", "latest")
+	more, err := source.BuildOnce(ctx, src, "hello/deep", "latest")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,11 +115,11 @@ func TestNixSourceIsReproducible(t *testing.T) {
 	ctx := context.Background()
 	a, _ := newNixSource(t, t.TempDir())
 	b, _ := newNixSource(t, t.TempDir())
-	ma, err := BuildOnce(ctx, a, "shell/hello/deep", "latest")
+	ma, err := source.BuildOnce(ctx, a, "shell/hello/deep", "latest")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mb, err := BuildOnce(ctx, b, "shell/deep/hello/hello", "latest")
+	mb, err := source.BuildOnce(ctx, b, "shell/deep/hello/hello", "latest")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/reference"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -85,13 +86,13 @@ type RouteOptions struct {
 // first route matching it, or to the fallback (the Nix source).
 type Router struct {
 	routes   []route
-	fallback Source
+	fallback source.Source
 }
 
 type route struct {
 	matcher
 	typ     string
-	src     Source
+	src     source.Source
 	timeout time.Duration // of a command route
 }
 
@@ -129,7 +130,7 @@ func (m matcher) covers(o matcher) bool {
 // routes, with fallback serving every other name. An empty path means no
 // routes: everything goes to fallback. A nil fallback answers other names
 // NAME_UNKNOWN.
-func LoadRoutes(path string, fallback Source, opts RouteOptions) (*Router, error) {
+func LoadRoutes(path string, fallback source.Source, opts RouteOptions) (*Router, error) {
 	r := &Router{fallback: fallback}
 	if path == "" {
 		return r, nil
@@ -182,7 +183,7 @@ func readBounded(path string, max int64) ([]byte, error) {
 }
 
 // pick returns the source serving name.
-func (r *Router) pick(name string) (Source, error) {
+func (r *Router) pick(name string) (source.Source, error) {
 	for _, rt := range r.routes {
 		if rt.matches(name) {
 			return rt.src, nil
@@ -194,16 +195,16 @@ func (r *Router) pick(name string) (Source, error) {
 	return r.fallback, nil
 }
 
-// Identify asks the source of name's route; Plan and Build go to the same
+// Identify asks the source of name's route; source.Plan and Build go to the same
 // source, whatever the routes are by then.
-func (r *Router) Identify(name, tag string) (Request, error) {
+func (r *Router) Identify(name, tag string) (source.Request, error) {
 	src, err := r.pick(name)
 	if err != nil {
-		return Request{}, err
+		return source.Request{}, err
 	}
 	req, err := src.Identify(name, tag)
 	if err != nil {
-		return Request{}, err
+		return source.Request{}, err
 	}
 	inner := req
 	req.Parsed = routed{src: src, req: inner}
@@ -212,20 +213,20 @@ func (r *Router) Identify(name, tag string) (Request, error) {
 
 // routed is a request or plan and the source it belongs to.
 type routed struct {
-	src  Source
-	req  Request
-	plan Plan
+	src  source.Source
+	req  source.Request
+	plan source.Plan
 }
 
-// Plan asks the source that identified the request.
-func (r *Router) Plan(ctx context.Context, req Request) (Plan, error) {
+// source.Plan asks the source that identified the request.
+func (r *Router) Plan(ctx context.Context, req source.Request) (source.Plan, error) {
 	rt, ok := req.Parsed.(routed)
 	if !ok {
-		return Plan{}, fmt.Errorf("router: request %s:%s was not identified by the router", req.Name, req.Tag)
+		return source.Plan{}, fmt.Errorf("router: request %s:%s was not identified by the router", req.Name, req.Tag)
 	}
 	plan, err := rt.src.Plan(ctx, rt.req)
 	if err != nil {
-		return Plan{}, err
+		return source.Plan{}, err
 	}
 	inner := plan
 	plan.Request = req
@@ -234,7 +235,7 @@ func (r *Router) Plan(ctx context.Context, req Request) (Plan, error) {
 }
 
 // Build asks the source that made the plan.
-func (r *Router) Build(ctx context.Context, plan Plan) (Manifests, error) {
+func (r *Router) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
 	rt, ok := plan.Work.(routed)
 	if !ok {
 		return nil, fmt.Errorf("router: plan for %s:%s was not made by the router", plan.Request.Name, plan.Request.Tag)
@@ -582,18 +583,6 @@ func mergeEnv(base, extra []string) []string {
 		}
 	}
 	return append(env, extra...)
-}
-
-// checkNameTag validates a repository name and a tag before they go
-// anywhere near a command or a file: NAME_INVALID or TAG_INVALID.
-func checkNameTag(name, tag string) error {
-	if err := reference.CheckName(name); err != nil {
-		return errcode.New(errcode.NameInvalid, "invalid repository name %.100q: %v", name, err)
-	}
-	if !reference.ValidTag(tag) {
-		return errcode.New(errcode.TagInvalid, "invalid tag %.140q: use letters, digits, _, . and -, not starting with . or -, at most 128 characters", tag)
-	}
-	return nil
 }
 
 // validRepoName reports whether name is a repository name within the one

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/source"
 )
 
 func TestRoutesParse(t *testing.T) {
@@ -172,7 +173,7 @@ func TestRouterDispatches(t *testing.T) {
 		if err != nil || !strings.HasPrefix(req.Key, tt.keyPrefix) || req.Pinned != tt.pinned {
 			t.Errorf("Identify %s: %+v %v", tt.name, req, err)
 		}
-		if _, err := BuildOnce(ctx, router, tt.name, "latest"); err != nil {
+		if _, err := source.BuildOnce(ctx, router, tt.name, "latest"); err != nil {
 			t.Errorf("Build %s: %v", tt.name, err)
 		}
 		if n := nix.builds.Load(); n != tt.nixBuilds {

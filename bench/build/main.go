@@ -23,6 +23,7 @@ import (
 
 	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/nix"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage/filesystem"
 )
 
@@ -95,7 +96,7 @@ func run(runs int) error {
 			return 0, err
 		}
 		start := time.Now()
-		if _, err := builder.BuildOnce(ctx, src, "bigclosure", nix.LatestTag); err != nil {
+		if _, err := source.BuildOnce(ctx, src, "bigclosure", nix.LatestTag); err != nil {
 			return 0, err
 		}
 		stats = src.Stats()
@@ -116,13 +117,13 @@ func run(runs int) error {
 		return err
 	}
 	base := "big.p02/big.p03/big.p04/big.p05/big.p06/big.p07/big.p08/big.p09/big.p10"
-	if _, err := builder.BuildOnce(ctx, src, base, nix.LatestTag); err != nil {
+	if _, err := source.BuildOnce(ctx, src, base, nix.LatestTag); err != nil {
 		return err
 	}
 	baseBytes := src.Stats().BytesArchived.Load()
 	baseLayers := src.Stats().LayersArchived.Load()
 	start := time.Now()
-	if _, err := builder.BuildOnce(ctx, src, base+"/big.p11", nix.LatestTag); err != nil {
+	if _, err := source.BuildOnce(ctx, src, base+"/big.p11", nix.LatestTag); err != nil {
 		return err
 	}
 	addTime := time.Since(start)

@@ -10,11 +10,12 @@ import (
 	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/nix"
+	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
 
 // openSource sets up the Nix image source from the configuration.
-func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, log *logrus.Logger) (builder.Source, func() error, error) {
+func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, log *logrus.Logger) (source.Source, func() error, error) {
 	if cfg.Source.Kind == config.SourceBuiltin {
 		log.Warn("no package source configured (NIXERY_CHANNEL, NIXERY_PKGS_REPO or NIXERY_PKGS_PATH): serving the built-in offline test package set")
 	}

@@ -1,9 +1,18 @@
-package builder
+// Package source is the contract between the build coordinator (package
+// builder) and the image sources (packages nixsource, command, layout and
+// the router that picks among them): a source identifies a request, plans
+// it into a content-addressed Plan, and builds exactly that plan. It also
+// holds what the coordinator and the sources share: the stored form of an
+// image's manifests (records), and the checks a name and tag pass before
+// they reach a command line.
+package source
 
 import (
 	"context"
 
+	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/reference"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -82,4 +91,16 @@ func BuildOnce(ctx context.Context, src Source, name, tag string) (Manifests, er
 		return nil, err
 	}
 	return src.Build(ctx, plan)
+}
+
+// CheckNameTag validates a repository name and a tag before they go
+// anywhere near a command or a file: NAME_INVALID or TAG_INVALID.
+func CheckNameTag(name, tag string) error {
+	if err := reference.CheckName(name); err != nil {
+		return errcode.New(errcode.NameInvalid, "invalid repository name %.100q: %v", name, err)
+	}
+	if !reference.ValidTag(tag) {
+		return errcode.New(errcode.TagInvalid, "invalid tag %.140q: use letters, digits, _, . and -, not starting with . or -, at most 128 characters", tag)
+	}
+	return nil
 }
