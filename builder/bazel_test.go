@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/nixport/nixport/testkit"
 )
 
 // bazelStartup are the start-up flags of Debian's bazel-bootstrap that
@@ -26,7 +28,7 @@ func TestBazelImagePullsAndRuns(t *testing.T) {
 	if _, err := os.Stat("/usr/share/bazel/A-server.jar"); err != nil {
 		t.Skip("bazel is not Debian's bazel-bootstrap (no install base at /usr/share/bazel): the wrapper's start-up flags are for it")
 	}
-	requireTools(t, "skopeo", "chroot", "tar", "gzip", "sha256sum")
+	testkit.RequireTools(t, "skopeo", "chroot", "tar", "gzip", "sha256sum")
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("no static busybox at /bin/busybox (Debian busybox-static)")
 	}
@@ -53,10 +55,10 @@ func TestBazelImagePullsAndRuns(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("bazel shutdown: %v\n%s", err, out)
 		}
-		removeTree(outputRoot, quietLog())
+		removeTree(outputRoot, testkit.QuietLog())
 	})
 
-	store, _ := newFSStore(t)
+	store, _ := testkit.NewFSStore(t)
 	routes := writeRoutes(t, t.TempDir(), map[string]any{
 		"match": "bazel/", "type": "command",
 		"argv":    []string{filepath.Join(ws, "wrapper.sh"), "{name}", "{tag}", "{out}"},
@@ -64,11 +66,11 @@ func TestBazelImagePullsAndRuns(t *testing.T) {
 		"env":     map[string]string{"BAZEL_WORKSPACE": ws, "BAZEL_OUTPUT_USER_ROOT": outputRoot},
 	})
 	outs := t.TempDir()
-	router, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: quietLog(), CommandTimeout: time.Minute, TempDir: outs})
+	router, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: testkit.QuietLog(), CommandTimeout: time.Minute, TempDir: outs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := serveRegistry(t, store, router, quietLog())
+	addr, _ := serveRegistry(t, store, router, testkit.QuietLog())
 	for _, tag := range []string{"v1", "v2"} { // a cold server, then a warm one
 		start := time.Now()
 		p := skopeoPull(t, addr, "bazel/hello:"+tag)

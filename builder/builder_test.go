@@ -22,6 +22,7 @@ import (
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/storage/filesystem"
+	"github.com/nixport/nixport/testkit"
 )
 
 // countingSource stores a tiny manifest per build and counts builds. It
@@ -523,7 +524,7 @@ func TestStoppedBuildIsNotAFailure(t *testing.T) {
 			}()
 			<-src.started
 			tt.stop(b, leave)
-			e := wantCode(t, <-errc, tt.wantCode, tt.wantMsg)
+			e := testkit.WantCode(t, <-errc, tt.wantCode, tt.wantMsg)
 			if e.Code.ClientCaused() {
 				t.Errorf("%s is a 4xx", e.Code)
 			}
@@ -539,7 +540,7 @@ func TestStoppedBuildIsNotAFailure(t *testing.T) {
 				t.Errorf("%d builds running after Close", n)
 			}
 			_, _, err := b.ManifestByTag(context.Background(), "other", "latest", manifest.OCI)
-			wantCode(t, err, errcode.Unavailable, "the registry is shutting down: try again")
+			testkit.WantCode(t, err, errcode.Unavailable, "the registry is shutting down: try again")
 			if n := src.builds.Load(); n != 1 {
 				t.Errorf("%d builds, want 1: none after Close", n)
 			}
@@ -553,7 +554,7 @@ func TestBuildTimeoutNamesTheLimit(t *testing.T) {
 	src := &countingSource{release: make(chan struct{})}
 	b := newTestBuilder(t, src, Options{BuildTimeout: 20 * time.Millisecond})
 	_, _, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
-	wantCode(t, err, errcode.BuildFailed, "building hello:latest took longer than 20ms, the registry's limit for one build, and was stopped", "NIX_TIMEOUT")
+	testkit.WantCode(t, err, errcode.BuildFailed, "building hello:latest took longer than 20ms, the registry's limit for one build, and was stopped", "NIX_TIMEOUT")
 }
 
 // TestFailedBuildIsRemembered: a build that failed because of what the

@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/ocilayout"
 	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
@@ -312,11 +313,11 @@ func (s *CommandSource) Build(ctx context.Context, plan source.Plan) (source.Man
 	}
 	// A layout that fails the checks is logged by the Builder, with the
 	// error naming the bad blob.
-	index, err := ReadLayoutIndex(out)
+	index, err := ocilayout.ReadIndex(out)
 	if err != nil {
 		return nil, err
 	}
-	return IngestLayout(ctx, s.opts.Storage, out, index, log)
+	return ocilayout.Ingest(ctx, s.opts.Storage, out, index, log)
 }
 
 // run runs the command under its deadline, in a process group of its own

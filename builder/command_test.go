@@ -24,6 +24,7 @@ import (
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
+	"github.com/nixport/nixport/testkit"
 	"github.com/nixport/nixport/web"
 )
 
@@ -127,7 +128,7 @@ func writeRoutes(t *testing.T, dir string, routes ...map[string]any) string {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "routes.json")
-	writeFile(t, path, data)
+	testkit.WriteFile(t, path, data)
 	return path
 }
 
@@ -145,19 +146,19 @@ func emptyDir(t *testing.T, dir string) {
 // TestCommandImagesPullAndRun builds images with a real command behind
 // the real registry API, pulls them with skopeo and runs them.
 func TestCommandImagesPullAndRun(t *testing.T) {
-	requireTools(t, "skopeo", "chroot", "tar")
-	bin := buildLayoutgen(t)
-	store, _ := newFSStore(t)
+	testkit.RequireTools(t, "skopeo", "chroot", "tar")
+	bin := testkit.BuildLayoutgen(t)
+	store, _ := testkit.NewFSStore(t)
 	dir, outs := t.TempDir(), t.TempDir()
 	routes := writeRoutes(t, dir,
 		map[string]any{"match": "cmd/", "type": "command", "argv": []string{bin, "{name}", "{tag}", "{out}"}},
 		map[string]any{"match": "multi/", "type": "command", "argv": []string{bin, "-platforms=amd64,arm64", "{name}", "{tag}", "{out}"}, "pinned": true},
 	)
-	router, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: quietLog(), CommandTimeout: 30 * time.Second, TempDir: outs})
+	router, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: testkit.QuietLog(), CommandTimeout: 30 * time.Second, TempDir: outs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := serveRegistry(t, store, router, quietLog())
+	addr, _ := serveRegistry(t, store, router, testkit.QuietLog())
 
 	t.Run("one image", func(t *testing.T) {
 		p := skopeoPull(t, addr, "cmd/hello:v1")
@@ -192,8 +193,8 @@ func readArgv(t *testing.T, path string) []string {
 }
 
 func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
-	bin := buildLayoutgen(t)
-	store, _ := newFSStore(t)
+	bin := testkit.BuildLayoutgen(t)
+	store, _ := testkit.NewFSStore(t)
 	outs := t.TempDir()
 	rec := filepath.Join(t.TempDir(), "argv.json")
 	src, err := NewCommandSource(CommandOptions{
@@ -202,7 +203,7 @@ func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
 		Timeout: 30 * time.Second,
 		TempDir: outs,
 		Storage: store,
-		Log:     quietLog(),
+		Log:     testkit.QuietLog(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -246,12 +247,12 @@ func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
 		if _, err := src.Identify(tt.name, tt.tag); err == nil {
 			t.Errorf("Identify(%q, %q) accepted", tt.name, tt.tag)
 		} else {
-			wantCode(t, err, tt.code)
+			testkit.WantCode(t, err, tt.code)
 		}
 		if _, err := source.BuildOnce(ctx, src, tt.name, tt.tag); err == nil {
 			t.Errorf("Build(%q, %q) accepted", tt.name, tt.tag)
 		} else {
-			wantCode(t, err, tt.code)
+			testkit.WantCode(t, err, tt.code)
 		}
 		if _, err := os.Stat(rec); err == nil {
 			t.Errorf("%q:%q reached the command", tt.name, tt.tag)
@@ -261,8 +262,8 @@ func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
 }
 
 func TestCommandFailureNamesExitStatus(t *testing.T) {
-	bin := buildLayoutgen(t)
-	store, storeDir := newFSStore(t)
+	bin := testkit.BuildLayoutgen(t)
+	store, storeDir := testkit.NewFSStore(t)
 	log, hook := logtest.NewNullLogger()
 	outs := t.TempDir()
 	src, err := NewCommandSource(CommandOptions{
@@ -272,9 +273,9 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := listTree(t, storeDir)
+	before := testkit.ListTree(t, storeDir)
 	_, err = source.BuildOnce(context.Background(), src, "broken/app", "latest")
-	e := wantCode(t, err, errcode.BuildFailed, "the build command for broken/app:latest failed: exit status 3; the last lines of its output:\n")
+	e := testkit.WantCode(t, err, errcode.BuildFailed, "the build command for broken/app:latest failed: exit status 3; the last lines of its output:\n")
 	// The client is told why, in the command's last lines, and no more.
 	if !strings.HasSuffix(e.Message, "\nbuild step 50 of 50\nERROR: //images/broken:image failed to build") ||
 		strings.Count(e.Message, "\n") != clientTailLines || strings.Contains(e.Message, "build step 36 of") {
@@ -292,7 +293,7 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 	if !strings.Contains(tail, "ERROR: //images/broken:image failed to build") || strings.Contains(tail, "build step 30 of") {
 		t.Errorf("logged tail %q: want the last %d lines", tail, tailLines)
 	}
-	if after := listTree(t, storeDir); !slices.Equal(before, after) {
+	if after := testkit.ListTree(t, storeDir); !slices.Equal(before, after) {
 		t.Errorf("a failed build changed storage")
 	}
 	emptyDir(t, outs)
@@ -306,8 +307,8 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = source.BuildOnce(context.Background(), src, "broken/app", "latest")
-	wantCode(t, err, errcode.BuildFailed, "invalid OCI image layout: layer 3 of manifest sha256:", "is truncated")
-	if after := listTree(t, storeDir); !slices.Equal(before, after) {
+	testkit.WantCode(t, err, errcode.BuildFailed, "invalid OCI image layout: layer 3 of manifest sha256:", "is truncated")
+	if after := testkit.ListTree(t, storeDir); !slices.Equal(before, after) {
 		t.Errorf("a corrupt layout changed storage")
 	}
 	emptyDir(t, outs)
@@ -361,8 +362,8 @@ func checkGone(t *testing.T, pids []int) {
 }
 
 func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
-	bin := buildLayoutgen(t)
-	store, _ := newFSStore(t)
+	bin := testkit.BuildLayoutgen(t)
+	store, _ := testkit.NewFSStore(t)
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -376,7 +377,7 @@ func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
 			argv := append(append([]string{bin, "-hang=" + pidFile}, tt.args...), "{name}", "{tag}", "{out}")
 			src, err := NewCommandSource(CommandOptions{
 				Route: "slow/", Argv: argv, Timeout: 700 * time.Millisecond, KillGrace: 300 * time.Millisecond,
-				TempDir: outs, Storage: store, Log: quietLog(),
+				TempDir: outs, Storage: store, Log: testkit.QuietLog(),
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -384,7 +385,7 @@ func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
 			start := time.Now()
 			_, err = source.BuildOnce(context.Background(), src, "slow/app", "latest")
 			elapsed := time.Since(start)
-			wantCode(t, err, errcode.BuildFailed, "the build command for slow/app:latest took longer than its limit of 700ms and was stopped", "NIX_TIMEOUT")
+			testkit.WantCode(t, err, errcode.BuildFailed, "the build command for slow/app:latest took longer than its limit of 700ms and was stopped", "NIX_TIMEOUT")
 			if elapsed > 5*time.Second {
 				t.Errorf("the build took %s to stop", elapsed)
 			}
@@ -397,19 +398,19 @@ func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
 // TestCommandStopsWhenNobodyWaits: the last client leaving cancels the
 // build, and the command's whole group goes.
 func TestCommandStopsWhenNobodyWaits(t *testing.T) {
-	bin := buildLayoutgen(t)
-	store, _ := newFSStore(t)
+	bin := testkit.BuildLayoutgen(t)
+	store, _ := testkit.NewFSStore(t)
 	pidFile := filepath.Join(t.TempDir(), "pids")
 	outs := t.TempDir()
 	src, err := NewCommandSource(CommandOptions{
 		Route: "slow/", Argv: []string{bin, "-hang=" + pidFile, "-ignore-term", "{name}", "{tag}", "{out}"},
 		Timeout: time.Minute, KillGrace: 300 * time.Millisecond,
-		TempDir: outs, Storage: store, Log: quietLog(),
+		TempDir: outs, Storage: store, Log: testkit.QuietLog(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(Options{Storage: store, Source: src, Log: quietLog()})
+	b, err := New(Options{Storage: store, Source: src, Log: testkit.QuietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

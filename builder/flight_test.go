@@ -12,6 +12,7 @@ import (
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
+	"github.com/nixport/nixport/testkit"
 )
 
 // current is the flight the group holds for key, if any.
@@ -154,7 +155,7 @@ func (s *unwindingSource) Build(ctx context.Context, plan source.Plan) (source.M
 // same image, many times and in both orders: the new client must always
 // get a live build, never the cancelled one's "context canceled".
 func TestNewClientNeverJoinsCancelledBuild(t *testing.T) {
-	store, _ := newFSStore(t)
+	store, _ := testkit.NewFSStore(t)
 	src := &unwindingSource{store: store}
 	b, err := New(Options{Storage: store, Source: src})
 	if err != nil {

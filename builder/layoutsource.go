@@ -40,6 +40,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/ocilayout"
 	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
@@ -258,7 +259,7 @@ func (s *LayoutSource) Plan(_ context.Context, req source.Request) (source.Plan,
 	if !ok {
 		return source.Plan{}, fmt.Errorf("layout source: request %s:%s was not identified here", req.Name, req.Tag)
 	}
-	index, err := ReadLayoutIndex(dir)
+	index, err := ocilayout.ReadIndex(dir)
 	if err != nil {
 		return source.Plan{}, err
 	}
@@ -279,7 +280,7 @@ func (s *LayoutSource) Build(ctx context.Context, plan source.Plan) (source.Mani
 	}
 	name, tag, dir := plan.Request.Name, plan.Request.Tag, lp.dir
 	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": name, "tag": tag, "layout": dir})
-	m, err := IngestLayout(ctx, s.opts.Storage, dir, lp.index, log)
+	m, err := ocilayout.Ingest(ctx, s.opts.Storage, dir, lp.index, log)
 	if err != nil {
 		if ctx.Err() != nil {
 			log.WithError(err).Info("layout ingest stopped")

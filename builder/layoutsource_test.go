@@ -13,40 +13,21 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/ocilayout"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
+	"github.com/nixport/nixport/testkit"
 )
 
-func copyLayout(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.RemoveAll(to); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// rewrite replaces a file the way editors and build tools do: a new file
-// renamed over the old (a new inode, whatever the size and time).
-func rewrite(t *testing.T, path, content string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	writeFile(t, tmp, []byte(content))
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
-	bin := buildLayoutgen(t)
-	store, _ := newFSStore(t)
+	bin := testkit.BuildLayoutgen(t)
+	store, _ := testkit.NewFSStore(t)
 	dir := t.TempDir()
-	amd, arm := genLayout(t, bin), genLayout(t, bin, "-platforms=arm64")
-	copyLayout(t, amd, filepath.Join(dir, "layouts", "a"))
-	copyLayout(t, arm, filepath.Join(dir, "layouts", "b"))
+	amd, arm := testkit.GenLayout(t, bin), testkit.GenLayout(t, bin, "-platforms=arm64")
+	testkit.CopyDir(t, amd, filepath.Join(dir, "layouts", "a"))
+	testkit.CopyDir(t, arm, filepath.Join(dir, "layouts", "b"))
 	mapping := filepath.Join(dir, "images.json")
-	writeFile(t, mapping, []byte(`{"pre/app:latest": "layouts/a", "pre/app:v1": "`+filepath.Join(dir, "layouts", "b")+`"}`))
+	testkit.WriteFile(t, mapping, []byte(`{"pre/app:latest": "layouts/a", "pre/app:v1": "`+filepath.Join(dir, "layouts", "b")+`"}`))
 
 	log, hook := logtest.NewNullLogger()
 	m, _ := newMatcher("pre/")
@@ -72,7 +53,7 @@ func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if archs := checkStored(t, store, got[manifest.OCI]); len(archs) != 1 || archs[0] != arch {
+		if archs := testkit.CheckStored(t, store, got[manifest.OCI]); len(archs) != 1 || archs[0] != arch {
 			t.Fatalf("pre/app:%s serves %v, want %s", tag, archs, arch)
 		}
 		return plan.Key
@@ -81,30 +62,30 @@ func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
 	serves("v1", "arm64")
 
 	_, err = src.Identify("pre/app", "v2")
-	wantCode(t, err, errcode.ManifestUnknown, "no pre-built image pre/app:v2")
+	testkit.WantCode(t, err, errcode.ManifestUnknown, "no pre-built image pre/app:v2")
 	_, err = src.Identify("other/app", "latest")
-	wantCode(t, err, errcode.NameUnknown)
+	testkit.WantCode(t, err, errcode.NameUnknown)
 	_, err = src.Identify("pre/App", "latest")
-	wantCode(t, err, errcode.NameInvalid)
+	testkit.WantCode(t, err, errcode.NameInvalid)
 
 	// The mapping changes: the next request sees it.
-	rewrite(t, mapping, `{"pre/app:latest": "layouts/b", "pre/app:v2": "layouts/a"}`)
+	testkit.Rewrite(t, mapping, `{"pre/app:latest": "layouts/b", "pre/app:v2": "layouts/a"}`)
 	if key := serves("latest", "arm64"); key == keyA {
 		t.Error("a remapped tag kept its key")
 	}
 	serves("v2", "amd64")
 	_, err = src.Identify("pre/app", "v1")
-	wantCode(t, err, errcode.ManifestUnknown)
+	testkit.WantCode(t, err, errcode.ManifestUnknown)
 
 	// A layout rebuilt in place gets a new key at once.
 	keyB := serves("latest", "arm64")
-	copyLayout(t, amd, filepath.Join(dir, "layouts", "b"))
+	testkit.CopyDir(t, amd, filepath.Join(dir, "layouts", "b"))
 	if key := serves("latest", "amd64"); key == keyB {
 		t.Error("a rebuilt layout kept its key")
 	}
 
 	// A broken mapping is logged once and the last valid one kept.
-	rewrite(t, mapping, `{"pre/app:latest": "layouts/b", "pre/app:latest": "layouts/a"}`)
+	testkit.Rewrite(t, mapping, `{"pre/app:latest": "layouts/b", "pre/app:latest": "layouts/a"}`)
 	for range 3 {
 		serves("latest", "amd64")
 	}
@@ -121,27 +102,27 @@ func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
 		t.Errorf("a broken mapping was logged %d times, want once", logged)
 	}
 	// Fixed again, in place this time (same inode): seen too.
-	writeFile(t, mapping, []byte(`{"pre/app:latest": "layouts/a", "pre/app:v3": "layouts/a"}`))
+	testkit.WriteFile(t, mapping, []byte(`{"pre/app:latest": "layouts/a", "pre/app:v3": "layouts/a"}`))
 	serves("v3", "amd64")
 
 	// A mapped directory that is not a layout: the client is told.
-	writeFile(t, mapping, []byte(`{"pre/app:latest": "nowhere"}`))
+	testkit.WriteFile(t, mapping, []byte(`{"pre/app:latest": "nowhere"}`))
 	req, err := src.Identify("pre/app", "latest")
 	if err != nil || req.Pinned || req.Key == "" {
 		t.Errorf("Identify of a missing layout: %+v %v", req, err)
 	}
 	_, err = src.Plan(ctx, req)
-	wantCode(t, err, errcode.BuildFailed, "the layout directory cannot be opened")
+	testkit.WantCode(t, err, errcode.BuildFailed, "the layout directory cannot be opened")
 }
 
 // TestLayoutSourceThroughBuilder: a layout is ingested once; asked again,
 // its unchanged index plans the same key, whose image is reused.
 func TestLayoutSourceThroughBuilder(t *testing.T) {
-	bin := buildLayoutgen(t)
-	store, _ := newFSStore(t)
+	bin := testkit.BuildLayoutgen(t)
+	store, _ := testkit.NewFSStore(t)
 	dir := t.TempDir()
-	copyLayout(t, genLayout(t, bin), filepath.Join(dir, "a"))
-	writeFile(t, filepath.Join(dir, "images.json"), []byte(`{"pre/app:latest": "a"}`))
+	testkit.CopyDir(t, testkit.GenLayout(t, bin), filepath.Join(dir, "a"))
+	testkit.WriteFile(t, filepath.Join(dir, "images.json"), []byte(`{"pre/app:latest": "a"}`))
 	routes := writeRoutes(t, dir, map[string]any{"match": "pre/", "type": "layout", "manifest": "images.json"})
 	log, hook := logtest.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
@@ -249,15 +230,15 @@ func FuzzLayoutManifest(f *testing.F) {
 // planned content or fails, and the next plan has a new key and the new
 // content.
 func TestLayoutRewrittenBetweenPlanAndBuild(t *testing.T) {
-	bin := buildLayoutgen(t)
-	store, _ := newFSStore(t)
+	bin := testkit.BuildLayoutgen(t)
+	store, _ := testkit.NewFSStore(t)
 	dir := t.TempDir()
-	amd, arm := genLayout(t, bin), genLayout(t, bin, "-platforms=arm64")
+	amd, arm := testkit.GenLayout(t, bin), testkit.GenLayout(t, bin, "-platforms=arm64")
 	layout := filepath.Join(dir, "layouts", "a")
-	copyLayout(t, amd, layout)
+	testkit.CopyDir(t, amd, layout)
 	mapping := filepath.Join(dir, "images.json")
-	writeFile(t, mapping, []byte(`{"pre/app:latest": "layouts/a"}`))
-	src, err := NewLayoutSource(LayoutOptions{Route: "pre/", Manifest: mapping, Storage: store, Log: quietLog()})
+	testkit.WriteFile(t, mapping, []byte(`{"pre/app:latest": "layouts/a"}`))
+	src, err := NewLayoutSource(LayoutOptions{Route: "pre/", Manifest: mapping, Storage: store, Log: testkit.QuietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,13 +248,13 @@ func TestLayoutRewrittenBetweenPlanAndBuild(t *testing.T) {
 		rewrite func()
 	}{
 		// Rewritten over the old files: the old blobs are still there.
-		{"rewritten in place", func() { copyLayout(t, arm, layout) }},
+		{"rewritten in place", func() { testkit.CopyDir(t, arm, layout) }},
 		// Replaced by a new directory: the old blobs are gone.
 		{"replaced", func() {
 			if err := os.RemoveAll(layout); err != nil {
 				t.Fatal(err)
 			}
-			copyLayout(t, amd, layout)
+			testkit.CopyDir(t, amd, layout)
 		}},
 	}
 	for _, tt := range tests {
@@ -290,11 +271,11 @@ func TestLayoutRewrittenBetweenPlanAndBuild(t *testing.T) {
 			tt.rewrite()
 			// The old plan: its own content, or an error; never the new.
 			if got, err := src.Build(ctx, before); err == nil {
-				if archs := checkStored(t, store, got[manifest.OCI]); len(archs) != 1 || archs[0] != wantArch {
+				if archs := testkit.CheckStored(t, store, got[manifest.OCI]); len(archs) != 1 || archs[0] != wantArch {
 					t.Errorf("the old plan built %v, want its own %s", archs, wantArch)
 				}
 			} else {
-				wantCode(t, err, errcode.BuildFailed)
+				testkit.WantCode(t, err, errcode.BuildFailed)
 			}
 			after, err := src.Plan(ctx, req)
 			if err != nil {
@@ -311,7 +292,7 @@ func TestLayoutRewrittenBetweenPlanAndBuild(t *testing.T) {
 			if tt.name == "replaced" {
 				newArch = "amd64"
 			}
-			if archs := checkStored(t, store, got[manifest.OCI]); len(archs) != 1 || archs[0] != newArch {
+			if archs := testkit.CheckStored(t, store, got[manifest.OCI]); len(archs) != 1 || archs[0] != newArch {
 				t.Errorf("the new plan built %v, want %s", archs, newArch)
 			}
 		})
@@ -323,11 +304,11 @@ func TestLayoutRewrittenBetweenPlanAndBuild(t *testing.T) {
 func checkStoredArch(t *testing.T, store storage.Backend, layout string, plan source.Plan) string {
 	t.Helper()
 	lp := plan.Work.(layoutPlan)
-	m, _, err := ingestLayout(context.Background(), store, layout, lp.index, quietLog())
+	m, err := ocilayout.Ingest(context.Background(), store, layout, lp.index, testkit.QuietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
-	archs := checkStored(t, store, m[manifest.OCI])
+	archs := testkit.CheckStored(t, store, m[manifest.OCI])
 	if len(archs) != 1 {
 		t.Fatalf("planned image has platforms %v", archs)
 	}

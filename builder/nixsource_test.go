@@ -18,6 +18,7 @@ import (
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/storage/filesystem"
+	"github.com/nixport/nixport/testkit"
 )
 
 func newNixSource(t *testing.T, dir string) (*NixSource, storage.Backend) {
@@ -191,7 +192,7 @@ func TestNixSourceTags(t *testing.T) {
 // has passed, Nix runs again.
 func TestFailedNixBuildIsRemembered(t *testing.T) {
 	src, store := newNixSource(t, t.TempDir())
-	b, err := New(Options{Storage: store, Source: src, Log: quietLog(), FailedBuildTTL: time.Minute})
+	b, err := New(Options{Storage: store, Source: src, Log: testkit.QuietLog(), FailedBuildTTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestFailedNixBuildIsRemembered(t *testing.T) {
 	ask := func() *errcode.Error {
 		t.Helper()
 		_, _, err := b.ManifestByTag(context.Background(), "broken", "latest", manifest.OCI)
-		return wantCode(t, err, errcode.BuildFailed, "package broken (", "this build fails on purpose")
+		return testkit.WantCode(t, err, errcode.BuildFailed, "package broken (", "this build fails on purpose")
 	}
 
 	first := ask()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/source"
+	"github.com/nixport/nixport/testkit"
 )
 
 func TestRoutesParse(t *testing.T) {
@@ -130,11 +131,11 @@ func TestRouteMatching(t *testing.T) {
 type fakeNix struct{ countingSource }
 
 func TestRouterDispatches(t *testing.T) {
-	bin := buildLayoutgen(t)
-	store, _ := newFSStore(t)
+	bin := testkit.BuildLayoutgen(t)
+	store, _ := testkit.NewFSStore(t)
 	dir := t.TempDir()
-	copyLayout(t, genLayout(t, bin, "-platforms=arm64"), filepath.Join(dir, "layouts", "a"))
-	writeFile(t, filepath.Join(dir, "images.json"), []byte(`{"pre/app:latest": "layouts/a"}`))
+	testkit.CopyDir(t, testkit.GenLayout(t, bin, "-platforms=arm64"), filepath.Join(dir, "layouts", "a"))
+	testkit.WriteFile(t, filepath.Join(dir, "images.json"), []byte(`{"pre/app:latest": "layouts/a"}`))
 	// A program named relative to the routes file.
 	if err := os.MkdirAll(filepath.Join(dir, "tools"), 0o755); err != nil {
 		t.Fatal(err)
@@ -151,7 +152,7 @@ func TestRouterDispatches(t *testing.T) {
 		map[string]any{"match": "cmd/", "type": "command", "argv": []string{"tools/gen", "{name}", "{tag}", "{out}"}, "timeout": "45s"},
 	)
 	nix := &fakeNix{countingSource{store: store}}
-	router, err := LoadRoutes(routes, nix, RouteOptions{Storage: store, Log: quietLog(), CommandTimeout: 30 * time.Second})
+	router, err := LoadRoutes(routes, nix, RouteOptions{Storage: store, Log: testkit.QuietLog(), CommandTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,19 +190,19 @@ func TestRouterDispatches(t *testing.T) {
 	if req, err := plain.Identify("pre/app", "latest"); err != nil || req.Key != "pre/app:latest" {
 		t.Errorf("without routes: %+v %v", req, err)
 	}
-	noNix, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: quietLog(), CommandTimeout: time.Second})
+	noNix, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: testkit.QuietLog(), CommandTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = noNix.Identify("shell/git", "latest")
-	wantCode(t, err, errcode.NameUnknown, `no route serves repository "shell/git"`)
+	testkit.WantCode(t, err, errcode.NameUnknown, `no route serves repository "shell/git"`)
 }
 
 func TestRoutesLoadErrors(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "images.json"), []byte(`{"pre/app:latest": "a"}`))
-	writeFile(t, filepath.Join(dir, "notexec"), []byte("#!/bin/sh\n"))
-	store, _ := newFSStore(t)
+	testkit.WriteFile(t, filepath.Join(dir, "images.json"), []byte(`{"pre/app:latest": "a"}`))
+	testkit.WriteFile(t, filepath.Join(dir, "notexec"), []byte("#!/bin/sh\n"))
+	store, _ := testkit.NewFSStore(t)
 	tests := []struct {
 		name    string
 		route   map[string]any
@@ -223,7 +224,7 @@ func TestRoutesLoadErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			routes := writeRoutes(t, dir, tt.route)
-			_, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: quietLog(), CommandTimeout: time.Second})
+			_, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: testkit.QuietLog(), CommandTimeout: time.Second})
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "routes file "+routes) {
 				t.Fatalf("error %v, want %q", err, tt.wantErr)
 			}

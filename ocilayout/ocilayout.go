@@ -1,7 +1,6 @@
-package builder
-
-// Ingesting OCI image layouts: how an image built outside nixport (by a
-// command such as a Bazel wrapper, or ahead of time) enters storage.
+// Package ocilayout ingests OCI image layouts: how an image built outside
+// nixport (by a command such as a Bazel wrapper, or ahead of time) enters
+// storage, and later how pushed content is checked.
 //
 // A layout is untrusted input. Everything in it is checked before a single
 // byte enters storage: oci-layout and index.json are read with bounded
@@ -15,6 +14,7 @@ package builder
 // (sha256: and 64 lower-case hex digits), and every file is opened through
 // an os.Root on the layout directory, so neither a descriptor nor a planted
 // symbolic link can reach outside it.
+package ocilayout
 
 import (
 	"bytes"
@@ -38,7 +38,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/jsonfile"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/parallel"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
@@ -74,7 +76,7 @@ const refNameAnnotation = "org.opencontainers.image.ref.name"
 // ReadLayoutIndex reads the index.json of the layout in dir (bounded, and
 // never through a link out of dir): what IngestLayout is then given, so
 // that an ingest is pinned to the index read once.
-func ReadLayoutIndex(dir string) ([]byte, error) {
+func ReadIndex(dir string) ([]byte, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, badLayout(err, "the layout directory cannot be opened")
@@ -91,7 +93,7 @@ func ReadLayoutIndex(dir string) ([]byte, error) {
 // manifests, an image index of them (stored as a blob). A layout that
 // fails any check is an *errcode.Error BUILD_FAILED naming the problem
 // (and the bad blob), and nothing of it enters storage.
-func IngestLayout(ctx context.Context, store storage.Backend, dir string, index []byte, log logrus.FieldLogger) (source.Manifests, error) {
+func Ingest(ctx context.Context, store storage.Backend, dir string, index []byte, log logrus.FieldLogger) (source.Manifests, error) {
 	m, _, err := ingestLayout(ctx, store, dir, index, log)
 	return m, err
 }
@@ -197,7 +199,7 @@ func (l *checkedLayout) check(ctx context.Context, indexJSON []byte, store stora
 	for i, b := range l.order {
 		jobs[i] = func(ctx context.Context) error { return l.verifyBlob(ctx, store, b) }
 	}
-	if err := runBounded(ctx, runtime.NumCPU(), jobs); err != nil {
+	if err := parallel.Run(ctx, runtime.NumCPU(), jobs); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("verifying layout blobs: %w", ctx.Err())
 		}
@@ -241,7 +243,7 @@ func parseLayoutIndex(data []byte) (v1.Index, error) {
 func parseIndex(data []byte, mediaType, what string) (v1.Index, error) {
 	var index v1.Index
 	if err := json.Unmarshal(data, &index); err != nil {
-		return v1.Index{}, badLayout(err, "%s is not an image index: %s", what, jsonProblem(err))
+		return v1.Index{}, badLayout(err, "%s is not an image index: %s", what, jsonfile.Problem(err))
 	}
 	if index.SchemaVersion != 2 {
 		return v1.Index{}, badLayout(nil, "%s has schemaVersion %d, not 2", what, index.SchemaVersion)
@@ -260,7 +262,7 @@ func parseIndex(data []byte, mediaType, what string) (v1.Index, error) {
 func parseImageManifest(data []byte, mediaType, what string) (v1.Manifest, error) {
 	var m v1.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return v1.Manifest{}, badLayout(err, "%s is not an image manifest: %s", what, jsonProblem(err))
+		return v1.Manifest{}, badLayout(err, "%s is not an image manifest: %s", what, jsonfile.Problem(err))
 	}
 	if m.SchemaVersion != 2 {
 		return v1.Manifest{}, badLayout(nil, "%s has schemaVersion %d, not 2", what, m.SchemaVersion)
@@ -272,23 +274,6 @@ func parseImageManifest(data []byte, mediaType, what string) (v1.Manifest, error
 		return v1.Manifest{}, badLayout(nil, "%s lists %d layers, more than %d", what, len(m.Layers), maxLayoutBlobs)
 	}
 	return m, nil
-}
-
-// jsonProblem says briefly what is wrong with a JSON document, without
-// echoing it.
-func jsonProblem(err error) string {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
-		if typeErr.Field != "" {
-			return fmt.Sprintf("field %q holds a JSON %s where a %s belongs", typeErr.Field, typeErr.Value, jsonKind(typeErr.Type))
-		}
-		return fmt.Sprintf("a JSON %s where a %s belongs", typeErr.Value, jsonKind(typeErr.Type))
-	}
-	var syntaxErr *json.SyntaxError
-	if errors.As(err, &syntaxErr) {
-		return fmt.Sprintf("malformed JSON at byte %d", syntaxErr.Offset)
-	}
-	return "malformed JSON"
 }
 
 // checkDescriptor checks the fields of a descriptor that name a blob.

@@ -1,4 +1,4 @@
-package builder
+package ocilayout
 
 import (
 	"bytes"
@@ -7,10 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,86 +23,15 @@ import (
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
-	"github.com/nixport/nixport/storage/filesystem"
+	"github.com/nixport/nixport/testkit"
 )
 
 // Helpers shared by the tests of the external sources (ingest, command,
 // layout, routes, Bazel).
 
-func requireTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (scripts/setup.sh installs it): %v", tool, err)
-		}
-	}
-}
-
-// buildLayoutgen builds testdata/layoutgen, the stand-in external build.
-func buildLayoutgen(t *testing.T) string {
-	t.Helper()
-	requireTools(t, "go")
-	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("no static busybox at /bin/busybox (Debian busybox-static; scripts/setup.sh installs it)")
-	}
-	bin := filepath.Join(t.TempDir(), "layoutgen")
-	out, err := exec.Command("go", "build", "-o", bin, "./testdata/layoutgen").CombinedOutput()
-	if err != nil {
-		t.Fatalf("building layoutgen: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// genLayout writes a layout with layoutgen and returns its directory.
-func genLayout(t *testing.T, bin string, args ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	argv := append(args, "img/x", "latest", dir)
-	if out, err := exec.Command(bin, argv...).CombinedOutput(); err != nil {
-		t.Fatalf("layoutgen %v: %v\n%s", argv, err, out)
-	}
-	return dir
-}
-
-func newFSStore(t testing.TB) (storage.Backend, string) {
-	t.Helper()
-	dir := t.TempDir()
-	s, err := filesystem.New(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, dir
-}
-
-// listTree lists every file under dir with its size: what "storage
-// unchanged" is checked against.
-func listTree(t *testing.T, dir string) []string {
-	t.Helper()
-	var files []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		files = append(files, fmt.Sprintf("%s %d", rel, info.Size()))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
 // ingestDir reads the layout's index and ingests it, as the sources do.
 func ingestDir(ctx context.Context, store storage.Backend, dir string, log logrus.FieldLogger) (source.Manifests, ingestStats, error) {
-	index, err := ReadLayoutIndex(dir)
+	index, err := ReadIndex(dir)
 	if err != nil {
 		return nil, ingestStats{}, err
 	}
@@ -121,95 +47,15 @@ func ingestAll(ctx context.Context, store storage.Backend, dir string, log logru
 // checkDir checks the layout in dir without storage.
 func checkDir(t *testing.T, dir string) (*checkedLayout, error) {
 	t.Helper()
-	index, err := ReadLayoutIndex(dir)
+	index, err := ReadIndex(dir)
 	if err != nil {
 		return nil, err
 	}
 	return checkLayout(context.Background(), dir, index, nil)
 }
 
-func quietLog() logrus.FieldLogger {
-	l := logrus.New()
-	l.Out = io.Discard
-	return l
-}
-
-func readBlob(t *testing.T, store storage.Backend, info storage.BlobInfo) []byte {
-	t.Helper()
-	r, _, err := store.OpenBlob(context.Background(), info.Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	data, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
-// wantCode checks that err is an *errcode.Error with code and a message
-// holding every part.
-func wantCode(t *testing.T, err error, code errcode.Code, parts ...string) *errcode.Error {
-	t.Helper()
-	e, ok := errcode.As(err)
-	if !ok {
-		t.Fatalf("error %v is not an *errcode.Error", err)
-	}
-	if e.Code != code {
-		t.Fatalf("error %v: code %s, want %s", err, e.Code, code)
-	}
-	for _, p := range parts {
-		if !strings.Contains(e.Message, p) {
-			t.Errorf("message %q does not hold %q", e.Message, p)
-		}
-	}
-	return e
-}
-
-// checkStored checks that every blob the manifests reference (nested) is
-// in storage and returns the platforms served.
-func checkStored(t *testing.T, store storage.Backend, info storage.BlobInfo) []string {
-	t.Helper()
-	data := readBlob(t, store, info)
-	switch info.MediaType {
-	case v1.MediaTypeImageIndex:
-		var idx v1.Index
-		if err := json.Unmarshal(data, &idx); err != nil {
-			t.Fatal(err)
-		}
-		var platforms []string
-		for _, d := range idx.Manifests {
-			if d.Annotations[refNameAnnotation] != "" {
-				t.Errorf("served index keeps the layout's ref.name annotation")
-			}
-			checkStored(t, store, storage.BlobInfo{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType})
-			platforms = append(platforms, d.Platform.Architecture)
-		}
-		return platforms
-	case v1.MediaTypeImageManifest:
-		var m v1.Manifest
-		if err := json.Unmarshal(data, &m); err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
-			got, err := store.StatBlob(context.Background(), d.Digest)
-			if err != nil || got.Size != d.Size {
-				t.Fatalf("blob %s: %v, size %d want %d", d.Digest, err, got.Size, d.Size)
-			}
-		}
-		var cfg v1.Image
-		if err := json.Unmarshal(readBlob(t, store, storage.BlobInfo{Digest: m.Config.Digest}), &cfg); err != nil {
-			t.Fatal(err)
-		}
-		return []string{cfg.Architecture}
-	}
-	t.Fatalf("served media type %q", info.MediaType)
-	return nil
-}
-
 func TestIngestLayout(t *testing.T) {
-	bin := buildLayoutgen(t)
+	bin := testkit.BuildLayoutgen(t)
 	tests := []struct {
 		name      string
 		args      []string
@@ -223,10 +69,10 @@ func TestIngestLayout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store, storeDir := newFSStore(t)
-			dir := genLayout(t, bin, tt.args...)
+			store, storeDir := testkit.NewFSStore(t)
+			dir := testkit.GenLayout(t, bin, tt.args...)
 			ctx := context.Background()
-			m, stats, err := ingestDir(ctx, store, dir, quietLog())
+			m, stats, err := ingestDir(ctx, store, dir, testkit.QuietLog())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -234,22 +80,22 @@ func TestIngestLayout(t *testing.T) {
 			if !ok || len(m) != 1 || info.MediaType != tt.mediaType {
 				t.Fatalf("manifests %+v, want one of type %s", m, tt.mediaType)
 			}
-			if got := checkStored(t, store, info); !slices.Equal(got, tt.platforms) {
+			if got := testkit.CheckStored(t, store, info); !slices.Equal(got, tt.platforms) {
 				t.Errorf("platforms %v, want %v", got, tt.platforms)
 			}
 			if stats.blobs != tt.blobs || stats.copied != tt.blobs || stats.hashed == 0 {
 				t.Errorf("stats %+v, want %d blobs all copied, layers hashed", stats, tt.blobs)
 			}
 			// Again: the same manifests, nothing copied, storage as it was.
-			before := listTree(t, storeDir)
-			m2, stats, err := ingestDir(ctx, store, dir, quietLog())
+			before := testkit.ListTree(t, storeDir)
+			m2, stats, err := ingestDir(ctx, store, dir, testkit.QuietLog())
 			if err != nil {
 				t.Fatal(err)
 			}
 			if m2[manifest.OCI] != info || stats.copied != 0 || stats.hashed != 0 {
 				t.Errorf("second ingest: %+v, %+v; want nothing copied or hashed", m2, stats)
 			}
-			if after := listTree(t, storeDir); !slices.Equal(before, after) {
+			if after := testkit.ListTree(t, storeDir); !slices.Equal(before, after) {
 				t.Errorf("second ingest changed storage:\n%v\n%v", before, after)
 			}
 		})
@@ -268,19 +114,12 @@ func editIndex(f func(idx map[string]any)) layoutEdit {
 		}
 		f(idx)
 		data, _ = json.Marshal(idx)
-		writeFile(t, filepath.Join(dir, "index.json"), data)
+		testkit.WriteFile(t, filepath.Join(dir, "index.json"), data)
 	}
 }
 
 func firstManifest(idx map[string]any) map[string]any {
 	return idx["manifests"].([]any)[0].(map[string]any)
-}
-
-func writeFile(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // layoutManifest reads the manifest of a one-image layout.
@@ -301,11 +140,11 @@ func layoutManifest(t *testing.T, dir string) (string, v1.Manifest) {
 }
 
 func TestIngestRejectsCorruptLayouts(t *testing.T) {
-	bin := buildLayoutgen(t)
-	good := genLayout(t, bin)
+	bin := testkit.BuildLayoutgen(t)
+	good := testkit.GenLayout(t, bin)
 	manifestDigest, m := layoutManifest(t, good)
 	lastLayer := m.Layers[len(m.Layers)-1].Digest.String()
-	other := genLayout(t, bin, "-platforms=arm64")
+	other := testkit.GenLayout(t, bin, "-platforms=arm64")
 
 	tests := []struct {
 		name    string
@@ -319,12 +158,12 @@ func TestIngestRejectsCorruptLayouts(t *testing.T) {
 		{name: "manifest bad digest", args: []string{"-corrupt=manifest-digest"}, message: []string{"manifest 1 of index.json", manifestDigest, "does not match its digest"}},
 		{name: "bad index.json", args: []string{"-corrupt=bad-index"}, message: []string{"index.json is not an image index", `field "manifests"`}},
 		{name: "digest escaping the layout", args: []string{"-corrupt=traversal"}, message: []string{`"sha256:../../../../etc/passwd" is not sha256: and 64 lower-case hex digits`}},
-		{name: "index.json not JSON", edit: func(t *testing.T, dir string) { writeFile(t, filepath.Join(dir, "index.json"), []byte("{")) }, message: []string{"index.json is not an image index: malformed JSON"}},
+		{name: "index.json not JSON", edit: func(t *testing.T, dir string) { testkit.WriteFile(t, filepath.Join(dir, "index.json"), []byte("{")) }, message: []string{"index.json is not an image index: malformed JSON"}},
 		{name: "index.json lists nothing", edit: func(t *testing.T, dir string) {
-			writeFile(t, filepath.Join(dir, "index.json"), []byte(`{"schemaVersion":2,"manifests":[]}`))
+			testkit.WriteFile(t, filepath.Join(dir, "index.json"), []byte(`{"schemaVersion":2,"manifests":[]}`))
 		}, message: []string{"index.json lists no manifest"}},
 		{name: "index.json too large", edit: func(t *testing.T, dir string) {
-			writeFile(t, filepath.Join(dir, "index.json"), bytes.Repeat([]byte(" "), maxLayoutJSONBytes+1))
+			testkit.WriteFile(t, filepath.Join(dir, "index.json"), bytes.Repeat([]byte(" "), maxLayoutJSONBytes+1))
 		}, message: []string{"index.json is 4194305 bytes, more than 4194304"}},
 		{name: "wrong schema version", edit: editIndex(func(idx map[string]any) { idx["schemaVersion"] = 1 }), message: []string{"index.json has schemaVersion 1"}},
 		{name: "wrong index media type", edit: editIndex(func(idx map[string]any) { idx["mediaType"] = "text/plain" }), message: []string{`index.json has media type "text/plain"`}},
@@ -346,7 +185,7 @@ func TestIngestRejectsCorruptLayouts(t *testing.T) {
 		}), message: []string{"index.json lists 2 manifests and manifest 1", "names no platform"}},
 		{name: "oci-layout missing", edit: func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "oci-layout")) }, message: []string{"oci-layout is missing"}},
 		{name: "oci-layout version 2", edit: func(t *testing.T, dir string) {
-			writeFile(t, filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"2.0.0"}`))
+			testkit.WriteFile(t, filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"2.0.0"}`))
 		}, message: []string{`imageLayoutVersion "2.0.0"`}},
 		{name: "blob is a symlink out of the layout", edit: func(t *testing.T, dir string) {
 			p := filepath.Join(dir, "blobs", "sha256", strings.TrimPrefix(lastLayer, "sha256:"))
@@ -374,28 +213,28 @@ func TestIngestRejectsCorruptLayouts(t *testing.T) {
 				}
 				tt.edit(t, dir)
 			} else {
-				dir = genLayout(t, bin, tt.args...)
+				dir = testkit.GenLayout(t, bin, tt.args...)
 			}
 			// Storage already holds an image that shares blobs with the
 			// layout but not the damaged one: a rejected layout must
 			// leave storage exactly as it was.
-			store, storeDir := newFSStore(t)
-			if _, err := ingestAll(context.Background(), store, other, quietLog()); err != nil {
+			store, storeDir := testkit.NewFSStore(t)
+			if _, err := ingestAll(context.Background(), store, other, testkit.QuietLog()); err != nil {
 				t.Fatal(err)
 			}
-			before := listTree(t, storeDir)
+			before := testkit.ListTree(t, storeDir)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, err := ingestAll(ctx, store, dir, quietLog())
+			_, err := ingestAll(ctx, store, dir, testkit.QuietLog())
 			if err == nil {
 				t.Fatal("corrupt layout accepted")
 			}
-			e := wantCode(t, err, errcode.BuildFailed, append([]string{"invalid OCI image layout: "}, tt.message...)...)
+			e := testkit.WantCode(t, err, errcode.BuildFailed, append([]string{"invalid OCI image layout: "}, tt.message...)...)
 			t.Logf("client sees: %s", e.Message)
 			if strings.Contains(e.Message, dir) {
 				t.Errorf("message %q shows a host path", e.Message)
 			}
-			if after := listTree(t, storeDir); !slices.Equal(before, after) {
+			if after := testkit.ListTree(t, storeDir); !slices.Equal(before, after) {
 				t.Errorf("storage changed:\nbefore %v\nafter  %v", before, after)
 			}
 		})
@@ -475,8 +314,8 @@ func sha256hex(data []byte) string {
 // the layout with the descriptor's size, and the descriptor must agree
 // with storage on the size.
 func TestIngestTrustsStoredBlobs(t *testing.T) {
-	bin := buildLayoutgen(t)
-	good := genLayout(t, bin)
+	bin := testkit.BuildLayoutgen(t)
+	good := testkit.GenLayout(t, bin)
 	_, m := layoutManifest(t, good)
 	layer := m.Layers[0]
 	layerPath := func(dir string) string {
@@ -492,7 +331,7 @@ func TestIngestTrustsStoredBlobs(t *testing.T) {
 				t.Fatal(err)
 			}
 			sum := sha256.Sum256(data)
-			writeFile(t, filepath.Join(dir, "blobs", "sha256", hex.EncodeToString(sum[:])), data)
+			testkit.WriteFile(t, filepath.Join(dir, "blobs", "sha256", hex.EncodeToString(sum[:])), data)
 			editIndex(func(idx map[string]any) {
 				d := firstManifest(idx)
 				d["digest"], d["size"] = "sha256:"+hex.EncodeToString(sum[:]), len(data)
@@ -505,19 +344,19 @@ func TestIngestTrustsStoredBlobs(t *testing.T) {
 		message string // empty: accepted
 	}{
 		{"held layer rewritten with the same size: storage's copy serves", func(t *testing.T, dir string) {
-			writeFile(t, layerPath(dir), bytes.Repeat([]byte{'x'}, int(layer.Size)))
+			testkit.WriteFile(t, layerPath(dir), bytes.Repeat([]byte{'x'}, int(layer.Size)))
 		}, ""},
 		{"held layer missing", func(t *testing.T, dir string) { os.Remove(layerPath(dir)) }, "is missing"},
-		{"held layer truncated", func(t *testing.T, dir string) { writeFile(t, layerPath(dir), []byte("x")) }, "is truncated"},
+		{"held layer truncated", func(t *testing.T, dir string) { testkit.WriteFile(t, layerPath(dir), []byte("x")) }, "is truncated"},
 		{"descriptor disagrees with storage on the size", withManifest(func(m *v1.Manifest) {
 			m.Layers[0].Size++
 		}), "but the blob of that digest is"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store, _ := newFSStore(t)
+			store, _ := testkit.NewFSStore(t)
 			ctx := context.Background()
-			if _, err := ingestAll(ctx, store, good, quietLog()); err != nil {
+			if _, err := ingestAll(ctx, store, good, testkit.QuietLog()); err != nil {
 				t.Fatal(err)
 			}
 			dir := t.TempDir()
@@ -525,9 +364,9 @@ func TestIngestTrustsStoredBlobs(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.edit(t, dir)
-			_, stats, err := ingestDir(ctx, store, dir, quietLog())
+			_, stats, err := ingestDir(ctx, store, dir, testkit.QuietLog())
 			if tt.message != "" {
-				wantCode(t, err, errcode.BuildFailed, tt.message)
+				testkit.WantCode(t, err, errcode.BuildFailed, tt.message)
 				return
 			}
 			if err != nil {
@@ -540,7 +379,7 @@ func TestIngestTrustsStoredBlobs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := digest.FromBytes(readBlob(t, store, info)); got != layer.Digest {
+			if got := digest.FromBytes(testkit.ReadBlob(t, store, info)); got != layer.Digest {
 				t.Errorf("stored layer hashes to %s", got)
 			}
 		})

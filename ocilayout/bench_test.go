@@ -1,4 +1,4 @@
-package builder
+package ocilayout
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nixport/nixport/testkit"
 )
 
 // writeBenchLayout writes an OCI layout of one image with the given layers
@@ -62,9 +64,9 @@ func BenchmarkIngestRebuiltLayout(b *testing.B) {
 	}
 	dir := b.TempDir()
 	writeBenchLayout(b, dir, layers)
-	store, _ := newFSStore(b)
+	store, _ := testkit.NewFSStore(b)
 	ctx := context.Background()
-	if _, _, err := ingestDir(ctx, store, dir, quietLog()); err != nil {
+	if _, _, err := ingestDir(ctx, store, dir, testkit.QuietLog()); err != nil {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(len(layers) * len(layers[0])))
@@ -74,7 +76,7 @@ func BenchmarkIngestRebuiltLayout(b *testing.B) {
 		layers[0][0]++ // a new first layer
 		writeBenchLayout(b, dir, layers)
 		b.StartTimer()
-		_, stats, err := ingestDir(ctx, store, dir, quietLog())
+		_, stats, err := ingestDir(ctx, store, dir, testkit.QuietLog())
 		if err != nil {
 			b.Fatal(err)
 		}

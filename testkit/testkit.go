@@ -1,0 +1,215 @@
+// Package testkit holds what the tests of the builder, the image sources
+// and OCI-layout ingest share: real filesystem storage in a temporary
+// directory, the stand-in external build (layoutgen) that writes OCI
+// layouts, and checks of errors and of what was stored. It is imported by
+// tests only.
+package testkit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/storage"
+	"github.com/nixport/nixport/storage/filesystem"
+)
+
+// RequireTools skips the test unless every tool is on PATH.
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (scripts/setup.sh installs it): %v", tool, err)
+		}
+	}
+}
+
+// NewFSStore returns filesystem storage in a temporary directory, and the
+// directory.
+func NewFSStore(t testing.TB) (storage.Backend, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := filesystem.New(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, dir
+}
+
+// QuietLog discards everything.
+func QuietLog() logrus.FieldLogger {
+	l := logrus.New()
+	l.Out = io.Discard
+	return l
+}
+
+// ReadBlob reads a whole blob from storage.
+func ReadBlob(t testing.TB, store storage.Backend, info storage.BlobInfo) []byte {
+	t.Helper()
+	r, _, err := store.OpenBlob(context.Background(), info.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	data, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// WantCode checks that err is an *errcode.Error with code and a message
+// holding every part.
+func WantCode(t testing.TB, err error, code errcode.Code, parts ...string) *errcode.Error {
+	t.Helper()
+	e, ok := errcode.As(err)
+	if !ok {
+		t.Fatalf("error %v is not an *errcode.Error", err)
+	}
+	if e.Code != code {
+		t.Fatalf("error %v: code %s, want %s", err, e.Code, code)
+	}
+	for _, p := range parts {
+		if !strings.Contains(e.Message, p) {
+			t.Errorf("message %q does not hold %q", e.Message, p)
+		}
+	}
+	return e
+}
+
+// WriteFile writes data to path.
+func WriteFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Rewrite replaces a file the way editors and build tools do: a new file
+// renamed over the old (a new inode, whatever the size and time).
+func Rewrite(t testing.TB, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	WriteFile(t, tmp, []byte(content))
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CopyDir replaces the directory to with a copy of from.
+func CopyDir(t testing.TB, from, to string) {
+	t.Helper()
+	if err := os.RemoveAll(to); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ListTree lists every file under dir with its size: what "storage
+// unchanged" is checked against.
+func ListTree(t testing.TB, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		files = append(files, fmt.Sprintf("%s %d", rel, info.Size()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// BuildLayoutgen builds ocilayout/testdata/layoutgen, the stand-in
+// external build that writes OCI layouts of busybox images.
+func BuildLayoutgen(t testing.TB) string {
+	t.Helper()
+	RequireTools(t, "go")
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("no static busybox at /bin/busybox (Debian busybox-static; scripts/setup.sh installs it)")
+	}
+	_, here, _, _ := runtime.Caller(0)
+	src := filepath.Join(filepath.Dir(here), "..", "ocilayout", "testdata", "layoutgen")
+	bin := filepath.Join(t.TempDir(), "layoutgen")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building layoutgen: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// GenLayout writes a layout with layoutgen and returns its directory.
+func GenLayout(t testing.TB, bin string, args ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	argv := append(args, "img/x", "latest", dir)
+	if out, err := exec.Command(bin, argv...).CombinedOutput(); err != nil {
+		t.Fatalf("layoutgen %v: %v\n%s", argv, err, out)
+	}
+	return dir
+}
+
+// CheckStored checks that every blob the manifest at info references
+// (through nested indexes) is in storage, and returns the architectures it
+// serves.
+func CheckStored(t testing.TB, store storage.Backend, info storage.BlobInfo) []string {
+	t.Helper()
+	data := ReadBlob(t, store, info)
+	switch info.MediaType {
+	case v1.MediaTypeImageIndex:
+		var idx v1.Index
+		if err := json.Unmarshal(data, &idx); err != nil {
+			t.Fatal(err)
+		}
+		var platforms []string
+		for _, d := range idx.Manifests {
+			if d.Annotations["org.opencontainers.image.ref.name"] != "" {
+				t.Errorf("served index keeps the layout's ref.name annotation")
+			}
+			CheckStored(t, store, storage.BlobInfo{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType})
+			platforms = append(platforms, d.Platform.Architecture)
+		}
+		return platforms
+	case v1.MediaTypeImageManifest:
+		var m v1.Manifest
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+			got, err := store.StatBlob(context.Background(), d.Digest)
+			if err != nil || got.Size != d.Size {
+				t.Fatalf("blob %s: %v, size %d want %d", d.Digest, err, got.Size, d.Size)
+			}
+		}
+		var cfg v1.Image
+		if err := json.Unmarshal(ReadBlob(t, store, storage.BlobInfo{Digest: m.Config.Digest}), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		return []string{cfg.Architecture}
+	}
+	t.Fatalf("served media type %q", info.MediaType)
+	return nil
+}
