@@ -7,6 +7,7 @@ import (
 
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/source"
+	"github.com/nixport/nixport/source/nixsource"
 )
 
 // BenchmarkManifestByTagWarm is the builder's share of a warm manifest GET
@@ -33,7 +34,7 @@ func BenchmarkManifestByTagWarm(b *testing.B) {
 type nixLikeSource struct{ countingSource }
 
 func (s *nixLikeSource) Identify(name, tag string) (source.Request, error) {
-	req, err := ParseImageName(name, DefaultNameOptions())
+	req, err := nixsource.ParseImageName(name, nixsource.DefaultNameOptions())
 	if err != nil {
 		return source.Request{}, err
 	}

@@ -47,6 +47,8 @@ type Options struct {
 	// do not start the same failing build over and over. Server faults
 	// and stopped builds are never remembered. Zero remembers nothing.
 	FailedBuildTTL time.Duration
+	// Clock tells the time for every TTL; nil is time.Now. Tests move it.
+	Clock func() time.Time
 }
 
 // Builder serves images by name and tag. It implements web.Images.
@@ -110,6 +112,10 @@ func New(opts Options) (*Builder, error) {
 	if opts.CacheEntries < 1 {
 		opts.CacheEntries = 4096
 	}
+	clock := opts.Clock
+	if clock == nil {
+		clock = time.Now
+	}
 	if opts.BuildTimeout <= 0 {
 		opts.BuildTimeout = 10 * time.Minute
 	}
@@ -135,7 +141,7 @@ func New(opts Options) (*Builder, error) {
 		slots:    make(chan struct{}, opts.MaxBuilds),
 		base:     base,
 		cancel:   cancel,
-		now:      time.Now,
+		now:      clock,
 		holder:   newHolderID(),
 	}, nil
 }

@@ -21,9 +21,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/nix"
 	"github.com/nixport/nixport/source"
+	"github.com/nixport/nixport/source/nixsource"
 	"github.com/nixport/nixport/storage/filesystem"
 )
 
@@ -84,7 +84,7 @@ func run(runs int) error {
 		return fmt.Errorf("tar | pigz: %w", err)
 	}
 
-	var stats *builder.Stats
+	var stats *nixsource.Stats
 	nixport, err := best(func() (time.Duration, error) {
 		dir, err := os.MkdirTemp("", "nixport-bench")
 		if err != nil {
@@ -139,10 +139,10 @@ func run(runs int) error {
 	return nil
 }
 
-func newSource(driver *nix.Driver, dir string, log logrus.FieldLogger) (*builder.NixSource, error) {
+func newSource(driver *nix.Driver, dir string, log logrus.FieldLogger) (*nixsource.Source, error) {
 	store, err := filesystem.New(dir, log)
 	if err != nil {
 		return nil, err
 	}
-	return builder.NewNixSource(builder.NixOptions{Driver: driver, Storage: store, Log: log, Names: builder.DefaultNameOptions()})
+	return nixsource.New(nixsource.Options{Driver: driver, Storage: store, Log: log, Names: nixsource.DefaultNameOptions()})
 }

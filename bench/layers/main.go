@@ -11,7 +11,7 @@
 // The closures are real. The package set bench/layers/pkgs.nix (a few
 // hundred store paths shaped like nixpkgs) is realised offline by nixport's
 // own Nix driver, and every image is read the way nixport reads it: its
-// name parsed by builder.ParseImageName (base packages cacert and iana-etc
+// name parsed by nixsource.ParseImageName (base packages cacert and iana-etc
 // added, meta-packages expanded), then resolve, nix-store --realise and nix
 // path-info --json --recursive.
 //
@@ -48,10 +48,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/layers"
 	"github.com/nixport/nixport/nix"
+	"github.com/nixport/nixport/source/nixsource"
 )
 
 // image is one image of the corpus, as a user names it, and the package
@@ -150,9 +150,9 @@ func run(detail bool) error {
 	defer driver.Close()
 	// Image names build for x86_64-linux unless they start with arm64, and
 	// the set builds for the host only.
-	system, prefix := builder.SystemAMD64, ""
+	system, prefix := nixsource.SystemAMD64, ""
 	if runtime.GOARCH == "arm64" {
-		system, prefix = builder.SystemARM64, "arm64/"
+		system, prefix = nixsource.SystemARM64, "arm64/"
 	}
 
 	// Realise the whole set: its graph gives the popularity data.
@@ -175,7 +175,7 @@ func run(detail bool) error {
 
 	// The corpus, and each image with one package added.
 	read := func(name string) (layers.Graph, error) {
-		req, err := builder.ParseImageName(prefix+name, builder.DefaultNameOptions())
+		req, err := nixsource.ParseImageName(prefix+name, nixsource.DefaultNameOptions())
 		if err != nil {
 			return layers.Graph{}, err
 		}
@@ -485,7 +485,7 @@ func single(g layers.Graph) ([]layer, error) {
 	return []layer{l}, nil
 }
 
-// toGraph is what builder.NixSource hands to layers.Group.
+// toGraph is what nixsource.Source hands to layers.Group.
 func toGraph(img *nix.Image) layers.Graph {
 	g := layers.Graph{Roots: img.Resolution.OutputPaths(), Paths: make(map[string]layers.PathInfo, len(img.Closure.Paths))}
 	for _, p := range img.Closure.Paths {

@@ -7,10 +7,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/nix"
 	"github.com/nixport/nixport/source"
+	"github.com/nixport/nixport/source/nixsource"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -31,16 +31,16 @@ func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("setting up Nix: %w", err)
 	}
-	pop, err := builder.LoadPopularity(ctx, cfg.PopularityURL)
+	pop, err := nixsource.LoadPopularity(ctx, cfg.PopularityURL)
 	if err != nil {
 		driver.Close()
 		return nil, nil, err
 	}
-	src, err := builder.NewNixSource(builder.NixOptions{
+	src, err := nixsource.New(nixsource.Options{
 		Driver:      driver,
 		Storage:     store,
 		Log:         log,
-		Names:       builder.NameOptions{BasePackages: cfg.BasePackages, MaxPackages: cfg.MaxPackages},
+		Names:       nixsource.NameOptions{BasePackages: cfg.BasePackages, MaxPackages: cfg.MaxPackages},
 		LayerBudget: cfg.LayerBudget,
 		Popularity:  pop,
 	})

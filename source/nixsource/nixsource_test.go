@@ -1,4 +1,4 @@
-package builder
+package nixsource
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/nix"
@@ -21,7 +22,7 @@ import (
 	"github.com/nixport/nixport/testkit"
 )
 
-func newNixSource(t *testing.T, dir string) (*NixSource, storage.Backend) {
+func newNixSource(t *testing.T, dir string) (*Source, storage.Backend) {
 	t.Helper()
 	if _, err := exec.LookPath("nix-store"); err != nil {
 		t.Skip("Nix is not installed (scripts/setup.sh installs it)")
@@ -35,7 +36,7 @@ func newNixSource(t *testing.T, dir string) (*NixSource, storage.Backend) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { driver.Close() })
-	src, err := NewNixSource(NixOptions{Driver: driver, Storage: store, Names: DefaultNameOptions()})
+	src, err := New(Options{Driver: driver, Storage: store, Names: DefaultNameOptions()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestNixSourceIsReproducible(t *testing.T) {
 // also once "latest" is cached; tags/list lists what works.
 func TestNixSourceTags(t *testing.T) {
 	src, store := newNixSource(t, t.TempDir())
-	b, err := New(Options{Storage: store, Source: src, MovingTagTTL: time.Minute})
+	b, err := builder.New(builder.Options{Storage: store, Source: src, MovingTagTTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestNixSourceTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, _ := b.Image(ctx, "hello", "latest")
-	if err := StoreTag(ctx, store, "hello", "v1", m); err != nil {
+	if err := builder.StoreTag(ctx, store, "hello", "v1", m); err != nil {
 		t.Fatal(err)
 	}
 	archived := src.Stats().LayersArchived.Load()
@@ -192,14 +193,14 @@ func TestNixSourceTags(t *testing.T) {
 // has passed, Nix runs again.
 func TestFailedNixBuildIsRemembered(t *testing.T) {
 	src, store := newNixSource(t, t.TempDir())
-	b, err := New(Options{Storage: store, Source: src, Log: testkit.QuietLog(), FailedBuildTTL: time.Minute})
+	var clock atomic.Int64
+	start := time.Now()
+	now := func() time.Time { return start.Add(time.Duration(clock.Load())) }
+	b, err := builder.New(builder.Options{Storage: store, Source: src, Log: testkit.QuietLog(), FailedBuildTTL: time.Minute, Clock: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	var clock atomic.Int64
-	start := time.Now()
-	b.now = func() time.Time { return start.Add(time.Duration(clock.Load())) }
 	driver := src.opts.Driver
 	ask := func() *errcode.Error {
 		t.Helper()

@@ -1,4 +1,4 @@
-package builder
+package nixsource
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"runtime"
 
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,13 +18,14 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
-	"github.com/nixport/nixport/builder/archive"
 	"github.com/nixport/nixport/layers"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/nix"
+	"github.com/nixport/nixport/parallel"
 	"github.com/nixport/nixport/reference"
 	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/source"
+	"github.com/nixport/nixport/source/nixsource/archive"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -40,8 +40,8 @@ const (
 	manifestRecordPrefix = "manifests/"
 )
 
-// NixOptions configure the Nix source.
-type NixOptions struct {
+// Options configure the Nix source.
+type Options struct {
 	Driver  *nix.Driver
 	Storage storage.Backend
 	Log     logrus.FieldLogger
@@ -56,10 +56,10 @@ type NixOptions struct {
 	Archive     archive.Options
 }
 
-// NixSource builds images from Nix packages: the image name is a list of
+// Source builds images from Nix packages: the image name is a list of
 // packages, the tag a version of the package set.
-type NixSource struct {
-	opts    NixOptions
+type Source struct {
+	opts    Options
 	log     logrus.FieldLogger
 	popHash string
 	stats   Stats
@@ -73,8 +73,8 @@ type Stats struct {
 	ManifestsReused atomic.Int64 // builds answered by the manifest cache
 }
 
-// NewNixSource returns the Nix source.
-func NewNixSource(opts NixOptions) (*NixSource, error) {
+// New returns the Nix source.
+func New(opts Options) (*Source, error) {
 	if opts.Driver == nil || opts.Storage == nil {
 		return nil, errors.New("nix source: driver and storage are required")
 	}
@@ -91,18 +91,18 @@ func NewNixSource(opts NixOptions) (*NixSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hashing popularity data: %w", err)
 	}
-	return &NixSource{opts: opts, log: opts.Log, popHash: source.Hash(string(pop))}, nil
+	return &Source{opts: opts, log: opts.Log, popHash: source.Hash(string(pop))}, nil
 }
 
 // Stats returns the source's counters.
-func (s *NixSource) Stats() *Stats { return &s.stats }
+func (s *Source) Stats() *Stats { return &s.stats }
 
 // Identify parses the image name and checks the tag against the package
 // source without running anything (nix.Driver.CheckTag): a tag that cannot
 // name a version of it is TAG_INVALID or MANIFEST_UNKNOWN here, before any
 // cache or build. The key holds the package source, so instances
 // configured differently never share pinned records.
-func (s *NixSource) Identify(name, tag string) (source.Request, error) {
+func (s *Source) Identify(name, tag string) (source.Request, error) {
 	req, err := ParseImageName(name, s.opts.Names)
 	if err != nil {
 		return source.Request{}, err
@@ -119,7 +119,7 @@ func (s *NixSource) Identify(name, tag string) (source.Request, error) {
 // are input-addressed, so the plan's key, the resolved outputs and how
 // layers are made, names the image: a moving tag whose packages did not
 // change plans the same key, and the Builder reuses its image.
-func (s *NixSource) Plan(ctx context.Context, req source.Request) (source.Plan, error) {
+func (s *Source) Plan(ctx context.Context, req source.Request) (source.Plan, error) {
 	ir, ok := req.Parsed.(ImageRequest)
 	if !ok {
 		return source.Plan{}, fmt.Errorf("nix source: request %s:%s was not identified here", req.Name, req.Tag)
@@ -133,7 +133,7 @@ func (s *NixSource) Plan(ctx context.Context, req source.Request) (source.Plan, 
 
 // Build realises the planned packages, then makes the image from the
 // closure, reusing every layer (and the whole manifest) already built.
-func (s *NixSource) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
+func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
 	res, ok := plan.Work.(*nix.Resolution)
 	if !ok {
 		return nil, fmt.Errorf("nix source: plan for %s:%s was not made here", plan.Request.Name, plan.Request.Tag)
@@ -167,13 +167,13 @@ func (s *NixSource) Build(ctx context.Context, plan source.Plan) (source.Manifes
 
 // planKey identifies what an image is planned from: which outputs of which
 // packages are installed, and how layers are made.
-func (s *NixSource) planKey(res *nix.Resolution) string {
+func (s *Source) planKey(res *nix.Resolution) string {
 	h := sha256.New()
 	s.writePlan(h, res)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func (s *NixSource) writePlan(w io.Writer, res *nix.Resolution) {
+func (s *Source) writePlan(w io.Writer, res *nix.Resolution) {
 	fmt.Fprintf(w, "%s\n%s\n%d\n%s\n%s\n", pipelineVersion, s.opts.Archive.Format(), s.opts.LayerBudget, s.popHash, res.System)
 	for _, p := range res.Packages {
 		fmt.Fprintf(w, "pkg %s", p.Attr)
@@ -186,7 +186,7 @@ func (s *NixSource) writePlan(w io.Writer, res *nix.Resolution) {
 
 // inputKey identifies everything an image is made from: its plan and the
 // closure's content (paths and content hashes).
-func (s *NixSource) inputKey(img *nix.Image) string {
+func (s *Source) inputKey(img *nix.Image) string {
 	h := sha256.New()
 	s.writePlan(h, img.Resolution)
 	for _, p := range img.Closure.Paths {
@@ -198,7 +198,7 @@ func (s *NixSource) inputKey(img *nix.Image) string {
 // render groups the closure into layers, archives those not yet in the
 // layer cache (in parallel), adds the customisation layer and stores the
 // config and both manifests.
-func (s *NixSource) render(ctx context.Context, log logrus.FieldLogger, img *nix.Image) (source.Manifests, error) {
+func (s *Source) render(ctx context.Context, log logrus.FieldLogger, img *nix.Image) (source.Manifests, error) {
 	arch, osName, err := manifest.Platform(img.Resolution.System)
 	if err != nil {
 		return nil, fmt.Errorf("image platform: %w", err)
@@ -241,7 +241,7 @@ func (s *NixSource) render(ctx context.Context, log logrus.FieldLogger, img *nix
 		built[len(groups)] = l
 		return err
 	})
-	if err := runBounded(ctx, s.opts.Parallelism, jobs); err != nil {
+	if err := parallel.Run(ctx, s.opts.Parallelism, jobs); err != nil {
 		return nil, err
 	}
 
@@ -279,7 +279,7 @@ type layerRecord struct {
 
 // layer returns the layer of the given inputs from the layer cache, or
 // writes it with write and caches it.
-func (s *NixSource) layer(ctx context.Context, log logrus.FieldLogger, kind string, inputs []string, write func(io.Writer) (archive.Result, error)) (manifest.Layer, error) {
+func (s *Source) layer(ctx context.Context, log logrus.FieldLogger, kind string, inputs []string, write func(io.Writer) (archive.Result, error)) (manifest.Layer, error) {
 	comment := strings.Join(inputs, "\n")
 	key := source.Hash(pipelineVersion + "\n" + s.opts.Archive.Format() + "\n" + kind + "\n" + comment)
 	name := layerRecordPrefix + key
@@ -321,39 +321,6 @@ func (s *NixSource) layer(ctx context.Context, log logrus.FieldLogger, kind stri
 		log.WithError(err).Warn("persisting layer cache record")
 	}
 	return manifest.Layer{Digest: res.Digest, DiffID: res.DiffID, Size: res.Size, Comment: comment}, nil
-}
-
-// runBounded runs jobs with at most n at once. The first error cancels the
-// others and is returned.
-func runBounded(ctx context.Context, n int, jobs []func(context.Context) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sem := make(chan struct{}, n)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for _, job := range jobs {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := job(ctx); err != nil {
-				once.Do(func() { first = err; cancel(err) })
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	return ctx.Err()
 }
 
 func digestOf(s string) digest.Digest { return digest.Digest(s) }
