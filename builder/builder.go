@@ -1,8 +1,11 @@
-// Package builder turns a repository name and tag into a stored image. It
-// owns everything between the registry API and the image sources: parsing
-// image names, the three cache levels (an in-memory LRU, persisted records
-// in storage, and the sources' own layer and manifest caches), one build per
-// image however many clients ask, and a global bound on concurrent builds.
+// Package builder is the build coordinator: it turns a repository name and
+// tag into a stored image by asking a source (package source) to identify,
+// plan and build it, and owns what every source needs around that: the
+// caches (an in-memory LRU, and records in storage of tags, pinned
+// requests and built plans), one build per image however many clients ask
+// (in-process, and across instances through leases in storage), a global
+// bound on concurrent builds, and a short memory of failed builds. It knows
+// nothing of how an image is made.
 package builder
 
 import (

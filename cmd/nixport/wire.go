@@ -14,6 +14,8 @@ import (
 
 	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/source/command"
+	"github.com/nixport/nixport/source/router"
 	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/storage/filesystem"
 	"github.com/nixport/nixport/storage/gcs"
@@ -47,7 +49,7 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 		return nil, err
 	}
 	a.closers = append(a.closers, closeSrc)
-	router, err := builder.LoadRoutes(cfg.Routes, src, builder.RouteOptions{
+	router, err := router.Load(cfg.Routes, src, router.Options{
 		Storage:        store,
 		Log:            log,
 		CommandTimeout: cfg.NixTimeout,
@@ -61,7 +63,7 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 	// grace and the ingest of its output.
 	buildTimeout := cfg.NixTimeout + cfg.NixTimeout/2
 	if d := router.MaxCommandTimeout(); d > 0 {
-		buildTimeout = max(buildTimeout, d+builder.DefaultKillGrace+time.Minute)
+		buildTimeout = max(buildTimeout, d+command.DefaultKillGrace+time.Minute)
 	}
 	b, err := builder.New(builder.Options{
 		Storage:        store,

@@ -1,13 +1,10 @@
-package builder
+package command
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,76 +14,13 @@ import (
 	"time"
 	"unicode/utf8"
 
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/source"
-	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/testkit"
-	"github.com/nixport/nixport/web"
 )
-
-// serveRegistry serves src through a Builder and the real registry API on
-// 127.0.0.1 and returns the address.
-func serveRegistry(t *testing.T, store storage.Backend, src source.Source, log logrus.FieldLogger) (string, *Builder) {
-	t.Helper()
-	b, err := New(Options{Storage: store, Source: src, Log: log, MovingTagTTL: time.Minute, BuildTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := web.New(web.Options{Storage: store, Images: b, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
-		b.Close()
-	})
-	return ln.Addr().String(), b
-}
-
-// pulled is an image skopeo copied out of the registry.
-type pulled struct {
-	dir      string
-	manifest v1.Manifest
-	config   v1.Image
-}
-
-// skopeoPull copies ref from the registry at addr into an OCI layout.
-func skopeoPull(t *testing.T, addr, ref string, flags ...string) pulled {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "pulled")
-	args := append(append([]string{}, flags...), "copy", "--quiet", "--src-tls-verify=false", "docker://"+addr+"/"+ref, "oci:"+dir+":latest")
-	if out, err := exec.Command("skopeo", args...).CombinedOutput(); err != nil {
-		t.Fatalf("skopeo %v: %v\n%s", args, err, out)
-	}
-	var idx v1.Index
-	readJSONFile(t, filepath.Join(dir, "index.json"), &idx)
-	if len(idx.Manifests) != 1 {
-		t.Fatalf("pulled layout holds %d manifests", len(idx.Manifests))
-	}
-	p := pulled{dir: dir}
-	readJSONFile(t, pulledBlob(dir, idx.Manifests[0].Digest.String()), &p.manifest)
-	readJSONFile(t, pulledBlob(dir, p.manifest.Config.Digest.String()), &p.config)
-	return p
-}
-
-func pulledBlob(dir, digest string) string {
-	return filepath.Join(dir, "blobs", strings.Replace(digest, ":", "/", 1))
-}
 
 func readJSONFile(t *testing.T, path string, v any) {
 	t.Helper()
@@ -99,39 +33,6 @@ func readJSONFile(t *testing.T, path string, v any) {
 	}
 }
 
-// run unpacks the image's layers in order into a root and runs argv in it
-// with chroot.
-func (p pulled) run(t *testing.T, argv ...string) string {
-	t.Helper()
-	root := filepath.Join(t.TempDir(), "rootfs")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range p.manifest.Layers {
-		if out, err := exec.Command("tar", "-xzf", pulledBlob(p.dir, l.Digest.String()), "-C", root).CombinedOutput(); err != nil {
-			t.Fatalf("unpacking layer %s: %v\n%s", l.Digest, err, out)
-		}
-	}
-	cmd := exec.Command("chroot", append([]string{root}, argv...)...)
-	cmd.Env = []string{"PATH=/bin"}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("chroot %v: %v\n%s", argv, err, out)
-	}
-	return string(out)
-}
-
-func writeRoutes(t *testing.T, dir string, routes ...map[string]any) string {
-	t.Helper()
-	data, err := json.Marshal(map[string]any{"routes": routes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "routes.json")
-	testkit.WriteFile(t, path, data)
-	return path
-}
-
 func emptyDir(t *testing.T, dir string) {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
@@ -141,47 +42,6 @@ func emptyDir(t *testing.T, dir string) {
 	if len(entries) != 0 {
 		t.Errorf("%s holds %d entries, want none (output directories must be removed)", dir, len(entries))
 	}
-}
-
-// TestCommandImagesPullAndRun builds images with a real command behind
-// the real registry API, pulls them with skopeo and runs them.
-func TestCommandImagesPullAndRun(t *testing.T) {
-	testkit.RequireTools(t, "skopeo", "chroot", "tar")
-	bin := testkit.BuildLayoutgen(t)
-	store, _ := testkit.NewFSStore(t)
-	dir, outs := t.TempDir(), t.TempDir()
-	routes := writeRoutes(t, dir,
-		map[string]any{"match": "cmd/", "type": "command", "argv": []string{bin, "{name}", "{tag}", "{out}"}},
-		map[string]any{"match": "multi/", "type": "command", "argv": []string{bin, "-platforms=amd64,arm64", "{name}", "{tag}", "{out}"}, "pinned": true},
-	)
-	router, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: testkit.QuietLog(), CommandTimeout: 30 * time.Second, TempDir: outs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, _ := serveRegistry(t, store, router, testkit.QuietLog())
-
-	t.Run("one image", func(t *testing.T) {
-		p := skopeoPull(t, addr, "cmd/hello:v1")
-		if len(p.manifest.Layers) != 3 || p.config.Architecture != "amd64" {
-			t.Errorf("pulled %d layers, architecture %q", len(p.manifest.Layers), p.config.Architecture)
-		}
-		if got, want := p.run(t, "/bin/hello"), "hello from cmd/hello:v1\narch amd64\n"; got != want {
-			t.Errorf("ran %q, want %q", got, want)
-		}
-	})
-	for _, arch := range []string{"arm64", "amd64"} {
-		t.Run("platform "+arch, func(t *testing.T) {
-			p := skopeoPull(t, addr, "multi/app:latest", "--override-arch", arch, "--override-os", "linux")
-			if p.config.Architecture != arch {
-				t.Errorf("--override-arch %s pulled architecture %q", arch, p.config.Architecture)
-			}
-			// Both images hold the host's busybox, so both run here.
-			if got, want := p.run(t, "/bin/hello"), "hello from multi/app:latest\narch "+arch+"\n"; got != want {
-				t.Errorf("ran %q, want %q", got, want)
-			}
-		})
-	}
-	emptyDir(t, outs)
 }
 
 // readArgv reads what layoutgen -record wrote.
@@ -197,7 +57,7 @@ func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
 	store, _ := testkit.NewFSStore(t)
 	outs := t.TempDir()
 	rec := filepath.Join(t.TempDir(), "argv.json")
-	src, err := NewCommandSource(CommandOptions{
+	src, err := New(Options{
 		Route:   "team/",
 		Argv:    []string{bin, "-record=" + rec, "-label=//images/{name}:image", "{name}", "{tag}", "{out}"},
 		Timeout: 30 * time.Second,
@@ -266,7 +126,7 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 	store, storeDir := testkit.NewFSStore(t)
 	log, hook := logtest.NewNullLogger()
 	outs := t.TempDir()
-	src, err := NewCommandSource(CommandOptions{
+	src, err := New(Options{
 		Route: "broken/", Argv: []string{bin, "-fail=3", "{name}", "{tag}", "{out}"},
 		Timeout: 30 * time.Second, TempDir: outs, Storage: store, Log: log,
 	})
@@ -299,7 +159,7 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 	emptyDir(t, outs)
 
 	// A command that writes a corrupt layout fails as clearly.
-	src, err = NewCommandSource(CommandOptions{
+	src, err = New(Options{
 		Route: "broken/", Argv: []string{bin, "-corrupt=truncated", "{name}", "{tag}", "{out}"},
 		Timeout: 30 * time.Second, TempDir: outs, Storage: store, Log: log,
 	})
@@ -375,7 +235,7 @@ func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
 			pidFile := filepath.Join(t.TempDir(), "pids")
 			outs := t.TempDir()
 			argv := append(append([]string{bin, "-hang=" + pidFile}, tt.args...), "{name}", "{tag}", "{out}")
-			src, err := NewCommandSource(CommandOptions{
+			src, err := New(Options{
 				Route: "slow/", Argv: argv, Timeout: 700 * time.Millisecond, KillGrace: 300 * time.Millisecond,
 				TempDir: outs, Storage: store, Log: testkit.QuietLog(),
 			})
@@ -402,7 +262,7 @@ func TestCommandStopsWhenNobodyWaits(t *testing.T) {
 	store, _ := testkit.NewFSStore(t)
 	pidFile := filepath.Join(t.TempDir(), "pids")
 	outs := t.TempDir()
-	src, err := NewCommandSource(CommandOptions{
+	src, err := New(Options{
 		Route: "slow/", Argv: []string{bin, "-hang=" + pidFile, "-ignore-term", "{name}", "{tag}", "{out}"},
 		Timeout: time.Minute, KillGrace: 300 * time.Millisecond,
 		TempDir: outs, Storage: store, Log: testkit.QuietLog(),
@@ -410,7 +270,7 @@ func TestCommandStopsWhenNobodyWaits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(Options{Storage: store, Source: src, Log: testkit.QuietLog()})
+	b, err := builder.New(builder.Options{Storage: store, Source: src, Log: testkit.QuietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +327,7 @@ func TestCommandTemplates(t *testing.T) {
 			t.Errorf("%q: %v", tt.argv, err)
 			continue
 		}
-		s := &CommandSource{argv: tmpl}
+		s := &Source{argv: tmpl}
 		if got := s.expandArgv("a/b", "t", "/o"); !slices.Equal(got, tt.want) {
 			t.Errorf("%q expands to %q, want %q", tt.argv, got, tt.want)
 		}

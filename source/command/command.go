@@ -1,4 +1,18 @@
-package builder
+// Package command is the command source: an external build (a Bazel
+// wrapper, a script) that writes an OCI image layout, which is then
+// ingested (package ocilayout).
+//
+// Request text reaches the command only through the argv template, and
+// only after validation: {name} is the repository name (the distribution
+// spec's pattern: lower-case letters, digits and . _ - / separators, never
+// starting with a separator), {tag} the tag ([A-Za-z0-9_][A-Za-z0-9_.-]*),
+// {out} the fresh directory the layout must be written to. Placeholders
+// may stand anywhere inside an element (//images/{name}:image,
+// --tag={tag}); substitution always stays inside that one element: the
+// program is started with exec, never through a shell, so no value can
+// split an argument, add one or start an option (neither a name nor a tag
+// can start with "-").
+package command
 
 import (
 	"bytes"
@@ -23,20 +37,6 @@ import (
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
-
-// The command source: an external build (a Bazel wrapper, a script) that
-// writes an OCI image layout, which is then ingested.
-//
-// source.Request text reaches the command only through the argv template, and
-// only after validation: {name} is the repository name (the distribution
-// spec's pattern: lower-case letters, digits and . _ - / separators, never
-// starting with a separator), {tag} the tag ([A-Za-z0-9_][A-Za-z0-9_.-]*),
-// {out} the fresh directory the layout must be written to. Placeholders
-// may stand anywhere inside an element (//images/{name}:image,
-// --tag={tag}); substitution always stays inside that one element: the
-// program is started with exec, never through a shell, so no value can
-// split an argument, add one or start an option (neither a name nor a tag
-// can start with "-").
 
 // DefaultKillGrace is how long a command has after SIGTERM before its
 // process group is killed.
@@ -64,8 +64,8 @@ var placeholders = map[string]bool{"name": true, "tag": true, "out": true}
 // the server's credentials.
 var passedEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"}
 
-// CommandOptions configure a command source.
-type CommandOptions struct {
+// Options configure a command source.
+type Options struct {
 	// Route names the route in keys and logs.
 	Route string
 	// Argv is the command template: Argv[0] the program, an absolute path
@@ -93,17 +93,17 @@ type CommandOptions struct {
 	Log     logrus.FieldLogger
 }
 
-// CommandSource builds images by running a command that writes an OCI
+// Source builds images by running a command that writes an OCI
 // image layout, then ingesting it.
-type CommandSource struct {
-	opts CommandOptions
+type Source struct {
+	opts Options
 	argv []argTemplate
 	id   string // identifies the configuration in every key
 	log  logrus.FieldLogger
 }
 
-// NewCommandSource checks opts and returns the source.
-func NewCommandSource(opts CommandOptions) (*CommandSource, error) {
+// New checks opts and returns the source.
+func New(opts Options) (*Source, error) {
 	if opts.Storage == nil {
 		return nil, errors.New("command source: no storage")
 	}
@@ -117,10 +117,10 @@ func NewCommandSource(opts CommandOptions) (*CommandSource, error) {
 		opts.Log = logrus.StandardLogger()
 	}
 	if opts.Env == nil {
-		opts.Env = DefaultCommandEnv()
+		opts.Env = DefaultEnv()
 	}
 	for _, kv := range opts.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || !validEnvName(k) || strings.IndexByte(kv, 0) >= 0 {
+		if k, _, ok := strings.Cut(kv, "="); !ok || !ValidEnvName(k) || strings.IndexByte(kv, 0) >= 0 {
 			return nil, fmt.Errorf("command source: environment entry %q is not KEY=value", kv)
 		}
 	}
@@ -129,7 +129,7 @@ func NewCommandSource(opts CommandOptions) (*CommandSource, error) {
 		return nil, err
 	}
 	id := strings.Join([]string{opts.Route, strings.Join(opts.Argv, "\x00"), opts.Dir, strings.Join(opts.Env, "\x00")}, "\x01")
-	return &CommandSource{
+	return &Source{
 		opts: opts,
 		argv: argv,
 		id:   source.Hash(id),
@@ -137,9 +137,9 @@ func NewCommandSource(opts CommandOptions) (*CommandSource, error) {
 	}, nil
 }
 
-// DefaultCommandEnv is the environment a command gets when none is
+// DefaultEnv is the environment a command gets when none is
 // configured: a few variables of the server's own.
-func DefaultCommandEnv() []string {
+func DefaultEnv() []string {
 	env := []string{}
 	for _, k := range passedEnv {
 		if v, ok := os.LookupEnv(k); ok {
@@ -149,7 +149,9 @@ func DefaultCommandEnv() []string {
 	return env
 }
 
-func validEnvName(k string) bool {
+// ValidEnvName reports whether k may name an environment variable of a
+// command.
+func ValidEnvName(k string) bool {
 	if k == "" {
 		return false
 	}
@@ -160,6 +162,21 @@ func validEnvName(k string) bool {
 		}
 	}
 	return true
+}
+
+// CheckArgv checks an argv template as a routes file gives it, before its
+// program is resolved: the program may hold no placeholder and no NUL
+// byte, and the rest must be valid templates.
+func CheckArgv(argv []string) error {
+	if len(argv) == 0 || argv[0] == "" {
+		return errors.New("name the program to run first")
+	}
+	if t, err := parseArgTemplate(argv[0]); err != nil || len(t.placeholders()) > 0 || strings.IndexByte(argv[0], 0) >= 0 {
+		return fmt.Errorf("the program %.100q may not hold a placeholder or a NUL byte", argv[0])
+	}
+	// The template as it will be used, with a stand-in absolute program.
+	_, err := parseArgv(append([]string{"/"}, argv[1:]...))
+	return err
 }
 
 // parseArgv checks an argv template.
@@ -269,7 +286,7 @@ func (t argTemplate) expand(vars map[string]string) string {
 
 // expandArgv returns the argv a request for name:tag runs with, out standing for
 // the output directory. Name and tag must have been validated.
-func (s *CommandSource) expandArgv(name, tag, out string) []string {
+func (s *Source) expandArgv(name, tag, out string) []string {
 	vars := map[string]string{"name": name, "tag": tag, "out": out}
 	argv := make([]string, len(s.argv))
 	for i, t := range s.argv {
@@ -281,7 +298,7 @@ func (s *CommandSource) expandArgv(name, tag, out string) []string {
 // Identify validates name and tag. The key holds the route's whole
 // configuration, so a changed command never serves a pinned record of the
 // old one.
-func (s *CommandSource) Identify(name, tag string) (source.Request, error) {
+func (s *Source) Identify(name, tag string) (source.Request, error) {
 	if err := source.CheckNameTag(name, tag); err != nil {
 		return source.Request{}, err
 	}
@@ -290,13 +307,13 @@ func (s *CommandSource) Identify(name, tag string) (source.Request, error) {
 
 // source.Plan has nothing to resolve: what a command makes is known once it has
 // run. The plan is the command itself, which is no content address.
-func (s *CommandSource) Plan(_ context.Context, req source.Request) (source.Plan, error) {
+func (s *Source) Plan(_ context.Context, req source.Request) (source.Plan, error) {
 	return source.Plan{Request: req, Key: req.Key}, nil
 }
 
 // Build runs the command for the plan's name:tag into a fresh directory
 // and ingests the layout it wrote.
-func (s *CommandSource) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
+func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
 	name, tag := plan.Request.Name, plan.Request.Tag
 	// Checked again: these go onto the command line.
 	if err := source.CheckNameTag(name, tag); err != nil {
@@ -307,7 +324,7 @@ func (s *CommandSource) Build(ctx context.Context, plan source.Plan) (source.Man
 	if err != nil {
 		return nil, fmt.Errorf("making the output directory of a build command: %w", err)
 	}
-	defer removeTree(out, log)
+	defer RemoveTree(out, log)
 	if err := s.run(ctx, log, name, tag, s.expandArgv(name, tag, out)); err != nil {
 		return nil, err
 	}
@@ -327,7 +344,7 @@ func (s *CommandSource) Build(ctx context.Context, plan source.Plan) (source.Man
 // it ended and the last lines of its output (bounded, see clientTail),
 // where the reason is; the log gets a longer tail. A command that cannot
 // start is a fault of the server's configuration, for the log only.
-func (s *CommandSource) run(ctx context.Context, log logrus.FieldLogger, name, tag string, argv []string) error {
+func (s *Source) run(ctx context.Context, log logrus.FieldLogger, name, tag string, argv []string) error {
 	tctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 
@@ -397,9 +414,9 @@ func (s *CommandSource) run(ctx context.Context, log logrus.FieldLogger, name, t
 	return nil
 }
 
-// removeTree removes dir, making directories writable first if a command
+// RemoveTree removes dir, making directories writable first if a command
 // left them read-only (Bazel outputs are).
-func removeTree(dir string, log logrus.FieldLogger) {
+func RemoveTree(dir string, log logrus.FieldLogger) {
 	if err := os.RemoveAll(dir); err == nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package builder
+package router
 
 import (
 	"os"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixport/nixport/source/command"
 	"github.com/nixport/nixport/testkit"
 )
 
@@ -55,7 +56,7 @@ func TestBazelImagePullsAndRuns(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("bazel shutdown: %v\n%s", err, out)
 		}
-		removeTree(outputRoot, testkit.QuietLog())
+		command.RemoveTree(outputRoot, testkit.QuietLog())
 	})
 
 	store, _ := testkit.NewFSStore(t)
@@ -66,7 +67,7 @@ func TestBazelImagePullsAndRuns(t *testing.T) {
 		"env":     map[string]string{"BAZEL_WORKSPACE": ws, "BAZEL_OUTPUT_USER_ROOT": outputRoot},
 	})
 	outs := t.TempDir()
-	router, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: testkit.QuietLog(), CommandTimeout: time.Minute, TempDir: outs})
+	router, err := Load(routes, nil, Options{Storage: store, Log: testkit.QuietLog(), CommandTimeout: time.Minute, TempDir: outs})
 	if err != nil {
 		t.Fatal(err)
 	}

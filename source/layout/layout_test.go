@@ -1,4 +1,4 @@
-package builder
+package layout
 
 import (
 	"context"
@@ -6,9 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/nixport/nixport/errcode"
@@ -18,6 +16,9 @@ import (
 	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/testkit"
 )
+
+// underPre accepts the names a route "pre/" serves.
+func underPre(name string) bool { return strings.HasPrefix(name, "pre/") && len(name) > len("pre/") }
 
 func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
 	bin := testkit.BuildLayoutgen(t)
@@ -30,8 +31,7 @@ func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
 	testkit.WriteFile(t, mapping, []byte(`{"pre/app:latest": "layouts/a", "pre/app:v1": "`+filepath.Join(dir, "layouts", "b")+`"}`))
 
 	log, hook := logtest.NewNullLogger()
-	m, _ := newMatcher("pre/")
-	src, err := NewLayoutSource(LayoutOptions{Route: "pre/", Manifest: mapping, Accepts: m.matches, Storage: store, Log: log})
+	src, err := New(Options{Route: "pre/", Manifest: mapping, Accepts: underPre, Storage: store, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,54 +115,7 @@ func TestLayoutSourceServesAndRereadsItsManifest(t *testing.T) {
 	testkit.WantCode(t, err, errcode.BuildFailed, "the layout directory cannot be opened")
 }
 
-// TestLayoutSourceThroughBuilder: a layout is ingested once; asked again,
-// its unchanged index plans the same key, whose image is reused.
-func TestLayoutSourceThroughBuilder(t *testing.T) {
-	bin := testkit.BuildLayoutgen(t)
-	store, _ := testkit.NewFSStore(t)
-	dir := t.TempDir()
-	testkit.CopyDir(t, testkit.GenLayout(t, bin), filepath.Join(dir, "a"))
-	testkit.WriteFile(t, filepath.Join(dir, "images.json"), []byte(`{"pre/app:latest": "a"}`))
-	routes := writeRoutes(t, dir, map[string]any{"match": "pre/", "type": "layout", "manifest": "images.json"})
-	log, hook := logtest.NewNullLogger()
-	log.SetLevel(logrus.DebugLevel)
-	router, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(Options{Storage: store, Source: router, Log: log, MovingTagTTL: 0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	first, err := b.Image(ctx, "pre/app", "latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		again, err := b.Image(ctx, "pre/app", "latest")
-		if err != nil || again[manifest.OCI] != first[manifest.OCI] {
-			t.Fatalf("again: %v %v", again, err)
-		}
-	}
-	ingests, reused := 0, 0
-	for _, e := range hook.AllEntries() {
-		switch e.Message {
-		case "OCI layout ingested":
-			ingests++
-		case "plan built before: its image is reused":
-			reused++
-		}
-	}
-	if ingests != 1 || reused != 3 {
-		t.Errorf("%d ingests and %d reuses, want 1 and 3", ingests, reused)
-	}
-}
-
 func TestLayoutManifestParse(t *testing.T) {
-	m, _ := newMatcher("pre/")
 	tests := []struct {
 		data    string
 		want    map[string]string
@@ -184,7 +137,7 @@ func TestLayoutManifestParse(t *testing.T) {
 		{data: `{"pre/a:latest": "x", "pre/a:latest": "y"}`, wantErr: "mapped twice"},
 	}
 	for _, tt := range tests {
-		got, err := parseLayoutManifest([]byte(tt.data), "/base", m.matches)
+		got, err := parseLayoutManifest([]byte(tt.data), "/base", underPre)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%s: error %v, want %q", tt.data, err, tt.wantErr)
@@ -207,15 +160,14 @@ func TestLayoutManifestParse(t *testing.T) {
 // accepts only valid names and tags under the route.
 func FuzzLayoutManifest(f *testing.F) {
 	// The seed corpus is testdata/fuzz/FuzzLayoutManifest.
-	m, _ := newMatcher("pre/")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		images, err := parseLayoutManifest(data, "/base", m.matches)
+		images, err := parseLayoutManifest(data, "/base", underPre)
 		if err != nil {
 			return
 		}
 		for key, dir := range images {
 			i := strings.LastIndexByte(key, ':')
-			if i < 0 || source.CheckNameTag(key[:i], key[i+1:]) != nil || !m.matches(key[:i]) {
+			if i < 0 || source.CheckNameTag(key[:i], key[i+1:]) != nil || !underPre(key[:i]) {
 				t.Fatalf("accepted key %q", key)
 			}
 			if !filepath.IsAbs(dir) {
@@ -238,7 +190,7 @@ func TestLayoutRewrittenBetweenPlanAndBuild(t *testing.T) {
 	testkit.CopyDir(t, amd, layout)
 	mapping := filepath.Join(dir, "images.json")
 	testkit.WriteFile(t, mapping, []byte(`{"pre/app:latest": "layouts/a"}`))
-	src, err := NewLayoutSource(LayoutOptions{Route: "pre/", Manifest: mapping, Storage: store, Log: testkit.QuietLog()})
+	src, err := New(Options{Route: "pre/", Manifest: mapping, Storage: store, Log: testkit.QuietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

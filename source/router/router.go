@@ -1,7 +1,6 @@
-package builder
-
-// Routes: which source makes the images of which repository names. The
-// routes file (NIXPORT_ROUTES) is a small JSON document:
+// Package router decides which source makes the images of which
+// repository names. The routes file (NIXPORT_ROUTES) is a small JSON
+// document:
 //
 //	{"routes": [
 //	  {"match": "bazel/", "type": "command",
@@ -18,7 +17,7 @@ package builder
 // makes unreachable is an error. A name no route matches goes to the Nix
 // source, so without a routes file everything is built from Nix.
 //
-// A command route runs argv (see command.go for the placeholders) with the
+// A command route runs argv (see package command for the placeholders) with the
 // route's timeout (default NIX_TIMEOUT), working directory (default the
 // routes file's directory) and environment (PATH, HOME, USER, LOGNAME,
 // LANG, LC_ALL, TZ and TMPDIR of the server's, plus env). pinned says its
@@ -26,22 +25,20 @@ package builder
 // A program given as a relative path with a "/" is relative to the routes
 // file's directory, one without "/" is looked up in PATH when the file is
 // loaded. A layout route serves the pre-built layouts its manifest file
-// maps (see layoutsource.go); a relative path is relative to the routes
+// maps (see package layout); a relative path is relative to the routes
 // file's directory. Unknown fields, and fields of the other type, are
 // errors: the file is checked strictly, and every error names the route
 // and the field.
+package router
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -49,8 +46,11 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/jsonfile"
 	"github.com/nixport/nixport/reference"
 	"github.com/nixport/nixport/source"
+	"github.com/nixport/nixport/source/command"
+	"github.com/nixport/nixport/source/layout"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -67,15 +67,15 @@ const (
 	RouteLayout  = "layout"
 )
 
-// RouteOptions configure LoadRoutes.
-type RouteOptions struct {
+// Options configure Load.
+type Options struct {
 	Storage storage.Backend
 	Log     logrus.FieldLogger
 	// CommandTimeout is the deadline of a command route that sets none
 	// (NIX_TIMEOUT). Required when the file has command routes.
 	CommandTimeout time.Duration
 	// KillGrace is the time between SIGTERM and SIGKILL to a command's
-	// process group. Zero means DefaultKillGrace.
+	// process group. Zero means command.DefaultKillGrace.
 	KillGrace time.Duration
 	// TempDir is where commands' output directories are made. Empty:
 	// os.TempDir().
@@ -126,11 +126,11 @@ func (m matcher) covers(o matcher) bool {
 	return strings.HasPrefix(o.match, m.match)
 }
 
-// LoadRoutes reads the routes file at path and returns a Router over its
+// Load reads the routes file at path and returns a Router over its
 // routes, with fallback serving every other name. An empty path means no
 // routes: everything goes to fallback. A nil fallback answers other names
 // NAME_UNKNOWN.
-func LoadRoutes(path string, fallback source.Source, opts RouteOptions) (*Router, error) {
+func Load(path string, fallback source.Source, opts Options) (*Router, error) {
 	r := &Router{fallback: fallback}
 	if path == "" {
 		return r, nil
@@ -145,7 +145,7 @@ func LoadRoutes(path string, fallback source.Source, opts RouteOptions) (*Router
 	if err != nil {
 		return nil, fmt.Errorf("routes file %s: %w", path, err)
 	}
-	data, err := readBounded(abs, maxRoutesFileBytes)
+	data, err := jsonfile.Read(abs, maxRoutesFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("routes file: %w", err)
 	}
@@ -163,23 +163,6 @@ func LoadRoutes(path string, fallback source.Source, opts RouteOptions) (*Router
 	}
 	opts.Log.WithFields(logrus.Fields{"file": abs, "routes": len(r.routes)}).Info("image routes loaded")
 	return r, nil
-}
-
-// readBounded reads a whole file of at most max bytes.
-func readBounded(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
-	}
-	return data, nil
 }
 
 // pick returns the source serving name.
@@ -295,7 +278,7 @@ func parseRoutes(data []byte) ([]routeConfig, error) {
 	var file struct {
 		Routes *[]json.RawMessage `json:"routes"`
 	}
-	if err := decodeStrict(data, &file); err != nil {
+	if err := jsonfile.DecodeStrict(data, &file); err != nil {
 		return nil, err
 	}
 	if file.Routes == nil {
@@ -324,73 +307,10 @@ func parseRoutes(data []byte) ([]routeConfig, error) {
 	return configs, nil
 }
 
-// decodeStrict decodes one JSON value with no unknown fields and nothing
-// after it.
-func decodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonFieldError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data after the JSON value")
-	}
-	return nil
-}
-
-// jsonFieldError says what is wrong with a JSON document, naming the
-// field.
-func jsonFieldError(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
-		if typeErr.Field != "" {
-			return fmt.Errorf("field %q: a JSON %s where a %s belongs", typeErr.Field, typeErr.Value, jsonKind(typeErr.Type))
-		}
-		return fmt.Errorf("a JSON %s where an object belongs", typeErr.Value)
-	}
-	if rest, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("unknown field %s", rest)
-	}
-	var syntaxErr *json.SyntaxError
-	if errors.As(err, &syntaxErr) {
-		return fmt.Errorf("malformed JSON at byte %d: %w", syntaxErr.Offset, err)
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return errors.New("malformed JSON: it ends early")
-	}
-	return fmt.Errorf("malformed JSON: %w", err)
-}
-
-// jsonKind names the JSON kind a Go type is decoded from.
-func jsonKind(t reflect.Type) string {
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t == nil {
-		return "value"
-	}
-	switch t.Kind() {
-	case reflect.Slice, reflect.Array:
-		return "list"
-	case reflect.Map, reflect.Struct:
-		return "object"
-	case reflect.Bool:
-		return "boolean"
-	case reflect.String:
-		return "string"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64:
-		return "number"
-	default:
-		return "value"
-	}
-}
-
 func parseRoute(raw json.RawMessage) (routeConfig, error) {
 	var s routeSpec
 	var c routeConfig
-	err := decodeStrict(raw, &s)
+	err := jsonfile.DecodeStrict(raw, &s)
 	if s.Match != nil {
 		// Set even when invalid: errors name the route by it.
 		c.match = *s.Match
@@ -445,13 +365,7 @@ func parseRoute(raw json.RawMessage) (routeConfig, error) {
 	if len(c.Argv) == 0 || c.Argv[0] == "" {
 		return c, errors.New(`field "argv": name the program to run first`)
 	}
-	// Check the template as it will be used, with a stand-in absolute
-	// program (the real one is resolved when the file is loaded).
-	probe := append([]string{"/"}, c.Argv[1:]...)
-	if t, err := parseArgTemplate(c.Argv[0]); err != nil || len(t.placeholders()) > 0 || strings.IndexByte(c.Argv[0], 0) >= 0 {
-		return c, fmt.Errorf(`field "argv": the program %.100q may not hold a placeholder or a NUL byte`, c.Argv[0])
-	}
-	if _, err := parseArgv(probe); err != nil {
+	if err := command.CheckArgv(c.Argv); err != nil {
 		return c, fmt.Errorf(`field "argv": %w`, err)
 	}
 	if s.Timeout != nil {
@@ -472,7 +386,7 @@ func parseRoute(raw json.RawMessage) (routeConfig, error) {
 	}
 	if s.Env != nil {
 		for k, v := range *s.Env {
-			if !validEnvName(k) {
+			if !command.ValidEnvName(k) {
 				return c, fmt.Errorf(`field "env": %.100q is not a variable name`, k)
 			}
 			if strings.IndexByte(v, 0) >= 0 {
@@ -488,11 +402,11 @@ func parseRoute(raw json.RawMessage) (routeConfig, error) {
 // open makes the route's source: paths resolved against base (the routes
 // file's directory), programs and manifest files checked now, so that a
 // mistake stops the server at start-up rather than failing requests.
-func (c routeConfig) open(base string, opts RouteOptions) (route, error) {
+func (c routeConfig) open(base string, opts Options) (route, error) {
 	rt := route{matcher: c.matcher, typ: c.Type}
 	log := opts.Log.WithField("route", c.match)
 	if c.Type == RouteLayout {
-		src, err := NewLayoutSource(LayoutOptions{
+		src, err := layout.New(layout.Options{
 			Route:    c.match,
 			Manifest: resolvePath(base, c.Manifest),
 			Accepts:  c.matches,
@@ -524,8 +438,8 @@ func (c routeConfig) open(base string, opts RouteOptions) (route, error) {
 	if timeout <= 0 {
 		return rt, errors.New(`field "timeout": none given and no default (NIX_TIMEOUT)`)
 	}
-	env := mergeEnv(DefaultCommandEnv(), c.Env)
-	src, err := NewCommandSource(CommandOptions{
+	env := mergeEnv(command.DefaultEnv(), c.Env)
+	src, err := command.New(command.Options{
 		Route:     c.match,
 		Argv:      append([]string{program}, c.Argv[1:]...),
 		Dir:       dir,

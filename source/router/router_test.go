@@ -1,15 +1,22 @@
-package builder
+package router
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/source"
+	"github.com/nixport/nixport/source/command"
+	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/testkit"
 )
 
@@ -127,8 +134,30 @@ func TestRouteMatching(t *testing.T) {
 	}
 }
 
-// fakeNix stands in for the Nix source behind a Router.
-type fakeNix struct{ countingSource }
+// fakeNix stands in for the Nix source behind a Router: it counts its
+// builds and stores a tiny manifest for each.
+type fakeNix struct {
+	store  storage.Backend
+	builds atomic.Int32
+}
+
+func (f *fakeNix) Identify(name, tag string) (source.Request, error) {
+	return source.Request{Name: name, Tag: tag, Key: name + ":" + tag}, nil
+}
+
+func (f *fakeNix) Plan(_ context.Context, req source.Request) (source.Plan, error) {
+	return source.Plan{Request: req, Key: req.Key}, nil
+}
+
+func (f *fakeNix) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
+	n := f.builds.Add(1)
+	body := fmt.Sprintf(`{"schemaVersion":2,"name":%q,"build":%d}`, plan.Request.Name, n)
+	info, err := storage.PutBlob(ctx, f.store, v1.MediaTypeImageManifest, "", -1, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	return source.Manifests{manifest.OCI: info}, nil
+}
 
 func TestRouterDispatches(t *testing.T) {
 	bin := testkit.BuildLayoutgen(t)
@@ -151,8 +180,8 @@ func TestRouterDispatches(t *testing.T) {
 		map[string]any{"match": "pre/app", "type": "layout", "manifest": "images.json"},
 		map[string]any{"match": "cmd/", "type": "command", "argv": []string{"tools/gen", "{name}", "{tag}", "{out}"}, "timeout": "45s"},
 	)
-	nix := &fakeNix{countingSource{store: store}}
-	router, err := LoadRoutes(routes, nix, RouteOptions{Storage: store, Log: testkit.QuietLog(), CommandTimeout: 30 * time.Second})
+	nix := &fakeNix{store: store}
+	router, err := Load(routes, nix, Options{Storage: store, Log: testkit.QuietLog(), CommandTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,14 +212,14 @@ func TestRouterDispatches(t *testing.T) {
 	}
 
 	// No routes file: everything from Nix; no Nix either: NAME_UNKNOWN.
-	plain, err := LoadRoutes("", nix, RouteOptions{})
+	plain, err := Load("", nix, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if req, err := plain.Identify("pre/app", "latest"); err != nil || req.Key != "pre/app:latest" {
 		t.Errorf("without routes: %+v %v", req, err)
 	}
-	noNix, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: testkit.QuietLog(), CommandTimeout: time.Second})
+	noNix, err := Load(routes, nil, Options{Storage: store, Log: testkit.QuietLog(), CommandTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,13 +253,13 @@ func TestRoutesLoadErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			routes := writeRoutes(t, dir, tt.route)
-			_, err := LoadRoutes(routes, nil, RouteOptions{Storage: store, Log: testkit.QuietLog(), CommandTimeout: time.Second})
+			_, err := Load(routes, nil, Options{Storage: store, Log: testkit.QuietLog(), CommandTimeout: time.Second})
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "routes file "+routes) {
 				t.Fatalf("error %v, want %q", err, tt.wantErr)
 			}
 		})
 	}
-	if _, err := LoadRoutes(filepath.Join(dir, "none.json"), nil, RouteOptions{Storage: store}); err == nil {
+	if _, err := Load(filepath.Join(dir, "none.json"), nil, Options{Storage: store}); err == nil {
 		t.Error("a missing routes file was accepted")
 	}
 }
@@ -259,7 +288,7 @@ func FuzzParseRoutes(f *testing.F) {
 					t.Fatalf("layout route %+v", c)
 				}
 			case RouteCommand:
-				if _, err := parseArgv(append([]string{"/"}, c.Argv[1:]...)); err != nil || c.Manifest != "" || c.Timeout < 0 {
+				if err := command.CheckArgv(c.Argv); err != nil || c.Manifest != "" || c.Timeout < 0 {
 					t.Fatalf("command route %+v: %v", c, err)
 				}
 			default:

@@ -1,8 +1,6 @@
-package builder
-
-// The layout source serves OCI image layouts built ahead of time, the way
-// build systems hand test images to a cluster. A manifest file maps
-// repository:tag to a layout directory:
+// Package layout is the layout source: it serves OCI image layouts built
+// ahead of time, the way build systems hand test images to a cluster. A
+// manifest file maps repository:tag to a layout directory:
 //
 //	{
 //	  "prebuilt/app:latest": "out/app",
@@ -16,11 +14,14 @@ package builder
 // more, so no goroutine watches it. A changed file that is not valid (a
 // writer caught half-way) is logged and the previous mapping kept.
 //
-// An image is identified by its layout's index.json: the same index.json
-// bytes name the same manifests by digest, so the image is pinned under a
-// key holding their hash, and a layout rebuilt in place gets a new key at
-// once. The layout is ingested (verified and copied into storage) on the
-// first request for that key; the Builder caches the result.
+// A request for name:tag is a moving one (the directory may be rebuilt in
+// place). Its plan is the layout's index.json, read once: the same bytes
+// name the same manifests by digest, so the plan's key holds their hash,
+// and the build ingests (verifies and copies into storage) exactly what
+// that index names. A layout rebuilt in place plans a new key at once; one
+// rewritten between planning and building cannot end up under the old
+// key. The Builder reuses the image of a key it has built.
+package layout
 
 import (
 	"bytes"
@@ -40,6 +41,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/jsonfile"
 	"github.com/nixport/nixport/ocilayout"
 	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/source"
@@ -49,8 +51,8 @@ import (
 // maxLayoutManifestBytes bounds a layout manifest file.
 const maxLayoutManifestBytes = 4 << 20
 
-// LayoutOptions configure a layout source.
-type LayoutOptions struct {
+// Options configure a layout source.
+type Options struct {
 	// Route names the route in keys and logs.
 	Route string
 	// Manifest is the path of the file mapping repository:tag to layout
@@ -63,9 +65,9 @@ type LayoutOptions struct {
 	Log     logrus.FieldLogger
 }
 
-// LayoutSource serves pre-built OCI image layouts.
-type LayoutSource struct {
-	opts LayoutOptions
+// Source serves pre-built OCI image layouts.
+type Source struct {
+	opts Options
 	log  logrus.FieldLogger
 
 	mu      sync.Mutex
@@ -92,9 +94,9 @@ func statStamp(path string) (fileStamp, error) {
 	return s, nil
 }
 
-// NewLayoutSource reads the manifest file (an error if it is missing or
+// New reads the manifest file (an error if it is missing or
 // invalid) and returns the source.
-func NewLayoutSource(opts LayoutOptions) (*LayoutSource, error) {
+func New(opts Options) (*Source, error) {
 	if opts.Storage == nil {
 		return nil, errors.New("layout source: no storage")
 	}
@@ -106,7 +108,7 @@ func NewLayoutSource(opts LayoutOptions) (*LayoutSource, error) {
 		return nil, fmt.Errorf("layout manifest %s: %w", opts.Manifest, err)
 	}
 	opts.Manifest = abs
-	s := &LayoutSource{opts: opts, log: opts.Log.WithField("layout_manifest", abs)}
+	s := &Source{opts: opts, log: opts.Log.WithField("layout_manifest", abs)}
 	stamp, err := statStamp(abs)
 	if err != nil {
 		return nil, fmt.Errorf("layout manifest: %w", err)
@@ -121,7 +123,7 @@ func NewLayoutSource(opts LayoutOptions) (*LayoutSource, error) {
 
 // readLayoutManifest reads and checks a layout manifest file.
 func readLayoutManifest(path string, accepts func(string) bool) (map[string]string, error) {
-	data, err := readBounded(path, maxLayoutManifestBytes)
+	data, err := jsonfile.Read(path, maxLayoutManifestBytes)
 	if err != nil {
 		return nil, fmt.Errorf("layout manifest: %w", err)
 	}
@@ -145,7 +147,7 @@ func parseLayoutManifest(data []byte, base string, accepts func(string) bool) (m
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, jsonFieldError(err)
+			return nil, jsonfile.Problem(err)
 		}
 		key, ok := tok.(string)
 		if !ok {
@@ -153,7 +155,7 @@ func parseLayoutManifest(data []byte, base string, accepts func(string) bool) (m
 		}
 		var dir string
 		if err := dec.Decode(&dir); err != nil {
-			return nil, fmt.Errorf("%.300q: want a directory (a string): %w", key, jsonFieldError(err))
+			return nil, fmt.Errorf("%.300q: want a directory (a string): %w", key, jsonfile.Problem(err))
 		}
 		i := strings.LastIndexByte(key, ':')
 		if i < 0 {
@@ -176,7 +178,7 @@ func parseLayoutManifest(data []byte, base string, accepts func(string) bool) (m
 		if dir == "" || strings.IndexByte(dir, 0) >= 0 {
 			return nil, fmt.Errorf("%.300q: the directory is empty or holds a NUL byte", key)
 		}
-		images[key] = resolvePath(base, dir)
+		images[key] = resolveDir(base, dir)
 	}
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
 		return nil, errors.New("malformed JSON: the object does not end")
@@ -189,7 +191,7 @@ func parseLayoutManifest(data []byte, base string, accepts func(string) bool) (m
 
 // lookup returns the layout directory of name:tag, re-reading the
 // manifest file first if it changed.
-func (s *LayoutSource) lookup(name, tag string) (string, error) {
+func (s *Source) lookup(name, tag string) (string, error) {
 	if err := source.CheckNameTag(name, tag); err != nil {
 		return "", err
 	}
@@ -207,7 +209,7 @@ func (s *LayoutSource) lookup(name, tag string) (string, error) {
 }
 
 // refresh re-reads the manifest file if it changed. Called with mu held.
-func (s *LayoutSource) refresh() {
+func (s *Source) refresh() {
 	stamp, err := statStamp(s.opts.Manifest)
 	if err != nil {
 		if msg := err.Error(); msg != s.statErr {
@@ -234,7 +236,7 @@ func (s *LayoutSource) refresh() {
 
 // Identify validates name:tag and finds its layout directory. The request
 // is a moving one: the directory may be rebuilt in place.
-func (s *LayoutSource) Identify(name, tag string) (source.Request, error) {
+func (s *Source) Identify(name, tag string) (source.Request, error) {
 	dir, err := s.lookup(name, tag)
 	if err != nil {
 		return source.Request{}, err
@@ -254,7 +256,7 @@ type layoutPlan struct {
 // ingests exactly the manifests it lists (blobs are checked against their
 // digests), so a layout rewritten after planning cannot end up under this
 // plan's key.
-func (s *LayoutSource) Plan(_ context.Context, req source.Request) (source.Plan, error) {
+func (s *Source) Plan(_ context.Context, req source.Request) (source.Plan, error) {
 	dir, ok := req.Parsed.(string)
 	if !ok {
 		return source.Plan{}, fmt.Errorf("layout source: request %s:%s was not identified here", req.Name, req.Tag)
@@ -273,7 +275,7 @@ func (s *LayoutSource) Plan(_ context.Context, req source.Request) (source.Plan,
 }
 
 // Build ingests the planned layout.
-func (s *LayoutSource) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
+func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
 	lp, ok := plan.Work.(layoutPlan)
 	if !ok {
 		return nil, fmt.Errorf("layout source: plan for %s:%s was not made here", plan.Request.Name, plan.Request.Tag)
@@ -290,4 +292,12 @@ func (s *LayoutSource) Build(ctx context.Context, plan source.Plan) (source.Mani
 		return nil, err
 	}
 	return m, nil
+}
+
+// resolveDir is dir, relative to base unless it is absolute.
+func resolveDir(base, dir string) string {
+	if filepath.IsAbs(dir) {
+		return filepath.Clean(dir)
+	}
+	return filepath.Join(base, dir)
 }
