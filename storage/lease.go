@@ -2,8 +2,10 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -99,6 +101,98 @@ func ValidLeaseArgs(name, holder string, ttl time.Duration) error {
 	}
 	if ttl <= 0 {
 		return fmt.Errorf("lease %s: ttl %s is not positive", name, ttl)
+	}
+	return nil
+}
+
+// LeaseBase is the part of a Lease that every backend keeps the same way:
+// the lease's name, holder and ttl, the token and expiry of the record the
+// holder last wrote, and the lock that orders the holder's own updates. It
+// makes the records to write (NextRecord) and judges the records read
+// (CanTake, Ours). A backend's lease embeds it, which gives Holder and
+// Expires, and adds Renew and Release: its own conditional writes, each
+// made through Update, under whose lock the backend may keep more state of
+// its own (GCS: the generation of the record).
+type LeaseBase struct {
+	name   string
+	holder string
+	ttl    time.Duration
+
+	mu      sync.Mutex // guards the fields below
+	token   string     // identifies our record among all records of the lease
+	expires time.Time
+}
+
+// NewLeaseBase checks the arguments of TryLease (ValidLeaseArgs) and
+// returns the base of a lease not yet taken.
+func NewLeaseBase(name, holder string, ttl time.Duration) (*LeaseBase, error) {
+	if err := ValidLeaseArgs(name, holder, ttl); err != nil {
+		return nil, err
+	}
+	return &LeaseBase{name: name, holder: holder, ttl: ttl}, nil
+}
+
+// Update runs fn, one of the holder's updates of the lease (a renewal, a
+// release), while holding the lock that orders them, and says what failed:
+// an error of fn comes back as "<doing> lease <name>: <error>", wrapped.
+func (l *LeaseBase) Update(doing string, fn func() error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := fn(); err != nil {
+		return fmt.Errorf("%s lease %s: %w", doing, l.name, err)
+	}
+	return nil
+}
+
+// Name returns the lease's name.
+func (l *LeaseBase) Name() string { return l.name }
+
+// Holder implements Lease.
+func (l *LeaseBase) Holder() string { return l.holder }
+
+// Expires implements Lease. Do not call it from within Update.
+func (l *LeaseBase) Expires() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.expires
+}
+
+// NextRecord returns a new record of the lease for its holder, expiring
+// ttl from now, with a token of its own. Writing it changes nothing here
+// until Hold says it was written.
+func (l *LeaseBase) NextRecord() LeaseRecord {
+	return LeaseRecord{
+		Name:    l.name,
+		Holder:  l.holder,
+		Expires: time.Now().Add(l.ttl).UTC(),
+		Token:   rand.Text(),
+	}
+}
+
+// Hold records that r, a record of ours (from NextRecord), is the one
+// stored: its token and expiry are now the lease's. Call it, as Ours and
+// Released, from within Update, or before the lease is shared (TryLease).
+func (l *LeaseBase) Hold(r LeaseRecord) {
+	l.token, l.expires = r.Token, r.Expires
+}
+
+// Ours reports whether r is the record we last wrote (Hold).
+func (l *LeaseBase) Ours(r LeaseRecord) bool {
+	return l.token != "" && r.Token == l.token
+}
+
+// Released records that the lease was given up: it no longer expires in
+// the future.
+func (l *LeaseBase) Released() {
+	l.expires = time.Time{}
+}
+
+// CanTake returns nil if the holder may take the lease whose stored record
+// is current: it has expired, or it is the holder's own. Otherwise it
+// returns a *LeaseHeldError saying who holds it and until when.
+func (l *LeaseBase) CanTake(current LeaseRecord) error {
+	if current.HeldAgainst(l.holder, time.Now()) {
+		return &LeaseHeldError{Name: l.name, Holder: current.Holder, Expires: current.Expires}
 	}
 	return nil
 }

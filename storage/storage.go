@@ -8,6 +8,8 @@
 // Blobs are immutable: a writer streams into a temporary location, the digest
 // and size are verified, and only then does the blob appear under its final
 // name. A reader never sees a partial blob and nothing is overwritten.
+// NewBlobWriter does the part of this that is the same everywhere (hashing,
+// verifying, cancelling) around a BlobSink, which each backend provides.
 package storage
 
 import (

@@ -2,13 +2,10 @@ package filesystem
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
-	"mime"
 	"os"
 
 	"github.com/opencontainers/go-digest"
@@ -32,174 +29,92 @@ func blobPath(dgst digest.Digest) (string, error) {
 	return blobDir + "/" + hex, nil
 }
 
-// NewBlobWriter implements storage.Backend. The writer is not safe for
-// concurrent use; one goroutine writes and then commits or cancels.
+// NewBlobWriter implements storage.Backend: storage.NewBlobWriter around a
+// temporary file in tmp/.
 func (b *Backend) NewBlobWriter(ctx context.Context, mediaType string) (storage.BlobWriter, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if mediaType != "" {
-		// The media type comes back as a Content-Type header: refuse what
-		// is not one rather than store it.
-		if _, _, err := mime.ParseMediaType(mediaType); err != nil {
-			return nil, fmt.Errorf("new blob: media type %q: %w", mediaType, err)
+	return storage.NewBlobWriter(ctx, mediaType, b.log, func() (storage.BlobSink, error) {
+		f, name, err := b.createTemp("blob")
+		if err != nil {
+			return nil, err
 		}
-	}
-	f, name, err := b.createTemp("blob")
-	if err != nil {
-		return nil, fmt.Errorf("new blob: %w", err)
-	}
-	return &blobWriter{
-		backend:   b,
-		file:      f,
-		tempName:  name,
-		mediaType: mediaType,
-		hash:      sha256.New(),
-	}, nil
+		return &blobSink{backend: b, file: f, tempName: name}, nil
+	})
 }
 
-// blobWriter streams into a temporary file, hashing and counting as it goes
-// so the content is read exactly once.
-type blobWriter struct {
-	backend   *Backend
-	file      *os.File
-	tempName  string // relative to the root
-	mediaType string
-	hash      hash.Hash
-	size      int64
-	writeErr  error // first write failure; Commit refuses after one
-	closed    bool  // Commit or Cancel has run
+// blobSink is a blob's storage.BlobSink: a temporary file, which Publish
+// links into place.
+type blobSink struct {
+	backend  *Backend
+	file     *os.File
+	tempName string // relative to the root
 }
 
-func (w *blobWriter) Write(p []byte) (int, error) {
-	if w.closed {
-		return 0, errors.New("writing blob: writer already committed or cancelled")
-	}
-	if w.writeErr != nil {
-		return 0, w.writeErr
-	}
-	n, err := w.file.Write(p)
-	w.hash.Write(p[:n])
-	w.size += int64(n)
-	if err != nil {
-		w.writeErr = fmt.Errorf("writing blob: %w", err)
-		return n, w.writeErr
-	}
-	return n, nil
+func (s *blobSink) Write(p []byte) (int, error) { return s.file.Write(p) }
+
+func (s *blobSink) StatBlob(ctx context.Context, dgst digest.Digest) (storage.BlobInfo, error) {
+	return s.backend.StatBlob(ctx, dgst)
 }
 
-// Cancel implements storage.BlobWriter.
-func (w *blobWriter) Cancel() error {
-	if w.closed {
-		return nil
-	}
-	w.closed = true
-	w.file.Close()
-	if err := w.backend.root.Remove(w.tempName); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("cancelling blob: %w", err)
+// Discard implements storage.BlobSink. After a successful Publish, the
+// temporary name is only a second link to the blob.
+func (s *blobSink) Discard() error {
+	s.file.Close() // may already be closed by Publish; the error is of no use
+	if err := s.backend.root.Remove(s.tempName); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	return nil
 }
 
-// Commit implements storage.BlobWriter. On any failure the temporary file is
-// removed, so the caller need not (but may) call Cancel.
-func (w *blobWriter) Commit(ctx context.Context, expected digest.Digest, expectedSize int64) (storage.BlobInfo, error) {
-	if w.closed {
-		return storage.BlobInfo{}, errors.New("committing blob: writer already committed or cancelled")
-	}
-	w.closed = true
-	published := false
-	defer func() {
-		if !published {
-			w.file.Close() // may already be closed; the error is of no use
-			w.backend.removeQuietly(w.tempName)
-		}
-	}()
-
-	info, err := w.verify(ctx, expected, expectedSize)
-	if err != nil {
-		return storage.BlobInfo{}, fmt.Errorf("committing blob: %w", err)
-	}
-	// The content must be on disk before any name points at it.
-	if err := w.file.Sync(); err != nil {
-		return storage.BlobInfo{}, fmt.Errorf("committing blob %s: %w", info.Digest, err)
-	}
-	if err := w.file.Close(); err != nil {
-		return storage.BlobInfo{}, fmt.Errorf("committing blob %s: %w", info.Digest, err)
-	}
-
-	existing, err := w.publish(ctx, info)
-	if err != nil {
-		return storage.BlobInfo{}, fmt.Errorf("committing blob %s: %w", info.Digest, err)
-	}
-	published = existing == nil
-	log := w.backend.log.WithFields(logrus.Fields{"digest": info.Digest, "size": info.Size})
-	if existing != nil {
-		log.Debug("blob already stored")
-		return *existing, nil
-	}
-	log.Debug("blob stored")
-	return info, nil
-}
-
-// verify checks what was written against the caller's expectations and
-// returns the info the blob will be stored with.
-func (w *blobWriter) verify(ctx context.Context, expected digest.Digest, expectedSize int64) (storage.BlobInfo, error) {
-	if err := ctx.Err(); err != nil {
-		return storage.BlobInfo{}, err
-	}
-	if w.writeErr != nil {
-		return storage.BlobInfo{}, w.writeErr
-	}
-	info := storage.BlobInfo{
-		Digest:    digest.NewDigest(digest.SHA256, w.hash),
-		Size:      w.size,
-		MediaType: w.mediaType,
-	}
-	if err := storage.VerifyBlob(info, expected, expectedSize); err != nil {
-		return storage.BlobInfo{}, err
-	}
-	return info, nil
-}
-
-// publish gives the verified temporary file its final name. If the blob is
-// already stored (before or by a concurrent writer), it leaves that blob
-// alone and returns its info; the caller then drops the temporary file.
+// Publish implements storage.BlobSink: it gives the verified temporary file
+// its final name. If the blob was stored meanwhile by a concurrent writer,
+// it leaves that blob alone and returns its info.
 //
 // The final name is created with a hard link, which fails if the name
 // exists, rather than a rename, which would replace it: a published blob is
 // never overwritten, not even by identical bytes.
-func (w *blobWriter) publish(ctx context.Context, info storage.BlobInfo) (*storage.BlobInfo, error) {
-	b := w.backend
+func (s *blobSink) Publish(ctx context.Context, info storage.BlobInfo) (storage.BlobInfo, error) {
+	b := s.backend
 	final, err := blobPath(info.Digest)
 	if err != nil {
-		return nil, err // cannot happen: the digest was computed here
+		return storage.BlobInfo{}, err // cannot happen: the digest was computed
 	}
-	// Fast path: an existing blob needs no media type written.
+	// The content must be on disk before any name points at it.
+	if err := s.file.Sync(); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if err := s.file.Close(); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	log := b.log.WithFields(logrus.Fields{"digest": info.Digest, "size": info.Size})
+	// The writer looked for the blob before the fsync, which may take a
+	// while: look again, so that the type file of a blob a concurrent
+	// writer published meanwhile is replaced only in the short moment
+	// between this look and the link.
 	if existing, err := b.StatBlob(ctx, info.Digest); err == nil {
-		return &existing, nil
+		log.Debug("blob already stored")
+		return existing, nil
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		return nil, err
+		return storage.BlobInfo{}, err
 	}
-
-	if err := w.writeMediaType(ctx, final+typeSuffix); err != nil {
-		return nil, err
+	if err := s.writeMediaType(ctx, final+typeSuffix, info.MediaType); err != nil {
+		return storage.BlobInfo{}, err
 	}
-	if err := b.root.Link(w.tempName, final); err != nil {
+	if err := b.root.Link(s.tempName, final); err != nil {
 		if !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("publishing: %w", err)
+			return storage.BlobInfo{}, fmt.Errorf("publishing: %w", err)
 		}
 		existing, err := b.StatBlob(ctx, info.Digest)
 		if err != nil {
-			return nil, err
+			return storage.BlobInfo{}, err
 		}
-		return &existing, nil
+		log.Debug("blob already stored")
+		return existing, nil
 	}
-	b.removeQuietly(w.tempName)
 	if err := b.syncDir(blobDir); err != nil {
-		return nil, err
+		return storage.BlobInfo{}, err
 	}
-	return nil, nil
+	log.Debug("blob stored")
+	return info, nil
 }
 
 // writeMediaType stores the media type beside the blob before the blob
@@ -207,15 +122,15 @@ func (w *blobWriter) publish(ctx context.Context, info storage.BlobInfo) (*stora
 // replaces any type file already there: without its blob, such a file is the
 // leftover of a writer that crashed, or of a concurrent writer of the same
 // bytes, which then describes the same content.
-func (w *blobWriter) writeMediaType(ctx context.Context, name string) error {
-	b := w.backend
-	if w.mediaType == "" {
+func (s *blobSink) writeMediaType(ctx context.Context, name, mediaType string) error {
+	b := s.backend
+	if mediaType == "" {
 		if err := b.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("removing stale media type: %w", err)
 		}
 		return nil
 	}
-	temp, err := b.writeTemp(ctx, "type", []byte(w.mediaType))
+	temp, err := b.writeTemp(ctx, "type", []byte(mediaType))
 	if err != nil {
 		return fmt.Errorf("writing media type: %w", err)
 	}

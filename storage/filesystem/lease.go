@@ -2,7 +2,6 @@ package filesystem
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
@@ -59,12 +57,13 @@ func leasePaths(name string) (record, lock string) {
 
 // TryLease implements storage.Leaser.
 func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Duration) (storage.Lease, error) {
-	if err := storage.ValidLeaseArgs(name, holder, ttl); err != nil {
+	base, err := storage.NewLeaseBase(name, holder, ttl)
+	if err != nil {
 		return nil, err
 	}
 	recordPath, lockPath := leasePaths(name)
-	l := &lease{backend: b, name: name, holder: holder, ttl: ttl, recordPath: recordPath, lockPath: lockPath}
-	err := l.locked(ctx, func() error {
+	l := &lease{LeaseBase: base, backend: b, recordPath: recordPath, lockPath: lockPath}
+	err = l.locked(ctx, func() error {
 		current, err := l.read()
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -76,14 +75,14 @@ func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Du
 			return l.write(ctx, b.root.Rename)
 		case err != nil:
 			return err
-		case current.HeldAgainst(holder, time.Now()):
-			return &storage.LeaseHeldError{Name: name, Holder: current.Holder, Expires: current.Expires}
-		default:
-			b.log.WithFields(logrus.Fields{
-				"lease": name, "holder": holder, "previous_holder": current.Holder, "expired": current.Expires,
-			}).Info("taking over lease")
-			return l.write(ctx, b.root.Rename)
 		}
+		if err := l.CanTake(current); err != nil {
+			return err
+		}
+		b.log.WithFields(logrus.Fields{
+			"lease": name, "holder": holder, "previous_holder": current.Holder, "expired": current.Expires,
+		}).Info("taking over lease")
+		return l.write(ctx, b.root.Rename)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("taking lease %s: %w", name, err)
@@ -91,63 +90,42 @@ func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Du
 	return l, nil
 }
 
-// lease is a lease held through this backend.
+// lease is a lease held through this backend: the shared storage.LeaseBase
+// and the files that keep it.
 type lease struct {
+	*storage.LeaseBase
 	backend    *Backend
-	name       string
-	holder     string
-	ttl        time.Duration
 	recordPath string
 	lockPath   string
-
-	mu      sync.Mutex // guards the fields below, and orders our own updates
-	token   string     // identifies our record among all records of the lease
-	expires time.Time
-}
-
-func (l *lease) Holder() string { return l.holder }
-
-func (l *lease) Expires() time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.expires
 }
 
 // Renew implements storage.Lease.
 func (l *lease) Renew(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	err := l.locked(ctx, func() error {
-		if err := l.stillOurs(); err != nil {
-			return err
-		}
-		return l.write(ctx, l.backend.root.Rename)
+	return l.Update("renewing", func() error {
+		return l.locked(ctx, func() error {
+			if err := l.stillOurs(); err != nil {
+				return err
+			}
+			return l.write(ctx, l.backend.root.Rename)
+		})
 	})
-	if err != nil {
-		return fmt.Errorf("renewing lease %s: %w", l.name, err)
-	}
-	return nil
 }
 
 // Release implements storage.Lease.
 func (l *lease) Release(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	err := l.locked(ctx, func() error {
-		if err := l.stillOurs(); err != nil {
-			l.backend.log.WithError(err).WithField("lease", l.name).Debug("lease already lost, nothing to release")
-			return nil
-		}
-		if err := l.backend.root.Remove(l.recordPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		l.expires = time.Time{}
-		return l.backend.syncDir(leaseDir)
+	return l.Update("releasing", func() error {
+		return l.locked(ctx, func() error {
+			if err := l.stillOurs(); err != nil {
+				l.backend.log.WithError(err).WithField("lease", l.Name()).Debug("lease already lost, nothing to release")
+				return nil
+			}
+			if err := l.backend.root.Remove(l.recordPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			l.Released()
+			return l.backend.syncDir(leaseDir)
+		})
 	})
-	if err != nil {
-		return fmt.Errorf("releasing lease %s: %w", l.name, err)
-	}
-	return nil
 }
 
 // stillOurs checks, under the lock, that the stored record is the one we
@@ -159,7 +137,7 @@ func (l *lease) stillOurs() error {
 		return fmt.Errorf("record removed: %w", storage.ErrLeaseLost)
 	case err != nil:
 		return err
-	case current.Token != l.token:
+	case !l.Ours(current):
 		return fmt.Errorf("taken over by %q: %w", current.Holder, storage.ErrLeaseLost)
 	}
 	return nil
@@ -182,17 +160,13 @@ func (l *lease) read() (storage.LeaseRecord, error) {
 	return r, nil
 }
 
-// write stores a new record for us, expiring ttl from now, and gives it the
-// record's name with place (link to create, rename to replace). Call with
-// the lock held. On success the lease's token and expiry are the new ones.
+// write stores a new record for us (storage.LeaseBase.NextRecord) and
+// gives it the record's name with place (link to create, rename to
+// replace). Call with the lock held. On success the lease holds the new
+// record.
 func (l *lease) write(ctx context.Context, place func(oldname, newname string) error) error {
 	b := l.backend
-	r := storage.LeaseRecord{
-		Name:    l.name,
-		Holder:  l.holder,
-		Expires: time.Now().Add(l.ttl).UTC(),
-		Token:   rand.Text(),
-	}
+	r := l.NextRecord()
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -208,7 +182,7 @@ func (l *lease) write(ctx context.Context, place func(oldname, newname string) e
 	if err := b.syncDir(leaseDir); err != nil {
 		return err
 	}
-	l.token, l.expires = r.Token, r.Expires
+	l.Hold(r)
 	return nil
 }
 

@@ -2,14 +2,12 @@ package gcs
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
-	"mime"
 	"net/http"
 	"os"
 	"time"
@@ -42,141 +40,59 @@ func blobKey(dgst digest.Digest) (string, error) {
 	return blobPrefix + hex, nil
 }
 
-// NewBlobWriter implements storage.Backend. The writer is not safe for
-// concurrent use; one goroutine writes and then commits or cancels.
+// NewBlobWriter implements storage.Backend: storage.NewBlobWriter around a
+// local spool file, which Commit uploads under the blob's final name.
 func (b *Backend) NewBlobWriter(ctx context.Context, mediaType string) (storage.BlobWriter, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if mediaType != "" {
-		// The media type comes back as a Content-Type header: refuse what
-		// is not one rather than store it.
-		if _, _, err := mime.ParseMediaType(mediaType); err != nil {
-			return nil, fmt.Errorf("new blob: media type %q: %w", mediaType, err)
+	return storage.NewBlobWriter(ctx, mediaType, b.log, func() (storage.BlobSink, error) {
+		f, err := b.createSpool()
+		if err != nil {
+			return nil, err
 		}
-	}
-	f, err := b.createSpool()
-	if err != nil {
-		return nil, fmt.Errorf("new blob: %w", err)
-	}
-	return &blobWriter{
-		backend:   b,
-		file:      f,
-		mediaType: mediaType,
-		sha:       sha256.New(),
-		crc:       crc32.New(crc32cTable),
-	}, nil
+		return &blobSink{backend: b, file: f, crc: crc32.New(crc32cTable)}, nil
+	})
 }
 
-// blobWriter spools into a local file, hashing as it goes; Commit uploads
-// the file under the blob's final name.
-type blobWriter struct {
-	backend   *Backend
-	file      *os.File
-	mediaType string
-	sha       hash.Hash
-	crc       hash.Hash32
-	size      int64
-	writeErr  error // first write failure; Commit refuses after one
-	closed    bool  // Commit or Cancel has run
+// blobSink is a blob's storage.BlobSink: it spools into a local file,
+// computing the CRC32C that the upload declares as it goes.
+type blobSink struct {
+	backend *Backend
+	file    *os.File
+	crc     hash.Hash32
 }
 
-func (w *blobWriter) Write(p []byte) (int, error) {
-	if w.closed {
-		return 0, errors.New("writing blob: writer already committed or cancelled")
-	}
-	if w.writeErr != nil {
-		return 0, w.writeErr
-	}
-	n, err := w.file.Write(p)
-	w.sha.Write(p[:n])
-	w.crc.Write(p[:n])
-	w.size += int64(n)
+func (s *blobSink) Write(p []byte) (int, error) {
+	n, err := s.file.Write(p)
+	s.crc.Write(p[:n])
 	if err != nil {
-		w.writeErr = fmt.Errorf("writing blob: spooling: %w", err)
-		return n, w.writeErr
+		return n, fmt.Errorf("spooling: %w", err)
 	}
 	return n, nil
 }
 
-// Cancel implements storage.BlobWriter.
-func (w *blobWriter) Cancel() error {
-	if w.closed {
-		return nil
-	}
-	w.closed = true
-	return w.discardSpool()
+func (s *blobSink) StatBlob(ctx context.Context, dgst digest.Digest) (storage.BlobInfo, error) {
+	return s.backend.StatBlob(ctx, dgst)
 }
 
-func (w *blobWriter) discardSpool() error {
-	w.file.Close()
-	if err := os.Remove(w.file.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+// Discard implements storage.BlobSink: it removes the spool file.
+func (s *blobSink) Discard() error {
+	s.file.Close()
+	if err := os.Remove(s.file.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing spool file: %w", err)
 	}
 	return nil
 }
 
-// Commit implements storage.BlobWriter. The spool file is removed whatever
-// the outcome, so the caller need not (but may) call Cancel.
-func (w *blobWriter) Commit(ctx context.Context, expected digest.Digest, expectedSize int64) (storage.BlobInfo, error) {
-	if w.closed {
-		return storage.BlobInfo{}, errors.New("committing blob: writer already committed or cancelled")
-	}
-	w.closed = true
-	defer func() {
-		if err := w.discardSpool(); err != nil {
-			w.backend.log.WithError(err).WithField("file", w.file.Name()).Warn("removing spool file")
-		}
-	}()
-
-	info, err := w.verify(ctx, expected, expectedSize)
-	if err != nil {
-		return storage.BlobInfo{}, fmt.Errorf("committing blob: %w", err)
-	}
-	log := w.backend.log.WithFields(logrus.Fields{"digest": info.Digest, "size": info.Size})
-	// Fast path: a blob already stored needs no upload.
-	if existing, err := w.backend.StatBlob(ctx, info.Digest); err == nil {
-		log.Debug("blob already stored")
-		return existing, nil
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return storage.BlobInfo{}, fmt.Errorf("committing blob %s: %w", info.Digest, err)
-	}
-	stored, err := w.upload(ctx, info, log)
-	if err != nil {
-		return storage.BlobInfo{}, fmt.Errorf("committing blob %s: %w", info.Digest, err)
-	}
-	return stored, nil
-}
-
-// verify checks what was written against the caller's expectations and
-// returns the info the blob will be stored with.
-func (w *blobWriter) verify(ctx context.Context, expected digest.Digest, expectedSize int64) (storage.BlobInfo, error) {
-	if err := ctx.Err(); err != nil {
-		return storage.BlobInfo{}, err
-	}
-	if w.writeErr != nil {
-		return storage.BlobInfo{}, w.writeErr
-	}
-	info := storage.BlobInfo{
-		Digest:    digest.NewDigest(digest.SHA256, w.sha),
-		Size:      w.size,
-		MediaType: w.mediaType,
-	}
-	if err := storage.VerifyBlob(info, expected, expectedSize); err != nil {
-		return storage.BlobInfo{}, err
-	}
-	return info, nil
-}
-
-// upload stores the spooled bytes under the blob's name, starting again
-// from the spool when an attempt fails beyond the client's own retries of
-// its requests (a resumable upload whose session broke, say).
-func (w *blobWriter) upload(ctx context.Context, info storage.BlobInfo, log logrus.FieldLogger) (storage.BlobInfo, error) {
-	b := w.backend
+// Publish implements storage.BlobSink: it uploads the spooled bytes under
+// the blob's name, starting again from the spool when an attempt fails
+// beyond the client's own retries of its requests (a resumable upload whose
+// session broke, say).
+func (s *blobSink) Publish(ctx context.Context, info storage.BlobInfo) (storage.BlobInfo, error) {
+	b := s.backend
+	log := b.log.WithFields(logrus.Fields{"digest": info.Digest, "size": info.Size})
 	var err error
 	for attempt := 1; ; attempt++ {
 		var stored storage.BlobInfo
-		stored, err = w.uploadOnce(ctx, info)
+		stored, err = s.uploadOnce(ctx, info)
 		if err == nil {
 			if stored != info {
 				log.Debug("blob stored meanwhile by another writer")
@@ -222,8 +138,8 @@ func retryableUpload(err error) bool {
 // uploadOnce makes one upload of the spooled bytes with a DoesNotExist
 // precondition. A 412 means the object exists already: then it returns the
 // stored blob's info, having checked its size and CRC32C against ours.
-func (w *blobWriter) uploadOnce(ctx context.Context, info storage.BlobInfo) (storage.BlobInfo, error) {
-	b := w.backend
+func (s *blobSink) uploadOnce(ctx context.Context, info storage.BlobInfo) (storage.BlobInfo, error) {
+	b := s.backend
 	key, err := blobKey(info.Digest)
 	if err != nil {
 		return storage.BlobInfo{}, err
@@ -231,7 +147,7 @@ func (w *blobWriter) uploadOnce(ctx context.Context, info storage.BlobInfo) (sto
 	tctx, cancel := b.transferContext(ctx)
 	defer cancel()
 	obj := b.bucket.Object(key).If(gstorage.Conditions{DoesNotExist: true})
-	if w.size >= int64(b.chunkSize) {
+	if info.Size >= int64(b.chunkSize) {
 		// A resumable upload: a chunk is sent again in its session only
 		// after the server answered that it failed (408, 429, 5xx). After
 		// a lost response, the chunk may have been stored, and a server
@@ -250,12 +166,12 @@ func (w *blobWriter) uploadOnce(ctx context.Context, info storage.BlobInfo) (sto
 	// GCS refuses to finalise an object whose bytes do not match the
 	// declared checksum: whatever happens to a chunk on its way, nothing
 	// but these bytes can appear under this name.
-	crc := w.crc.Sum32()
+	crc := s.crc.Sum32()
 	ow.CRC32C = crc
 	ow.SendCRC32C = true
 	ow.ChunkSize = b.chunkSize
 
-	_, err = io.Copy(ow, io.NewSectionReader(w.file, 0, w.size))
+	_, err = io.Copy(ow, io.NewSectionReader(s.file, 0, info.Size))
 	if err != nil {
 		cancel() // makes Close return at once, uploading nothing
 		ow.Close()

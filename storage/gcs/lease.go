@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	gstorage "cloud.google.com/go/storage"
@@ -48,10 +47,11 @@ const leaseRounds = 5
 
 // TryLease implements storage.Leaser.
 func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Duration) (storage.Lease, error) {
-	if err := storage.ValidLeaseArgs(name, holder, ttl); err != nil {
+	base, err := storage.NewLeaseBase(name, holder, ttl)
+	if err != nil {
 		return nil, err
 	}
-	l := &lease{backend: b, name: name, key: leasePrefix + name, holder: holder, ttl: ttl}
+	l := &lease{LeaseBase: base, backend: b, key: leasePrefix + name}
 	log := b.log.WithFields(logrus.Fields{"lease": name, "holder": holder})
 	for range leaseRounds {
 		// A free lease: create it.
@@ -72,8 +72,9 @@ func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Du
 		case l.adopt(current, gen):
 			log.Debug("lease taken (the response to our create was lost)")
 			return l, nil
-		case current.HeldAgainst(holder, time.Now()):
-			return nil, &storage.LeaseHeldError{Name: name, Holder: current.Holder, Expires: current.Expires}
+		}
+		if err := l.CanTake(current); err != nil {
+			return nil, err
 		}
 		// Expired, or our holder's: replace exactly the generation read.
 		err = l.write(ctx, gstorage.Conditions{GenerationMatch: gen})
@@ -94,88 +95,68 @@ func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Du
 	return nil, fmt.Errorf("taking lease %s: it changed under us %d times in a row", name, leaseRounds)
 }
 
-// lease is a lease held through this backend.
+// lease is a lease held through this backend: the shared
+// storage.LeaseBase, and what the object's generations add to it.
 type lease struct {
+	*storage.LeaseBase
 	backend *Backend
-	name    string
 	key     string
-	holder  string
-	ttl     time.Duration
 
-	mu      sync.Mutex // guards the fields below, and orders our own writes
-	gen     int64      // generation of our last known write
-	token   string     // token of our last known write
-	expires time.Time
+	// Guarded by the LeaseBase's lock (Update):
+	gen int64 // generation of our last known write
 	// pending holds the tokens of writes whose outcome is unknown (they
 	// failed, but may have happened with their response lost): finding
 	// one of them in the stored record means the lease is ours.
 	pending []string
 }
 
-func (l *lease) Holder() string { return l.holder }
-
-func (l *lease) Expires() time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.expires
-}
-
 // Renew implements storage.Lease.
 func (l *lease) Renew(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	err := l.write(ctx, gstorage.Conditions{GenerationMatch: l.gen})
-	if isPreconditionFailed(err) || isNotExist(err) {
-		ours, confirmErr := l.confirm(ctx)
-		switch {
-		case confirmErr != nil:
-			err = confirmErr
-		case ours:
-			err = nil
-		default:
-			err = storage.ErrLeaseLost
+	return l.Update("renewing", func() error {
+		err := l.write(ctx, gstorage.Conditions{GenerationMatch: l.gen})
+		if !isPreconditionFailed(err) && !isNotExist(err) {
+			return err
 		}
-	}
-	if err != nil {
-		return fmt.Errorf("renewing lease %s: %w", l.name, err)
-	}
-	return nil
+		switch ours, err := l.confirm(ctx); {
+		case err != nil:
+			return err
+		case ours:
+			return nil
+		default:
+			return storage.ErrLeaseLost
+		}
+	})
 }
 
 // Release implements storage.Lease.
 func (l *lease) Release(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	current, gen, err := l.read(ctx)
-	switch {
-	case isNotExist(err):
+	return l.Update("releasing", func() error {
+		current, gen, err := l.read(ctx)
+		switch {
+		case isNotExist(err):
+			return nil
+		case err != nil:
+			return err
+		case !l.adopt(current, gen):
+			l.backend.log.WithFields(logrus.Fields{"lease": l.Name(), "holder": current.Holder}).Debug("lease already lost, nothing to release")
+			return nil
+		}
+		dctx, cancel := l.backend.opContext(ctx)
+		defer cancel()
+		err = l.backend.bucket.Object(l.key).If(gstorage.Conditions{GenerationMatch: gen}).Delete(dctx)
+		if err != nil && !isNotExist(err) && !isPreconditionFailed(err) {
+			return err
+		}
+		l.Released()
 		return nil
-	case err != nil:
-		return fmt.Errorf("releasing lease %s: %w", l.name, err)
-	case !l.adopt(current, gen):
-		l.backend.log.WithFields(logrus.Fields{"lease": l.name, "holder": current.Holder}).Debug("lease already lost, nothing to release")
-		return nil
-	}
-	dctx, cancel := l.backend.opContext(ctx)
-	defer cancel()
-	err = l.backend.bucket.Object(l.key).If(gstorage.Conditions{GenerationMatch: gen}).Delete(dctx)
-	if err != nil && !isNotExist(err) && !isPreconditionFailed(err) {
-		return fmt.Errorf("releasing lease %s: %w", l.name, err)
-	}
-	l.expires = time.Time{}
-	return nil
+	})
 }
 
-// write stores a new record for us, expiring ttl from now, under conds. On
-// success the lease's generation, token and expiry are the new ones; on
+// write stores a new record for us (storage.LeaseBase.NextRecord) under
+// conds. On success the lease holds the new record at its generation; on
 // failure the token attempted is pending, for confirm.
 func (l *lease) write(ctx context.Context, conds gstorage.Conditions) error {
-	r := storage.LeaseRecord{
-		Name:    l.name,
-		Holder:  l.holder,
-		Expires: time.Now().Add(l.ttl).UTC(),
-		Token:   newToken(),
-	}
+	r := l.NextRecord()
 	body, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -195,7 +176,8 @@ func (l *lease) write(ctx context.Context, conds gstorage.Conditions) error {
 		l.pending = append(l.pending, r.Token)
 		return err
 	}
-	l.gen, l.token, l.expires, l.pending = attrs.Generation, r.Token, r.Expires, nil
+	l.Hold(r)
+	l.gen, l.pending = attrs.Generation, nil
 	return nil
 }
 
@@ -218,11 +200,12 @@ func (l *lease) confirm(ctx context.Context) (bool, error) {
 // known write or one of our pending ones, and if so makes it our last
 // known write.
 func (l *lease) adopt(current storage.LeaseRecord, gen int64) bool {
-	known := l.token != "" && current.Token == l.token && gen == l.gen
+	known := l.Ours(current) && gen == l.gen
 	if !known && !slices.Contains(l.pending, current.Token) {
 		return false
 	}
-	l.gen, l.token, l.expires, l.pending = gen, current.Token, current.Expires, nil
+	l.Hold(current)
+	l.gen, l.pending = gen, nil
 	return true
 }
 
@@ -244,7 +227,7 @@ func (l *lease) read(ctx context.Context) (storage.LeaseRecord, int64, error) {
 	if expires, err := time.Parse(time.RFC3339Nano, attrs.Metadata[metaLeaseExpires]); err == nil {
 		r.Expires = expires
 	} else {
-		l.backend.log.WithError(err).WithField("lease", l.name).Warn("lease record without a valid expiry; treating it as expired")
+		l.backend.log.WithError(err).WithField("lease", l.Name()).Warn("lease record without a valid expiry; treating it as expired")
 	}
 	return r, attrs.Generation, nil
 }
