@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,14 +30,15 @@ import (
 // stands in for the Nix pipeline in tests of the Builder's own logic
 // (caching, coalescing, bounds); the Nix pipeline has its own tests.
 type countingSource struct {
-	store   storage.Backend
-	builds  atomic.Int32
-	running atomic.Int32
-	peak    atomic.Int32
-	release chan struct{} // if set, builds wait for it
-	started chan string   // if set, gets the name of every build that starts
-	pinned  bool
-	fail    error
+	store    storage.Backend
+	builds   atomic.Int32
+	running  atomic.Int32
+	peak     atomic.Int32
+	release  chan struct{} // if set, builds wait for it
+	started  chan string   // if set, gets the name of every build that starts
+	finished chan error    // if set, gets the error of every build that ends
+	pinned   bool
+	fail     error
 }
 
 func (s *countingSource) Identify(name, tag string) (source.Request, error) {
@@ -57,7 +59,10 @@ func (s *countingSource) Plan(_ context.Context, req source.Request) (source.Pla
 	return source.Plan{Request: req, Key: req.Key}, nil
 }
 
-func (s *countingSource) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
+func (s *countingSource) Build(ctx context.Context, plan source.Plan) (m source.Manifests, err error) {
+	if s.finished != nil {
+		defer func() { s.finished <- err }()
+	}
 	name, tag := plan.Request.Name, plan.Request.Tag
 	n := s.builds.Add(1)
 	r := s.running.Add(1)
@@ -123,7 +128,8 @@ func TestCoalescesConcurrentRequests(t *testing.T) {
 			digests[i], errs[i] = string(info.Digest), err
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Every client joins the one build before it is let finish.
+	awaitWaiters(t, b, "hello:latest", clients)
 	close(src.release)
 	wg.Wait()
 	for i := range clients {
@@ -137,6 +143,28 @@ func TestCoalescesConcurrentRequests(t *testing.T) {
 	tags, err := b.Tags(context.Background(), "hello")
 	if err != nil || len(tags) != 1 || tags[0] != "latest" {
 		t.Errorf("tags = %v, %v", tags, err)
+	}
+}
+
+// awaitWaiters waits until n callers wait on the build of key.
+func awaitWaiters(t *testing.T, b *Builder, key string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		b.flights.mu.Lock()
+		f := b.flights.flights[key]
+		got := 0
+		if f != nil {
+			got = f.waiters
+		}
+		b.flights.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers wait on %s, want %d", got, key, n)
+		}
+		runtime.Gosched()
 	}
 }
 
@@ -154,7 +182,7 @@ func TestDisconnectingClientDoesNotCancelSharedBuild(t *testing.T) {
 		_, _, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
 		stayed <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	awaitWaiters(t, b, "hello:latest", 2)
 	cancel()
 	if err := <-leftErr; err == nil {
 		t.Error("cancelled client got no error")
@@ -169,25 +197,27 @@ func TestDisconnectingClientDoesNotCancelSharedBuild(t *testing.T) {
 }
 
 func TestLastWaiterLeavingCancelsBuild(t *testing.T) {
-	src := &countingSource{release: make(chan struct{})}
+	src := &countingSource{release: make(chan struct{}), started: make(chan string, 1), finished: make(chan error, 1)}
 	b := newTestBuilder(t, src, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, _, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
-	if e, ok := errcode.As(err); !ok || e.Code != errcode.Unavailable {
-		t.Fatalf("err = %v, want UNAVAILABLE", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
+		errc <- err
+	}()
+	<-src.started
+	cancel()
+	if e, ok := errcode.As(<-errc); !ok || e.Code != errcode.Unavailable {
+		t.Fatalf("err = %v, want UNAVAILABLE", e)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for src.running.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("build still running after its only client left")
-		}
-		time.Sleep(10 * time.Millisecond)
+	// The build itself ends, cancelled: nobody waits for it.
+	if err := <-src.finished; !errors.Is(err, context.Canceled) {
+		t.Errorf("the build ended with %v, want context.Canceled", err)
 	}
 }
 
 func TestBoundsConcurrentBuilds(t *testing.T) {
-	src := &countingSource{release: make(chan struct{})}
+	src := &countingSource{release: make(chan struct{}), started: make(chan string, 6)}
 	b := newTestBuilder(t, src, Options{MaxBuilds: 2})
 	var wg sync.WaitGroup
 	for i := range 6 {
@@ -199,7 +229,9 @@ func TestBoundsConcurrentBuilds(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Two builds run, blocked on release, before any is let finish.
+	<-src.started
+	<-src.started
 	close(src.release)
 	wg.Wait()
 	if p := src.peak.Load(); p != 2 {

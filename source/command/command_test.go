@@ -177,7 +177,7 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 // waitPids waits for the pid file a hanging layoutgen writes.
 func waitPids(t *testing.T, path string) []int {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		data, err := os.ReadFile(path)
 		if err == nil && strings.HasSuffix(string(data), "\n") {
@@ -201,7 +201,7 @@ func waitPids(t *testing.T, path string) []int {
 // reaped yet: it runs nothing).
 func checkGone(t *testing.T, pids []int) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for _, pid := range pids {
 		for {
 			data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
@@ -288,7 +288,7 @@ func TestCommandStopsWhenNobodyWaits(t *testing.T) {
 	}
 	checkGone(t, pids)
 	// The flight ends once the command is gone; then the directory is.
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if entries, _ := os.ReadDir(outs); len(entries) == 0 {
 			break
