@@ -55,9 +55,9 @@ func (d *Driver) checkoutRev(ctx context.Context, log logrus.FieldLogger, tag st
 		if err != nil {
 			return "", err
 		}
-		switch res.exitCode {
+		switch res.ExitCode {
 		case 0:
-			commit := strings.TrimSpace(string(res.stdout))
+			commit := strings.TrimSpace(string(res.Stdout))
 			if !commitHash.MatchString(commit) {
 				return "", fmt.Errorf("nix: git rev-parse %s printed %q, not a commit hash", rev, clip(commit))
 			}
@@ -67,7 +67,7 @@ func (d *Driver) checkoutRev(ctx context.Context, log logrus.FieldLogger, tag st
 			// No such revision, or not a commit.
 		default:
 			return "", fmt.Errorf("nix: git rev-parse %s in %s exited with code %d: %s",
-				rev, d.checkout, res.exitCode, stderrTail(res.stderr, 5))
+				rev, d.checkout, res.ExitCode, stderrTail(res.Tail, 5))
 		}
 	}
 	return "", errcode.New(errcode.ManifestUnknown,
@@ -82,10 +82,10 @@ func (d *Driver) workingTags(ctx context.Context, log logrus.FieldLogger) string
 	const fixed = "latest (the directory as it is), a full commit hash"
 	res, err := d.runGit(ctx, log, "for-each-ref", fmt.Sprintf("--count=%d", maxListedBranches+1),
 		"--format=%(refname:lstrip=2)", "refs/heads/")
-	if err != nil || res.exitCode != 0 {
+	if err != nil || res.ExitCode != 0 {
 		return fixed + ", a branch or a git tag"
 	}
-	refs := strings.Fields(string(res.stdout))
+	refs := strings.Fields(string(res.Stdout))
 	var branches []string
 	for _, b := range refs[:min(len(refs), maxListedBranches)] {
 		// Only names a client could send back as a tag.

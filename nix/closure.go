@@ -70,10 +70,10 @@ func (d *Driver) Closure(ctx context.Context, paths []string) (*Closure, error) 
 	if err != nil {
 		return nil, err
 	}
-	if r.exitCode != 0 {
-		return nil, fmt.Errorf("nix: reading the closure: nix path-info exited with code %d: %s", r.exitCode, firstError(r.stderr))
+	if r.ExitCode != 0 {
+		return nil, fmt.Errorf("nix: reading the closure: nix path-info exited with code %d: %s", r.ExitCode, firstError(r.Tail))
 	}
-	c, err := parsePathInfo(r.stdout, roots)
+	c, err := parsePathInfo(r.Stdout, roots)
 	if err != nil {
 		return nil, fmt.Errorf("nix: reading the closure: %w", err)
 	}

@@ -3,7 +3,6 @@ package nix
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/procrun"
 )
 
 const (
@@ -105,18 +105,11 @@ func TestStderrTail(t *testing.T) {
 	if got := stderrTail(in, 10); got != "a\nb\nc\nd" {
 		t.Errorf("got %q", got)
 	}
-	tb := &tailBuffer{max: 10}
-	for i := 0; i < 10; i++ {
-		tb.Write([]byte("line " + string(rune('0'+i)) + "\n"))
-	}
-	if got := tb.String(); got != "line 9\n" {
-		t.Errorf("tail buffer %q", got)
-	}
 }
 
 func TestBuildFailureMessage(t *testing.T) {
 	res := &Resolution{Packages: []Package{{Name: "broken", DrvPath: "/nix/store/v03az7yplcvz9crk33hyjzqwmv4v4b9c-broken.drv"}}}
-	r := result{exitCode: 100, stderr: `building '/nix/store/v03az7yplcvz9crk33hyjzqwmv4v4b9c-broken.drv'...
+	r := procrun.Result{ExitCode: 100, Tail: `building '/nix/store/v03az7yplcvz9crk33hyjzqwmv4v4b9c-broken.drv'...
 nixport test package: this build fails on purpose
 error: builder for '/nix/store/v03az7yplcvz9crk33hyjzqwmv4v4b9c-broken.drv' failed with exit code 1
 error: builder for '/nix/store/11111111111111111111111111111111-dep.drv' failed with exit code 2;
@@ -128,60 +121,47 @@ error: 1 dependencies of derivation '/nix/store/x-y.drv' failed to build
 	}
 	want := "building the image failed: package broken (/nix/store/v03az7yplcvz9crk33hyjzqwmv4v4b9c-broken.drv) failed with exit code 1; " +
 		"/nix/store/11111111111111111111111111111111-dep.drv failed with exit code 2; the last lines of the build output:\n" +
-		strings.TrimSuffix(r.stderr, "\n")
+		strings.TrimSuffix(r.Tail, "\n")
 	if e.Message != want {
 		t.Errorf("got  %q\nwant %q", e.Message, want)
 	}
-	r = result{exitCode: 1, stderr: "error: a 'aarch64-linux' with features {} is required to build '/nix/store/x.drv', but I am a 'x86_64-linux'\n"}
+	r = procrun.Result{ExitCode: 1, Tail: "error: a 'aarch64-linux' with features {} is required to build '/nix/store/x.drv', but I am a 'x86_64-linux'\n"}
 	e, _ = errcode.As(buildFailure(res, r))
 	if e == nil || !strings.HasPrefix(e.Message, "building the image failed: a 'aarch64-linux' with features {} is required") {
 		t.Errorf("got %v", e)
 	}
 }
 
-func TestOutputTail(t *testing.T) {
+// TestClientTail: what a client is shown of Nix's stderr leaves out what
+// only Nix prints; procrun's tests check the bounds.
+func TestClientTail(t *testing.T) {
 	addRoot := "warning: you did not specify '--add-root'; the result might be removed by the garbage collector\n"
-	var many, wide strings.Builder
-	for i := range 40 {
-		fmt.Fprintf(&many, "line %d\n", i)
-		fmt.Fprintf(&wide, "%d%s\n", i%10, strings.Repeat("x", 250))
-	}
 	tests := []struct {
 		name, stderr string
 		want         string // "" for nothing to show
-		check        func(string) bool
 	}{
-		{"empty", "", "", nil},
-		{"only the add-root warning", addRoot + "\n", "", nil},
+		{"empty", "", ""},
+		{"only the add-root warning", addRoot + "\n", ""},
 		{"warning, colours and blank lines dropped",
 			"building '/nix/store/x.drv'...\n" + addRoot + "\x1b[31;1merror:\x1b[0m builder failed\n\n  \n",
-			"building '/nix/store/x.drv'...\nerror: builder failed", nil},
-		{"at most clientTailLines lines, the last ones", many.String(), "", func(s string) bool {
-			l := strings.Split(s, "\n")
-			return len(l) == clientTailLines && l[0] == fmt.Sprintf("line %d", 40-clientTailLines) && l[len(l)-1] == "line 39"
-		}},
-		{"at most clientTailBytes bytes, whole lines", wide.String(), "", func(s string) bool {
-			l := strings.Split(s, "\n")
-			return len(s) <= clientTailBytes && len(l) == clientTailBytes/252 && strings.HasPrefix(l[len(l)-1], "9x")
-		}},
-		{"a long line is clipped", "error: " + strings.Repeat("y", 1000) + "\n", "", func(s string) bool {
-			return len([]rune(s)) == maxMessage && strings.HasSuffix(s, "…")
-		}},
+			"building '/nix/store/x.drv'...\nerror: builder failed"},
+		{"Nix's note that it was interrupted dropped",
+			"building '/nix/store/x.drv'...\nerror: interrupted by the user\n",
+			"building '/nix/store/x.drv'..."},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := outputTail(tc.stderr)
-			if tc.check != nil {
-				if !tc.check(got) {
-					t.Errorf("got %q", got)
-				}
-			} else if got != tc.want {
+			if got := clientTail.Of(tc.stderr); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
-			if w := withTail("it", tc.stderr); (w == "") != (got == "") || w != "" && w != "; the last lines of it:\n"+got {
-				t.Errorf("withTail = %q", w)
+			if w := clientTail.Suffix("it", tc.stderr); (w == "") != (tc.want == "") || w != "" && w != "; the last lines of it:\n"+tc.want {
+				t.Errorf("Suffix = %q", w)
 			}
 		})
+	}
+	// The log keeps what the client is spared.
+	if got := stderrTail("a\nerror: interrupted by the user\n", 5); got != "a\nerror: interrupted by the user" {
+		t.Errorf("stderrTail = %q", got)
 	}
 }
 
@@ -200,7 +180,7 @@ func TestFailureMessage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e, ok := errcode.As(failure("evaluating the package set failed", "nix-instantiate", result{exitCode: 1, stderr: tc.stderr}))
+			e, ok := errcode.As(failure("evaluating the package set failed", "nix-instantiate", procrun.Result{ExitCode: 1, Tail: tc.stderr}))
 			if !ok || e.Code != errcode.BuildFailed {
 				t.Fatalf("got %v", e)
 			}

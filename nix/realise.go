@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/procrun"
 	"github.com/nixport/nixport/requestid"
 )
 
@@ -74,7 +75,7 @@ func (d *Driver) Realise(ctx context.Context, res *Resolution) (*Roots, error) {
 		args = append(args, drv+"!"+strings.Join(sortedUnique(outs[drv]), ","))
 	}
 	r, err := d.run(ctx, log, "nix-store", args...)
-	if err == nil && r.exitCode != 0 {
+	if err == nil && r.ExitCode != 0 {
 		err = buildFailure(res, r)
 	}
 	if err != nil {
@@ -91,9 +92,9 @@ func (d *Driver) Realise(ctx context.Context, res *Resolution) (*Roots, error) {
 // failure); 1 is anything else, such as a derivation for a system this
 // machine cannot build. A build failure names the packages whose builders
 // failed and ends with the last lines of the build output, where the
-// builder says why (bounded, see outputTail).
-func buildFailure(res *Resolution, r result) error {
-	if r.exitCode < 100 || r.exitCode > 104 {
+// builder says why (bounded, see clientTail).
+func buildFailure(res *Resolution, r procrun.Result) error {
+	if r.ExitCode < 100 || r.ExitCode > 104 {
 		return failure("building the image failed", "nix-store", r)
 	}
 	byDrv := map[string]string{}
@@ -102,7 +103,7 @@ func buildFailure(res *Resolution, r result) error {
 	}
 	var failed []string
 	seen := map[string]bool{}
-	for _, l := range stderrLines(r.stderr) {
+	for _, l := range stderrLines(r.Tail) {
 		m := builderFailed.FindStringSubmatch(l)
 		if m == nil || seen[m[1]] {
 			continue
@@ -123,6 +124,6 @@ func buildFailure(res *Resolution, r result) error {
 		return failure("building the image failed", "nix-store", r)
 	}
 	return errcode.Wrap(errcode.BuildFailed,
-		fmt.Errorf("nix-store exited with code %d: %s", r.exitCode, stderrTail(r.stderr, 20)),
-		"building the image failed: %s%s", clip(strings.Join(failed, "; ")), withTail("the build output", r.stderr))
+		fmt.Errorf("nix-store exited with code %d: %s", r.ExitCode, stderrTail(r.Tail, 20)),
+		"building the image failed: %s%s", clip(strings.Join(failed, "; ")), clientTail.Suffix("the build output", r.Tail))
 }

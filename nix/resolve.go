@@ -201,19 +201,19 @@ func (d *Driver) evaluate(ctx context.Context, log logrus.FieldLogger, spec sour
 		if err != nil {
 			return nil, err
 		}
-		if res.exitCode == 0 {
-			return res.stdout, nil
+		if res.ExitCode == 0 {
+			return res.Stdout, nil
 		}
 		if attempt == 0 && spec.Kind == "git" && spec.Git.Ref != "" && spec.Git.Ref != "HEAD" &&
-			strings.Contains(res.stderr, "couldn't find remote ref refs/heads/"+spec.Git.Ref) {
+			strings.Contains(res.Tail, "couldn't find remote ref refs/heads/"+spec.Git.Ref) {
 			log.WithField("ref", spec.Git.Ref).Debug("not a branch; trying it as a git tag")
 			g := *spec.Git
 			g.Ref = "refs/tags/" + g.Ref
 			spec.Git = &g
 			continue
 		}
-		if spec.Kind == "git" && unknownGitRevision.MatchString(res.stderr) {
-			log.WithField("stderr_tail", stderrTail(res.stderr, 5)).Info("tag names nothing in the git repository")
+		if spec.Kind == "git" && unknownGitRevision.MatchString(res.Tail) {
+			log.WithField("stderr_tail", stderrTail(res.Tail, 5)).Info("tag names nothing in the git repository")
 			return nil, errcode.New(errcode.ManifestUnknown,
 				"tag %q names no branch, tag or commit of the package repository; tags that work: %s, a branch, a git tag or a full commit hash",
 				d.tagOf(spec), LatestTag)

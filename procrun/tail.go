@@ -57,6 +57,16 @@ type ClientTail struct {
 // output.
 var DefaultClientTail = ClientTail{Lines: 15, LineSize: 300, Size: 2000}
 
+// WithDrop is c leaving out the lines drop reports as well.
+func (c ClientTail) WithDrop(drop func(line string) bool) ClientTail {
+	if prev := c.Drop; prev != nil {
+		c.Drop = func(l string) bool { return prev(l) || drop(l) }
+	} else {
+		c.Drop = drop
+	}
+	return c
+}
+
 // Of is the end of output within the bounds, one a line; empty when output
 // holds nothing to show.
 func (c ClientTail) Of(output string) string {

@@ -34,15 +34,15 @@ func TestClientTail(t *testing.T) {
 		many.WriteString("line " + strconv.Itoa(i) + "\n")
 		wide.WriteString(strconv.Itoa(i%10) + strings.Repeat("x", 250) + "\n")
 	}
-	c := DefaultClientTail
-	c.Drop = func(l string) bool { return strings.TrimSpace(l) == "noise" }
+	c := DefaultClientTail.WithDrop(func(l string) bool { return strings.TrimSpace(l) == "noise" }).
+		WithDrop(func(l string) bool { return l == "more noise" })
 	tests := []struct {
 		name, output string
 		check        func(string) bool
 	}{
 		{"empty", "", func(s string) bool { return s == "" }},
 		{"blank lines only", "\n  \n\t\n", func(s string) bool { return s == "" }},
-		{"dropped lines only", "noise\n  noise\n", func(s string) bool { return s == "" }},
+		{"dropped lines only", "noise\n  noise\nmore noise\n", func(s string) bool { return s == "" }},
 		{"colours, blank and dropped lines left out",
 			"building\nnoise\n\x1b[31;1merror:\x1b[0m failed  \n\n  \n",
 			func(s string) bool { return s == "building\nerror: failed" }},
