@@ -54,6 +54,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/procrun"
 )
 
 // The resolver evaluated for every image, and the offline test package set
@@ -72,7 +73,7 @@ const DefaultTimeout = 60 * time.Second
 
 // killGrace is how long a process may take to exit after SIGTERM (Nix
 // stops its builders first) before it is killed.
-const killGrace = 10 * time.Second
+const killGrace = procrun.DefaultGrace
 
 // Options configure a Driver.
 type Options struct {

@@ -13,10 +13,6 @@ import (
 	"github.com/nixport/nixport/procrun"
 )
 
-// stderrKeep bounds how much of a Nix process's stderr is kept: its end,
-// where Nix prints its errors (build logs can be long).
-const stderrKeep = 256 << 10
-
 // run starts one Nix process under the driver's deadline and waits for it.
 // A non-zero exit is not an error here (callers know what it means); an
 // error is a failure to start, the deadline (BUILD_FAILED naming
@@ -40,12 +36,13 @@ func (d *Driver) runGit(ctx context.Context, log logrus.FieldLogger, args ...str
 // ProcessCount.
 func (d *Driver) exec(ctx context.Context, log logrus.FieldLogger, kind, dir, name string, args ...string) (procrun.Result, error) {
 	p, err := procrun.Start(ctx, procrun.Cmd{
-		Argv:     append([]string{name}, args...),
-		Dir:      dir,
-		Env:      d.env,
-		Timeout:  d.opts.Timeout,
-		Grace:    killGrace,
-		TailSize: stderrKeep,
+		Argv:    append([]string{name}, args...),
+		Dir:     dir,
+		Env:     d.env,
+		Timeout: d.opts.Timeout,
+		Grace:   killGrace,
+		// The end of stderr is kept (procrun.DefaultTailSize), where Nix
+		// prints its errors.
 	})
 	if err != nil {
 		return procrun.Result{}, fmt.Errorf("nix: starting %s: %w", name, err)
