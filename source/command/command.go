@@ -15,7 +15,6 @@
 package command
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,15 +23,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/ocilayout"
+	"github.com/nixport/nixport/procrun"
 	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
@@ -40,21 +38,10 @@ import (
 
 // DefaultKillGrace is how long a command has after SIGTERM before its
 // process group is killed.
-const DefaultKillGrace = 10 * time.Second
-
-// outputKeep bounds how much of a command's output is kept: its end.
-const outputKeep = 256 << 10
+const DefaultKillGrace = procrun.DefaultGrace
 
 // tailLines is how many lines of a failed command's output are logged.
 const tailLines = 20
-
-// What a client is told of a failed command's output: its last lines,
-// bounded in number, length and size.
-const (
-	clientTailLines    = 15
-	clientTailLineSize = 300
-	clientTailBytes    = 2000
-)
 
 // placeholders are the names a template may use in braces.
 var placeholders = map[string]bool{"name": true, "tag": true, "out": true}
@@ -345,70 +332,50 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 // where the reason is; the log gets a longer tail. A command that cannot
 // start is a fault of the server's configuration, for the log only.
 func (s *Source) run(ctx context.Context, log logrus.FieldLogger, name, tag string, argv []string) error {
-	tctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	defer cancel()
-
-	cmd := exec.CommandContext(tctx, argv[0], argv[1:]...)
-	cmd.Dir = s.opts.Dir
-	cmd.Env = s.opts.Env
-	output := &tailBuffer{max: outputKeep}
-	cmd.Stdout = output
-	cmd.Stderr = output
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = s.opts.KillGrace
-
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	p, err := procrun.Start(ctx, procrun.Cmd{
+		Argv:     argv,
+		Dir:      s.opts.Dir,
+		Env:      s.opts.Env,
+		Timeout:  s.opts.Timeout,
+		Grace:    s.opts.KillGrace,
+		Combined: true, // its end kept: procrun.DefaultTailSize
+	})
+	if err != nil {
 		log.WithError(err).Error("build command could not start")
 		return fmt.Errorf("starting the build command for %s:%s: %w", name, tag, err)
 	}
-	pid := cmd.Process.Pid
-	log = log.WithField("pid", pid)
+	log = log.WithField("pid", p.Pid())
 	log.Debug("build command started")
-	waitErr := cmd.Wait()
-	// Whatever is left of the group: nothing may go on writing into the
-	// output directory while it is ingested, or outlive the build.
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	// When it returns, whatever was left of the group is gone: nothing
+	// may go on writing into the output directory while it is ingested,
+	// or outlive the build.
+	res, err := p.Wait()
+	log = log.WithFields(logrus.Fields{"exit_code": res.ExitCode, "duration_ms": res.Duration.Milliseconds()})
+	tail := procrun.LastLines(res.Tail, tailLines, nil)
 
-	state := cmd.ProcessState
-	log = log.WithFields(logrus.Fields{"exit_code": state.ExitCode(), "duration_ms": time.Since(start).Milliseconds()})
-	tail := lastLines(output.String(), tailLines)
-
-	if tctx.Err() != nil {
-		log = log.WithField("output_tail", tail)
-		switch {
-		case ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded):
-			log.Warn("build command timed out: its process group was killed")
-			return errcode.Wrap(errcode.BuildFailed, fmt.Errorf("%s ran longer than its deadline", argv[0]),
-				"the build command for %s:%s took longer than its limit of %s and was stopped: asking again will not help "+
-					"unless the registry's operator raises the limit (the route's timeout, else NIX_TIMEOUT)%s",
-				name, tag, s.opts.Timeout, withClientTail(output.String()))
-		default:
-			// No fault: the client went away (or the server is stopping).
-			log.Info("build command stopped: nobody waits for the build any more")
-			return fmt.Errorf("build command for %s:%s stopped: %w", name, tag, ctx.Err())
-		}
+	switch {
+	case res.TimedOut || errors.Is(res.CtxErr, context.DeadlineExceeded):
+		log.WithField("output_tail", tail).Warn("build command timed out: its process group was killed")
+		return errcode.Wrap(errcode.BuildFailed, fmt.Errorf("%s ran longer than its deadline", argv[0]),
+			"the build command for %s:%s took longer than its limit of %s and was stopped: asking again will not help "+
+				"unless the registry's operator raises the limit (the route's timeout, else NIX_TIMEOUT)%s",
+			name, tag, s.opts.Timeout, clientTail.Suffix("its output", res.Tail))
+	case res.CtxErr != nil:
+		// No fault: the client went away (or the server is stopping).
+		log.WithField("output_tail", tail).Info("build command stopped: nobody waits for the build any more")
+		return fmt.Errorf("build command for %s:%s stopped: %w", name, tag, res.CtxErr)
+	case errors.Is(err, exec.ErrWaitDelay):
+		// It succeeded, but a process it left behind held its output
+		// open past the grace; the group is killed now.
+		log.Warn("build command left a process holding its output: killed")
+	case err != nil:
+		log.WithError(err).WithField("output_tail", tail).Error("build command: waiting failed")
+		return fmt.Errorf("waiting for the build command for %s:%s: %w", name, tag, err)
 	}
-	var exitErr *exec.ExitError
-	if waitErr != nil && !errors.As(waitErr, &exitErr) {
-		if errors.Is(waitErr, exec.ErrWaitDelay) && state.Success() {
-			// It succeeded, but a process it left behind held its
-			// output open past the grace; the group is killed now.
-			log.Warn("build command left a process holding its output: killed")
-		} else {
-			log.WithError(waitErr).WithField("output_tail", tail).Error("build command: waiting failed")
-			return fmt.Errorf("waiting for the build command for %s:%s: %w", name, tag, waitErr)
-		}
-	}
-	if !state.Success() {
-		how := fmt.Sprintf("exit status %d", state.ExitCode())
-		if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			how = "killed by signal " + ws.Signal().String()
-		}
+	if !res.Success() {
 		log.WithField("output_tail", tail).Warn("build command failed")
-		return errcode.Wrap(errcode.BuildFailed, fmt.Errorf("%s: %s: %s", argv[0], how, tail),
-			"the build command for %s:%s failed: %s%s", name, tag, how, withClientTail(output.String()))
+		return errcode.Wrap(errcode.BuildFailed, fmt.Errorf("%s: %s: %s", argv[0], res.How(), tail),
+			"the build command for %s:%s failed: %s%s", name, tag, res.How(), clientTail.Suffix("its output", res.Tail))
 	}
 	log.Debug("build command done")
 	return nil
@@ -431,85 +398,11 @@ func RemoveTree(dir string, log logrus.FieldLogger) {
 	}
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	max int
-	buf []byte
-	cut bool
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 2*t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
-		t.cut = true
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	b := t.buf
-	cut := t.cut
-	if len(b) > t.max {
-		b, cut = b[len(b)-t.max:], true
-	}
-	if cut {
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
-}
-
 // addRootWarning is Nix's complaint when nix-store --realise runs without
 // --add-root: noise to a client, should a command run Nix.
 var addRootWarning = regexp.MustCompile(`^\s*warning: you did not specify '--add-root'`)
 
-// clientTail is the end of a command's output for a client: at most
-// clientTailLines non-blank lines, each cut to clientTailLineSize bytes,
-// clientTailBytes in all, without Nix's --add-root warning.
-func clientTail(output string) string {
-	lines := strings.Split(output, "\n")
-	var keep []string
-	size := 0
-	for i := len(lines) - 1; i >= 0 && len(keep) < clientTailLines; i-- {
-		l := strings.TrimRight(lines[i], " \t\r")
-		if strings.TrimSpace(l) == "" || addRootWarning.MatchString(l) {
-			continue
-		}
-		if len(l) > clientTailLineSize {
-			l = strings.ToValidUTF8(l[:clientTailLineSize-len("…")], "") + "…"
-		}
-		if size+len(l)+1 > clientTailBytes {
-			break
-		}
-		size += len(l) + 1
-		keep = append(keep, l)
-	}
-	slices.Reverse(keep)
-	return strings.Join(keep, "\n")
-}
-
-// withClientTail is "; the last lines of its output:" and the tail of
-// output on lines of their own, or nothing when output holds nothing.
-func withClientTail(output string) string {
-	tail := clientTail(output)
-	if tail == "" {
-		return ""
-	}
-	return "; the last lines of its output:\n" + tail
-}
-
-// lastLines is the last n non-blank lines of s.
-func lastLines(s string, n int) string {
-	var lines []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimRight(l, " \t\r"); strings.TrimSpace(l) != "" {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+// clientTail is what a client is told of a failed command's output: its
+// last lines (procrun.DefaultClientTail's bounds), without Nix's
+// --add-root warning.
+var clientTail = procrun.DefaultClientTail.WithDrop(addRootWarning.MatchString)
