@@ -21,7 +21,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +32,7 @@ import (
 	gstorage "cloud.google.com/go/storage"
 	"google.golang.org/api/option"
 
+	"github.com/nixport/nixport/procrun"
 	"github.com/nixport/nixport/storage/gcs"
 )
 
@@ -68,18 +68,18 @@ var (
 // path instead of running the tool.
 func binary() (string, error) {
 	binaryOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "go", "tool", "-n", toolPackage).Output()
+		res, err := procrun.Run(context.Background(), procrun.Cmd{
+			Argv:    []string{"go", "tool", "-n", toolPackage},
+			Timeout: 5 * time.Minute,
+		})
+		if err == nil && !res.Success() {
+			err = fmt.Errorf("%s: %s", res.How(), strings.TrimSpace(res.Tail))
+		}
 		if err != nil {
-			var exitErr *exec.ExitError
-			if errors.As(err, &exitErr) {
-				err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(exitErr.Stderr))
-			}
 			binaryErr = fmt.Errorf("building fake-gcs-server (go tool -n %s): %w", toolPackage, err)
 			return
 		}
-		binaryPath = strings.TrimSpace(string(out))
+		binaryPath = strings.TrimSpace(string(res.Stdout))
 		if fi, err := os.Stat(binaryPath); err != nil || fi.IsDir() {
 			binaryErr = fmt.Errorf("go tool -n printed %q, which is not an executable", binaryPath)
 		}
@@ -115,48 +115,44 @@ func start(t testing.TB, bin string) (*Emulator, error) {
 	}
 	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	e := &Emulator{Host: host, URL: "http://" + host}
-	cmd := exec.Command(bin,
-		"-scheme", "http",
-		"-host", "127.0.0.1",
-		"-port", strconv.Itoa(port),
-		"-public-host", host,
-		"-external-url", e.URL,
-		"-backend", "memory",
-		"-log-level", "warn",
-	)
-	output := &tailBuffer{max: 64 << 10}
-	cmd.Stdout, cmd.Stderr = output, output
-	// Should the test binary die without cleaning up, the kernel kills the
-	// emulator with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// The emulator runs until the test ends: then its context is
+	// cancelled, and it gets SIGTERM, and SIGKILL after stopTimeout.
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := procrun.Start(ctx, procrun.Cmd{
+		Argv: []string{bin,
+			"-scheme", "http",
+			"-host", "127.0.0.1",
+			"-port", strconv.Itoa(port),
+			"-public-host", host,
+			"-external-url", e.URL,
+			"-backend", "memory",
+			"-log-level", "warn",
+		},
+		Grace:    stopTimeout,
+		Combined: true,
+		TailSize: 64 << 10,
+		// Should the test binary die without cleaning up, the kernel
+		// kills the emulator with it.
+		ParentDeathSignal: syscall.SIGKILL,
+	})
+	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	stop := func() {
-		select {
-		case <-exited:
-			return
-		default:
-		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(stopTimeout):
-			cmd.Process.Kill()
-			<-exited
-		}
+	// stop stops the emulator (if it still runs) and returns the end of
+	// its output.
+	stop := func() string {
+		cancel()
+		res, _ := p.Wait()
+		return res.Tail
 	}
-	if err := waitReady(e.URL, exited); err != nil {
-		stop()
-		return nil, fmt.Errorf("%w; output:\n%s", err, output.String())
+	if err := waitReady(e.URL, p); err != nil {
+		return nil, fmt.Errorf("%w; output:\n%s", err, stop())
 	}
 	t.Cleanup(func() {
-		stop()
+		output := stop()
 		if t.Failed() {
-			t.Logf("fake-gcs-server at %s output (last 64 KiB):\n%s", e.Host, output.String())
+			t.Logf("fake-gcs-server at %s output (last 64 KiB):\n%s", e.Host, output)
 		}
 	})
 	return e, nil
@@ -164,7 +160,7 @@ func start(t testing.TB, bin string) (*Emulator, error) {
 
 // waitReady polls the emulator until it answers, it exits, or startTimeout
 // passes.
-func waitReady(baseURL string, exited <-chan error) error {
+func waitReady(baseURL string, p *procrun.Process) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(startTimeout)
 	for {
@@ -177,8 +173,12 @@ func waitReady(baseURL string, exited <-chan error) error {
 			err = fmt.Errorf("status %s", resp.Status)
 		}
 		select {
-		case exitErr := <-exited:
-			return fmt.Errorf("fake-gcs-server exited before it was ready: %v", exitErr)
+		case <-p.Done():
+			res, err := p.Wait()
+			if err == nil {
+				err = errors.New(res.How())
+			}
+			return fmt.Errorf("fake-gcs-server exited before it was ready: %v", err)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -279,27 +279,4 @@ func (e *Emulator) NewBackend(t testing.TB, opts gcs.Options) *gcs.Backend {
 	}
 	t.Cleanup(func() { b.Close() })
 	return b
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
 }
