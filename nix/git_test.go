@@ -63,24 +63,20 @@ func gitRepo(t *testing.T) (dir string, first, second, feature string) {
 	return dir, first, second, feature
 }
 
-func TestGitSource(t *testing.T) {
-	needNix(t)
-	dir, first, second, feature := gitRepo(t)
-	d, pl := newDriver(t, Options{Source: config.PackageSource{Kind: config.SourceGit, Value: "file://" + dir}})
-	tests := []struct {
-		tag     string
-		found   []string
-		missing []string
-		pinned  bool
-	}{
-		{tag: LatestTag, found: []string{"one", "two"}, missing: []string{"three"}},
-		{tag: "main", found: []string{"one", "two"}, missing: []string{"three"}},
-		{tag: "feature", found: []string{"one", "three"}, missing: []string{"two"}},
-		{tag: "v1.0", found: []string{"one"}, missing: []string{"two", "three"}},
-		{tag: first, found: []string{"one"}, missing: []string{"two", "three"}, pinned: true},
-		{tag: feature, found: []string{"one", "three"}, missing: []string{"two"}, pinned: true},
-		{tag: second, found: []string{"one", "two"}, missing: []string{"three"}, pinned: true},
-	}
+// tagCase is a tag of a package set in git: the packages it has, those
+// it lacks, and whether it names a fixed commit.
+type tagCase struct {
+	tag     string
+	found   []string
+	missing []string
+	pinned  bool
+}
+
+// checkTags builds each tag's packages and checks that they come from
+// that tag, and that its missing packages are an unknown manifest whose
+// message names them.
+func checkTags(t *testing.T, d *Driver, tests []tagCase) {
+	t.Helper()
 	for _, tc := range tests {
 		t.Run(tc.tag, func(t *testing.T) {
 			if got := d.Pinned(tc.tag); got != tc.pinned {
@@ -105,6 +101,22 @@ func TestGitSource(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestGitSource(t *testing.T) {
+	needNix(t)
+	dir, first, second, feature := gitRepo(t)
+	d, pl := newDriver(t, Options{Source: config.PackageSource{Kind: config.SourceGit, Value: "file://" + dir}})
+	tests := []tagCase{
+		{tag: LatestTag, found: []string{"one", "two"}, missing: []string{"three"}},
+		{tag: "main", found: []string{"one", "two"}, missing: []string{"three"}},
+		{tag: "feature", found: []string{"one", "three"}, missing: []string{"two"}},
+		{tag: "v1.0", found: []string{"one"}, missing: []string{"two", "three"}},
+		{tag: first, found: []string{"one"}, missing: []string{"two", "three"}, pinned: true},
+		{tag: feature, found: []string{"one", "three"}, missing: []string{"two"}, pinned: true},
+		{tag: second, found: []string{"one", "two"}, missing: []string{"three"}, pinned: true},
+	}
+	checkTags(t, d, tests)
 	argvs, _ := pl.all()
 	for _, argv := range argvs {
 		if argv[0] == "nix-instantiate" && !strings.Contains(strings.Join(argv, " "), "--option tarball-ttl 0") {
@@ -196,12 +208,7 @@ func TestPathCheckoutTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, pl := newDriver(t, Options{Source: config.PackageSource{Kind: config.SourcePath, Value: dir}})
-	tests := []struct {
-		tag     string
-		found   []string
-		missing []string
-		pinned  bool
-	}{
+	tests := []tagCase{
 		{tag: LatestTag, found: []string{"one", "two", "four"}, missing: []string{"three"}},
 		{tag: "main", found: []string{"one", "two"}, missing: []string{"three", "four"}},
 		{tag: "feature", found: []string{"one", "three"}, missing: []string{"two", "four"}},
@@ -210,25 +217,7 @@ func TestPathCheckoutTags(t *testing.T) {
 		{tag: second, found: []string{"one", "two"}, missing: []string{"four"}, pinned: true},
 		{tag: feature, found: []string{"one", "three"}, missing: []string{"two", "four"}, pinned: true},
 	}
-	for _, tc := range tests {
-		t.Run(tc.tag, func(t *testing.T) {
-			if got := d.Pinned(tc.tag); got != tc.pinned {
-				t.Errorf("Pinned = %v, want %v", got, tc.pinned)
-			}
-			img, err := d.Build(context.Background(), tc.tag, hostSystem, tc.found)
-			if err != nil {
-				t.Fatalf("Build: %v", err)
-			}
-			img.Release()
-			for i, p := range img.Resolution.Packages {
-				if want := "git-" + tc.found[i]; storeName(p.Outputs[0].Path) != want {
-					t.Errorf("%s built %s", want, p.Outputs[0].Path)
-				}
-			}
-			_, err = d.Resolve(context.Background(), tc.tag, hostSystem, tc.missing)
-			wantCode(t, err, errcode.ManifestUnknown)
-		})
-	}
+	checkTags(t, d, tests)
 
 	// Tags that name nothing: 404 naming the tags that work; tags git
 	// cannot name: 400, without running git or Nix.
