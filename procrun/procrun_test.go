@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nixport/nixport/testkit"
 )
 
 // watch is a Cmd.Stdout that lets a test wait until the process has
@@ -52,37 +54,6 @@ func pids(s string) []int {
 		}
 	}
 	return out
-}
-
-// running says whether pid is a process that runs (a zombie that nobody
-// has reaped yet runs nothing).
-func running(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the ")" that ends the command name.
-	i := bytes.LastIndexByte(data, ')')
-	return i < 0 || !bytes.HasPrefix(data[i+1:], []byte(" Z"))
-}
-
-// wantGone waits until none of pids runs: the kill that ends them has been
-// sent when Wait returns, but the kernel takes its moment.
-func wantGone(t *testing.T, pids []int) {
-	t.Helper()
-	if len(pids) == 0 {
-		t.Fatal("no process id to check")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, pid := range pids {
-		for running(pid) {
-			if time.Now().After(deadline) {
-				syscall.Kill(pid, syscall.SIGKILL)
-				t.Fatalf("process %d still runs", pid)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 }
 
 func sh(script string) []string { return []string{"/bin/sh", "-c", script} }
@@ -165,7 +136,7 @@ func TestRun(t *testing.T) {
 				if !errors.Is(err, context.Canceled) || res.Signal != syscall.SIGTERM {
 					t.Errorf("%+v, %v", res, err)
 				}
-				wantGone(t, pids(out.String()))
+				testkit.WaitGone(t, pids(out.String())...)
 			}},
 		{name: "a child that keeps the output open is killed and does not hang Wait",
 			cmd: Cmd{Argv: sh("sleep 1000 & echo $!"), Grace: 200 * time.Millisecond},
@@ -173,7 +144,7 @@ func TestRun(t *testing.T) {
 				if !errors.Is(err, exec.ErrWaitDelay) || res.ExitCode != 0 || res.Stopped() {
 					t.Errorf("%+v, %v", res, err)
 				}
-				wantGone(t, pids(string(res.Stdout)))
+				testkit.WaitGone(t, pids(string(res.Stdout))...)
 			}},
 		{name: "a child left behind is killed when the process ends",
 			cmd: Cmd{Argv: sh("sleep 1000 >/dev/null 2>&1 & echo $!")},
@@ -181,7 +152,7 @@ func TestRun(t *testing.T) {
 				if err != nil || !res.Success() {
 					t.Errorf("%+v, %v", res, err)
 				}
-				wantGone(t, pids(string(res.Stdout)))
+				testkit.WaitGone(t, pids(string(res.Stdout))...)
 			}},
 		{name: "stdout beyond its limit",
 			cmd: Cmd{Argv: sh("head -c 100000 /dev/zero; echo done >&2"), StdoutLimit: 1000},
@@ -258,7 +229,7 @@ func TestRun(t *testing.T) {
 			if err := syscall.Kill(-res.Pid, 0); !errors.Is(err, syscall.ESRCH) && !errors.Is(err, syscall.EPERM) {
 				// A group of zombies answers kill(0) too: check its
 				// members one by one when there are any.
-				wantGone(t, groupMembers(t, res.Pid))
+				testkit.WaitGone(t, groupMembers(t, res.Pid)...)
 			}
 		})
 	}

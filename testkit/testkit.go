@@ -15,8 +15,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
@@ -116,6 +119,64 @@ func CopyDir(t testing.TB, from, to string) {
 	}
 	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// ReadJSON decodes the JSON file at path into v.
+func ReadJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// WantEmptyDir checks that dir holds nothing: the output directories of
+// build commands must be removed.
+func WantEmptyDir(t testing.TB, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("%s holds %d entries, want none (output directories must be removed)", dir, len(entries))
+	}
+}
+
+// Running says whether process pid runs: it exists and is no zombie
+// (one that nobody has reaped yet runs nothing).
+func Running(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the ")" that ends the command name.
+	i := strings.LastIndexByte(string(data), ')')
+	return i < 0 || !strings.HasPrefix(string(data[i+1:]), " Z")
+}
+
+// WaitGone waits until none of pids runs: a process killed has gone once
+// the kernel is done with it. One still running after 30 s (a bound on
+// failing only: a loaded machine takes its time) fails the test (and is
+// killed).
+func WaitGone(t testing.TB, pids ...int) {
+	t.Helper()
+	if len(pids) == 0 {
+		t.Fatal("no process to wait for")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, pid := range pids {
+		for Running(pid) {
+			if time.Now().After(deadline) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Fatalf("process %d still runs", pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixport/nixport/testkit"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -73,28 +74,17 @@ func skopeoCopy(addr, ref, dir string, srcFlags ...string) error {
 func readLayout(t *testing.T, dir string) v1.Manifest {
 	t.Helper()
 	var index v1.Index
-	readJSON(t, filepath.Join(dir, "index.json"), &index)
+	testkit.ReadJSON(t, filepath.Join(dir, "index.json"), &index)
 	if len(index.Manifests) != 1 {
 		t.Fatalf("layout holds %d manifests", len(index.Manifests))
 	}
 	var m v1.Manifest
-	readJSON(t, blobPath(dir, index.Manifests[0].Digest.String()), &m)
+	testkit.ReadJSON(t, blobPath(dir, index.Manifests[0].Digest.String()), &m)
 	return m
 }
 
 func blobPath(layout, digest string) string {
 	return filepath.Join(layout, "blobs", strings.Replace(digest, ":", "/", 1))
-}
-
-func readJSON(t *testing.T, path string, v any) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
 }
 
 // unpack extracts an image's layers in order into a new root directory.

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixport/nixport/testkit"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -412,7 +413,7 @@ func TestTLS(t *testing.T) {
 func checkLayout(t *testing.T, layout, want string) {
 	t.Helper()
 	var index v1.Index
-	readJSON(t, filepath.Join(layout, "index.json"), &index)
+	testkit.ReadJSON(t, filepath.Join(layout, "index.json"), &index)
 	if len(index.Manifests) != 1 || index.Manifests[0].Digest.String() != want {
 		t.Fatalf("layout %s: index %+v, want one manifest %s", layout, index.Manifests, want)
 	}

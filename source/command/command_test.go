@@ -2,14 +2,12 @@ package command
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,33 +19,11 @@ import (
 	"github.com/nixport/nixport/testkit"
 )
 
-func readJSONFile(t *testing.T, path string, v any) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-}
-
-func emptyDir(t *testing.T, dir string) {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 0 {
-		t.Errorf("%s holds %d entries, want none (output directories must be removed)", dir, len(entries))
-	}
-}
-
 // readArgv reads what layoutgen -record wrote.
 func readArgv(t *testing.T, path string) []string {
 	t.Helper()
 	var argv []string
-	readJSONFile(t, path, &argv)
+	testkit.ReadJSON(t, path, &argv)
 	return argv
 }
 
@@ -76,7 +52,7 @@ func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
 	if len(argv) != 6 || !slices.Equal(argv[:5], want) || !strings.HasPrefix(argv[5], filepath.Join(outs, "nixport-out-")) {
 		t.Fatalf("argv %q, want %q and an output directory", argv, want)
 	}
-	emptyDir(t, outs)
+	testkit.WantEmptyDir(t, outs)
 
 	tests := []struct {
 		name, tag string
@@ -117,7 +93,7 @@ func TestCommandArgvHoldsOnlyValidatedWholeElements(t *testing.T) {
 			t.Errorf("%q:%q reached the command", tt.name, tt.tag)
 		}
 	}
-	emptyDir(t, outs)
+	testkit.WantEmptyDir(t, outs)
 }
 
 func TestCommandFailureNamesExitStatus(t *testing.T) {
@@ -155,7 +131,7 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 	if after := testkit.ListTree(t, storeDir); !slices.Equal(before, after) {
 		t.Errorf("a failed build changed storage")
 	}
-	emptyDir(t, outs)
+	testkit.WantEmptyDir(t, outs)
 
 	// A command that writes a corrupt layout fails as clearly.
 	src, err = New(Options{
@@ -170,7 +146,7 @@ func TestCommandFailureNamesExitStatus(t *testing.T) {
 	if after := testkit.ListTree(t, storeDir); !slices.Equal(before, after) {
 		t.Errorf("a corrupt layout changed storage")
 	}
-	emptyDir(t, outs)
+	testkit.WantEmptyDir(t, outs)
 }
 
 // waitPids waits for the pid file a hanging layoutgen writes.
@@ -194,30 +170,6 @@ func waitPids(t *testing.T, path string) []int {
 	}
 	t.Fatal("the command never started")
 	return nil
-}
-
-// checkGone checks that every process is gone (or a zombie nobody has
-// reaped yet: it runs nothing).
-func checkGone(t *testing.T, pids []int) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for _, pid := range pids {
-		for {
-			data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-			if err != nil {
-				break
-			}
-			// The state follows the ")" that ends the command name.
-			if i := strings.LastIndexByte(string(data), ')'); i > 0 && strings.HasPrefix(string(data[i+1:]), " Z") {
-				break
-			}
-			if time.Now().After(deadline) {
-				syscall.Kill(pid, syscall.SIGKILL)
-				t.Fatalf("process %d is still running: %s", pid, data)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 }
 
 func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
@@ -248,8 +200,8 @@ func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
 			if elapsed > 5*time.Second {
 				t.Errorf("the build took %s to stop", elapsed)
 			}
-			checkGone(t, waitPids(t, pidFile))
-			emptyDir(t, outs)
+			testkit.WaitGone(t, waitPids(t, pidFile)...)
+			testkit.WantEmptyDir(t, outs)
 		})
 	}
 }
@@ -285,7 +237,7 @@ func TestCommandStopsWhenNobodyWaits(t *testing.T) {
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Errorf("Image: %v, want the request's cancellation", err)
 	}
-	checkGone(t, pids)
+	testkit.WaitGone(t, pids...)
 	// The flight ends once the command is gone; then the directory is.
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -294,7 +246,7 @@ func TestCommandStopsWhenNobodyWaits(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	emptyDir(t, outs)
+	testkit.WantEmptyDir(t, outs)
 }
 
 func TestCommandTemplates(t *testing.T) {

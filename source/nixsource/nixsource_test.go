@@ -3,7 +3,6 @@ package nixsource
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -45,14 +44,8 @@ func newNixSource(t *testing.T, dir string) (*Source, storage.Backend) {
 
 func readManifest(t *testing.T, store storage.Backend, info storage.BlobInfo) v1.Manifest {
 	t.Helper()
-	r, _, err := store.OpenBlob(context.Background(), info.Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	data, _ := io.ReadAll(r)
 	var m v1.Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
+	if err := json.Unmarshal(testkit.ReadBlob(t, store, info), &m); err != nil {
 		t.Fatal(err)
 	}
 	return m

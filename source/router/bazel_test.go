@@ -83,5 +83,5 @@ func TestBazelImagePullsAndRuns(t *testing.T) {
 			t.Errorf("ran %q, want %q", got, want)
 		}
 	}
-	emptyDir(t, outs)
+	testkit.WantEmptyDir(t, outs)
 }

@@ -70,13 +70,13 @@ func skopeoPull(t *testing.T, addr, ref string, flags ...string) pulled {
 		t.Fatalf("skopeo %v: %v\n%s", args, err, out)
 	}
 	var idx v1.Index
-	readJSONFile(t, filepath.Join(dir, "index.json"), &idx)
+	testkit.ReadJSON(t, filepath.Join(dir, "index.json"), &idx)
 	if len(idx.Manifests) != 1 {
 		t.Fatalf("pulled layout holds %d manifests", len(idx.Manifests))
 	}
 	p := pulled{dir: dir}
-	readJSONFile(t, pulledBlob(dir, idx.Manifests[0].Digest.String()), &p.manifest)
-	readJSONFile(t, pulledBlob(dir, p.manifest.Config.Digest.String()), &p.config)
+	testkit.ReadJSON(t, pulledBlob(dir, idx.Manifests[0].Digest.String()), &p.manifest)
+	testkit.ReadJSON(t, pulledBlob(dir, p.manifest.Config.Digest.String()), &p.config)
 	return p
 }
 
@@ -144,7 +144,7 @@ func TestCommandImagesPullAndRun(t *testing.T) {
 			}
 		})
 	}
-	emptyDir(t, outs)
+	testkit.WantEmptyDir(t, outs)
 }
 
 func writeRoutes(t *testing.T, dir string, routes ...map[string]any) string {
@@ -156,28 +156,6 @@ func writeRoutes(t *testing.T, dir string, routes ...map[string]any) string {
 	path := filepath.Join(dir, "routes.json")
 	testkit.WriteFile(t, path, data)
 	return path
-}
-
-func emptyDir(t *testing.T, dir string) {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 0 {
-		t.Errorf("%s holds %d entries, want none (output directories must be removed)", dir, len(entries))
-	}
-}
-
-func readJSONFile(t *testing.T, path string, v any) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
 }
 
 // TestLayoutSourceThroughBuilder: a layout is ingested once; asked again,
