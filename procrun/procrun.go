@@ -148,8 +148,9 @@ type Process struct {
 }
 
 // Start starts c under ctx. Its error is exec.Cmd.Start's, unchanged (it
-// names the program); it also fails when ctx has already ended. The
-// process must then be waited for with Wait.
+// names the program); it also fails when ctx has already ended. Once
+// started, the process is waited for (and its group killed) whether or not
+// anyone calls Wait.
 func Start(ctx context.Context, c Cmd) (*Process, error) {
 	if len(c.Argv) == 0 {
 		return nil, errors.New("procrun: no program to run")
@@ -237,10 +238,12 @@ func (p *Process) wait() {
 	// its own, out of reach, and Nix has already signalled it.)
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 
-	state := cmd.ProcessState
+	state := cmd.ProcessState // nil only if waiting itself failed
 	res := Result{Pid: pid, Tail: p.tail.String(), ExitCode: state.ExitCode(), Duration: time.Since(p.start)}
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		res.Signal = ws.Signal()
+	if state != nil {
+		if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.Signal = ws.Signal()
+		}
 	}
 	if p.stdout != nil {
 		res.Stdout = p.stdout.buf

@@ -18,24 +18,27 @@ import (
 )
 
 // watch is a Cmd.Stdout that lets a test wait until the process has
-// printed a word (that it is ready, say) and read what it printed.
+// printed some words (that it is ready, say) and read what it printed.
 type watch struct {
 	mu    sync.Mutex
 	buf   bytes.Buffer
-	word  string
+	words []string
 	ready chan struct{}
 	once  sync.Once
 }
 
-func newWatch(word string) *watch { return &watch{word: word, ready: make(chan struct{})} }
+func newWatch(words ...string) *watch { return &watch{words: words, ready: make(chan struct{})} }
 
 func (w *watch) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf.Write(p)
-	if strings.Contains(w.buf.String(), w.word) {
-		w.once.Do(func() { close(w.ready) })
+	for _, word := range w.words {
+		if !strings.Contains(w.buf.String(), word) {
+			return len(p), nil
+		}
 	}
+	w.once.Do(func() { close(w.ready) })
 	return len(p), nil
 }
 
@@ -68,9 +71,11 @@ func TestRun(t *testing.T) {
 		name string
 		cmd  Cmd
 		// stop: "" lets the process end; "cancel" cancels the caller's
-		// context once it printed "ready" (Cmd.Stdout is then a watch);
-		// "deadline" gives the caller's context a short deadline.
+		// context once it printed every word of ready (Cmd.Stdout is then
+		// a watch); "deadline" gives the caller's context a short
+		// deadline; "writer" sends stdout to a watch.
 		stop  string
+		ready []string
 		check check
 	}{
 		{name: "exit status, stdout and the stderr tail",
@@ -114,7 +119,7 @@ func TestRun(t *testing.T) {
 			}},
 		{name: "the caller cancels",
 			cmd:  Cmd{Argv: sh("echo ready; exec sleep 1000"), Grace: time.Minute},
-			stop: "cancel",
+			stop: "cancel", ready: []string{"ready"},
 			check: func(t *testing.T, res Result, err error, _ *watch) {
 				if !errors.Is(err, context.Canceled) || res.TimedOut || !errors.Is(res.CtxErr, context.Canceled) || res.Signal != syscall.SIGTERM {
 					t.Errorf("%+v, %v", res, err)
@@ -122,16 +127,16 @@ func TestRun(t *testing.T) {
 			}},
 		{name: "a process that ignores SIGTERM is killed after the grace",
 			cmd:  Cmd{Argv: sh("trap '' TERM; echo ready; exec sleep 1000"), Grace: 200 * time.Millisecond},
-			stop: "cancel",
+			stop: "cancel", ready: []string{"ready"},
 			check: func(t *testing.T, res Result, err error, _ *watch) {
 				if !errors.Is(err, context.Canceled) || res.Signal != syscall.SIGKILL || res.Duration < 200*time.Millisecond {
 					t.Errorf("%+v, %v", res, err)
 				}
 			}},
 		{name: "a child that ignores SIGTERM is killed with the group",
-			cmd: Cmd{Argv: sh("(trap '' TERM; echo ready; exec sleep 1000) & echo $!; exec sleep 1000"),
+			cmd: Cmd{Argv: sh("(trap '' TERM; echo child-ready; exec sleep 1000) & echo $! parent-ready; exec sleep 1000"),
 				Grace: 200 * time.Millisecond},
-			stop: "cancel",
+			stop: "cancel", ready: []string{"child-ready", "parent-ready"},
 			check: func(t *testing.T, res Result, err error, out *watch) {
 				if !errors.Is(err, context.Canceled) || res.Signal != syscall.SIGTERM {
 					t.Errorf("%+v, %v", res, err)
@@ -176,8 +181,7 @@ func TestRun(t *testing.T) {
 				}
 			}},
 		{name: "stdout to the caller's writer",
-			cmd: Cmd{Argv: sh("echo hello; echo err >&2")},
-			// A watch with a word never printed: only a writer.
+			cmd:  Cmd{Argv: sh("echo hello; echo err >&2")},
 			stop: "writer",
 			check: func(t *testing.T, res Result, err error, out *watch) {
 				if err != nil || out.String() != "hello\n" || res.Stdout != nil || res.Tail != "err\n" {
@@ -196,10 +200,10 @@ func TestRun(t *testing.T) {
 				ctx, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
 				defer cancel()
 			case "cancel":
-				out = newWatch("ready")
+				out = newWatch(tt.ready...)
 				tt.cmd.Stdout = out
 			case "writer":
-				out = newWatch("\x00")
+				out = newWatch("never printed")
 				tt.cmd.Stdout = out
 			}
 			p, err := Start(ctx, tt.cmd)
