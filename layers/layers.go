@@ -23,9 +23,6 @@
 //   - A path's value is its NAR size times its popularity (at least 1),
 //     saturating at 2^64-1. Paths are taken in decreasing value, ties in
 //     path order.
-//   - A pinned path, one over BigPathSize or with popularity at least
-//     PopularCount, is a layer of its own. When there are more than
-//     budget-1 of them, only the budget-1 most valuable are pinned.
 //   - Given B, every path of value at least B is a layer of its own. The
 //     others, in decreasing value, form runs: the first starts a run, and
 //     each later one starts a new run when its draw is below value/B, else
@@ -35,8 +32,8 @@
 //     and a path's arrival or departure changes the one run it falls in.
 //   - B is the smallest whole number for which these rules give at most
 //     budget layers (the number of layers never grows with B; if no B
-//     below 2^64 fits, which takes values near 2^64, the unpinned paths
-//     make one run). A closure of at most budget paths gets B = 0: one
+//     below 2^64 fits, which takes values near 2^64, all paths make one
+//     run). A closure of at most budget paths gets B = 0: one
 //     layer per store path, the most reuse across images. Past the budget,
 //     B rises just enough: the least valuable paths gather into runs first.
 //
@@ -62,15 +59,6 @@ import (
 // room for the customisation layer under Docker's 125-layer limit, with a
 // margin for base images that add their own.
 const DefaultBudget = 94
-
-// BigPathSize is the NAR size above which a store path is pinned: a layer
-// of its own whatever the threshold (100 MB, as Nixery).
-const BigPathSize = 100 * 1000 * 1000
-
-// PopularCount is the popularity count from which a store path is pinned: a
-// layer of its own whatever the threshold (as Nixery: referenced by at least
-// 100 packages).
-const PopularCount = 100
 
 // PathInfo describes one store path of the closure.
 type PathInfo struct {
@@ -178,12 +166,7 @@ func Group(g Graph, popularity map[string]int, budget int) ([]Layer, error) {
 			lo = math.MaxUint64
 		}
 		sum := sha256.Sum256([]byte(p))
-		es[i] = entry{
-			index:  i,
-			value:  lo,
-			draw:   binary.BigEndian.Uint64(sum[:8]),
-			pinned: c.sizes[i] > BigPathSize || pop >= PopularCount,
-		}
+		es[i] = entry{index: i, value: lo, draw: binary.BigEndian.Uint64(sum[:8])}
 	}
 	// Paths are numbered in path order, so the index breaks ties.
 	slices.SortFunc(es, func(a, b entry) int {
@@ -192,20 +175,9 @@ func Group(g Graph, popularity map[string]int, budget int) ([]Layer, error) {
 		}
 		return cmp.Compare(a.index, b.index)
 	})
-	pinned := 0
-	for k := range es {
-		if es[k].pinned {
-			if pinned < budget-1 {
-				pinned++
-			} else {
-				es[k].pinned = false
-			}
-		}
-	}
-
 	// The smallest threshold that fits: the number of layers never grows
 	// with the threshold. If even the largest does not fit (values near
-	// 2^64), the unpinned paths make one run.
+	// 2^64), all paths make one run.
 	t := threshold{b: math.MaxUint64}
 	if cut(es, t, nil) > budget {
 		t = threshold{none: true}
@@ -223,17 +195,11 @@ func Group(g Graph, popularity map[string]int, budget int) ([]Layer, error) {
 	}
 
 	var groups [][]int
-	run := -1 // the group of the current run
-	cut(es, t, func(e entry, p place) {
-		switch p {
-		case alone:
-			groups = append(groups, []int{e.index})
-		case newRun:
-			run = len(groups)
-			groups = append(groups, []int{e.index})
-		case sameRun:
-			groups[run] = append(groups[run], e.index)
+	cut(es, t, func(e entry, starts bool) {
+		if starts {
+			groups = append(groups, nil)
 		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], e.index)
 	})
 	out := make([]Layer, len(groups))
 	for i, idx := range groups {
@@ -251,54 +217,44 @@ func Group(g Graph, popularity map[string]int, budget int) ([]Layer, error) {
 
 // entry is a store path as the rules see it.
 type entry struct {
-	index  int    // in closure (path) order
-	value  uint64 // NAR size times popularity, saturating
-	draw   uint64 // from the store path's hash: the draw times 2^64
-	pinned bool
+	index int    // in closure (path) order
+	value uint64 // NAR size times popularity, saturating
+	draw  uint64 // from the store path's hash: the draw times 2^64
 }
 
 // threshold is B of the package documentation; none means a B above every
-// value: no unpinned path is alone and no run starts but the first.
+// value: no path is alone and no run starts but the first.
 type threshold struct {
 	b    uint64
 	none bool
 }
 
-// place is where cut puts a path.
-type place int
-
-const (
-	alone   place = iota // a layer of its own
-	newRun               // the first of a run
-	sameRun              // in the run started last
-)
-
-// cut walks es (in decreasing value), tells visit (when not nil) where each
-// path goes under t, and returns the number of layers. A pinned path and a
-// path of value at least B are alone; among the others, the first starts a
-// run and a later one starts a new run when draw/2^64 < value/B, that is
-// when the high word of draw*B is below value. A run is made of paths that
-// follow each other in that order once the lone paths are set aside.
-func cut(es []entry, t threshold, visit func(e entry, p place)) int {
+// cut walks es (in decreasing value), tells visit (when not nil) whether
+// each path starts a layer under t, and returns the number of layers. A
+// path of value at least B is alone, and those come first; among the
+// others, the first starts a run and a later one starts a new run when
+// draw/2^64 < value/B, that is when the high word of draw*B is below
+// value, else it joins the run before it.
+func cut(es []entry, t threshold, visit func(e entry, starts bool)) int {
 	layers := 0
 	inRun := false
 	for _, e := range es {
-		p := sameRun
+		starts := true
 		switch {
-		case e.pinned || !t.none && e.value >= t.b:
-			p = alone
+		case !t.none && e.value >= t.b:
 		case !inRun:
-			p, inRun = newRun, true
-		case !t.none:
-			if hi, _ := bits.Mul64(e.draw, t.b); hi < e.value {
-				p = newRun
-			}
+			inRun = true
+		case t.none:
+			starts = false
+		default:
+			hi, _ := bits.Mul64(e.draw, t.b)
+			starts = hi < e.value
 		}
-		if p != sameRun {
+		if starts {
 			layers++
 		}
 		if visit != nil {
-			visit(e, p)
+			visit(e, starts)
 		}
 	}
 	return layers

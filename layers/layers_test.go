@@ -147,25 +147,15 @@ func TestGroup(t *testing.T) {
 		{name: "popularity raises the value", g: graph(nil,
 			node{"c1", 100, nil}, node{"c2", 90, nil}, node{"c3", 50, nil}, node{"c4", 80, nil}),
 			pop: map[string]int{"c3": 3}, budget: 2, want: "c1 c2 c4 | c3"},
-		{name: "a popular path is pinned, however small", g: graph(nil,
+		// Popularity, not size alone: a popular path of size 0 is worth 0.
+		{name: "an empty popular path joins a run", g: graph(nil,
 			node{"c1", 100, nil}, node{"c2", 90, nil}, node{"c3", 0, nil}, node{"c4", 80, nil}),
-			pop: map[string]int{"c3": PopularCount}, budget: 2, want: "c1 c2 c4 | c3"},
-		{name: "popular below PopularCount is not pinned", g: graph(nil,
-			node{"c1", 100, nil}, node{"c2", 90, nil}, node{"c3", 0, nil}, node{"c4", 80, nil}),
-			pop: map[string]int{"c3": PopularCount - 1}, budget: 2, want: "c1 | c2 c3 c4"},
-		// x is worth 60 MB × 50, more than big; but big is over BigPathSize.
-		{name: "a big path is pinned", g: graph(nil,
-			node{"x", 60e6, nil}, node{"big", BigPathSize + 1, nil}, node{"y", 1, nil}, node{"z", 1, nil}),
-			pop: map[string]int{"x": 50}, budget: 2, want: "big | x y z"},
-		{name: "exactly BigPathSize is not pinned", g: graph(nil,
-			node{"x", 60e6, nil}, node{"big", BigPathSize, nil}, node{"y", 1, nil}, node{"z", 1, nil}),
-			pop: map[string]int{"x": 50}, budget: 2, want: "big y z | x"},
-		// Three pinned paths, budget 2: only the most valuable one (c1) is
-		// pinned; the other two join the run of the rest.
-		{name: "at most budget-1 pinned paths", g: graph(nil,
-			node{"c1", 30, nil}, node{"c2", 20, nil}, node{"c3", 10, nil}, node{"c4", 1, nil}),
-			pop: map[string]int{"c1": PopularCount, "c2": PopularCount, "c3": PopularCount}, budget: 2,
-			want: "c1 | c2 c3 c4"},
+			pop: map[string]int{"c3": 1000}, budget: 2, want: "c1 | c2 c3 c4"},
+		// A path over 100 MB has no rule of its own: worth more than the
+		// rest, it is alone.
+		{name: "big paths are alone by value", g: graph(nil,
+			node{"x", 60e6, nil}, node{"big", 100e6 + 1, nil}, node{"y", 1, nil}, node{"z", 1, nil}),
+			budget: 2, want: "big | x y z"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,11 +256,11 @@ func randomGraph(r *rand.Rand, n int) (Graph, map[string]int) {
 		}
 		size := int64(r.IntN(1 << 20))
 		if r.IntN(20) == 0 {
-			size = BigPathSize + int64(r.IntN(1000))
+			size = 100e6 + int64(r.IntN(1000))
 		}
 		g.Paths[p] = PathInfo{Size: size, References: refs}
 		if r.IntN(5) == 0 {
-			pop[fmt.Sprintf("pkg%d", i)] = r.IntN(2 * PopularCount)
+			pop[fmt.Sprintf("pkg%d", i)] = r.IntN(200)
 		}
 	}
 	for k := 1 + r.IntN(3); k > 0; k-- {
@@ -378,9 +368,8 @@ func TestGroupIgnoresGraphShape(t *testing.T) {
 }
 
 // order returns the paths of g in the order of the rules: decreasing value
-// (NAR size times popularity, at least 1), then path; and whether each may
-// be pinned (big or popular).
-func order(g Graph, pop map[string]int) ([]string, map[string]bool) {
+// (NAR size times popularity, at least 1), then path.
+func order(g Graph, pop map[string]int) []string {
 	paths := slices.Sorted(maps.Keys(g.Paths))
 	value := func(p string) uint64 {
 		hi, lo := bits.Mul64(uint64(g.Paths[p].Size), uint64(max(Popularity(pop, p), 1)))
@@ -390,17 +379,12 @@ func order(g Graph, pop map[string]int) ([]string, map[string]bool) {
 		return lo
 	}
 	slices.SortStableFunc(paths, func(a, b string) int { return -cmp.Compare(value(a), value(b)) })
-	pinnable := map[string]bool{}
-	for _, p := range paths {
-		pinnable[p] = g.Paths[p].Size > BigPathSize || Popularity(pop, p) >= PopularCount
-	}
-	return paths, pinnable
+	return paths
 }
 
 func TestGroupRunsAreStretches(t *testing.T) {
 	// A layer of several paths is a stretch of the value order: every path
-	// between its most and its least valuable is in it, but for pinned
-	// paths, which are alone wherever they fall.
+	// between its most and its least valuable is in it.
 	r := rand.New(rand.NewPCG(9, 10))
 	for iter := 0; iter < 200; iter++ {
 		g, pop := randomGraph(r, 1+r.IntN(300))
@@ -409,7 +393,7 @@ func TestGroupRunsAreStretches(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		paths, pinnable := order(g, pop)
+		paths := order(g, pop)
 		pos := map[string]int{}
 		for i, p := range paths {
 			pos[p] = i
@@ -418,16 +402,12 @@ func TestGroupRunsAreStretches(t *testing.T) {
 			if len(l.Paths) < 2 {
 				continue
 			}
-			in := map[string]bool{}
 			first, last := len(paths), -1
 			for _, p := range l.Paths {
-				in[p] = true
 				first, last = min(first, pos[p]), max(last, pos[p])
 			}
-			for _, p := range paths[first : last+1] {
-				if !in[p] && !pinnable[p] {
-					t.Fatalf("budget %d: layer %v skips %s", budget, l.Paths, p)
-				}
+			if last-first+1 != len(l.Paths) {
+				t.Fatalf("budget %d: layer %v is not a stretch of the value order", budget, l.Paths)
 			}
 		}
 	}
@@ -575,7 +555,7 @@ func TestGroupCrossingBudget(t *testing.T) {
 			t.Errorf("%d -> %d paths: the changed layers hold %.1f%% of the image, want at most 10%%", len(g.Paths), len(after.Paths), 100*share)
 		}
 		now, _ := Group(after, u.pop, 0)
-		paths, _ := order(after, u.pop)
+		paths := order(after, u.pop)
 		pos := map[string]int{}
 		for i, p := range paths {
 			pos[p] = i

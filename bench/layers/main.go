@@ -91,6 +91,13 @@ var corpus = []image{
 	{"python3Packages.pandas/python3Packages.matplotlib", "python3Packages.jupyterlab"},
 }
 
+// Nixery's thresholds for a big path (NAR size) and a popular one, by which
+// the package set is described.
+const (
+	bigPathSize  = 100 * 1000 * 1000
+	popularCount = 100
+)
+
 // Targets for nixport's figures.
 const (
 	maxStoredRatio   = 1.05 // stored bytes / unique bytes
@@ -285,14 +292,14 @@ func run(detail bool) error {
 	var big []string
 	for p, info := range set.Paths {
 		setSize += info.Size
-		if info.Size > layers.BigPathSize {
+		if info.Size > bigPathSize {
 			big = append(big, fmt.Sprintf("%s (%s)", storeName(p), mb(info.Size)))
 		}
 	}
 	slices.Sort(big)
 	var popular []string
 	for name, n := range pop {
-		if n >= layers.PopularCount {
+		if n >= popularCount {
 			popular = append(popular, fmt.Sprintf("%s (%d)", name, n))
 		}
 	}
@@ -307,10 +314,10 @@ func run(detail bool) error {
 	}
 	fmt.Printf("\npackage set bench/layers/pkgs.nix: %d names, %d store paths, %s (NAR); longest reference chain %d paths\n",
 		len(names), len(set.Paths), gb(setSize), longestChain(set))
-	fmt.Printf("  over %s: %s\n", mb(layers.BigPathSize), strings.Join(big, ", "))
+	fmt.Printf("  over %s: %s\n", mb(bigPathSize), strings.Join(big, ", "))
 	fmt.Printf("  realised in %.1fs (resolve and nix-store --realise of the whole set; about 1s when it is already in the store)\n", realiseTime.Seconds())
 	fmt.Printf("  popularity (Nixery's popcount over the set: direct referrers, self-references included): %d paths counted, at least %d: %s\n",
-		len(pop), layers.PopularCount, strings.Join(popular, ", "))
+		len(pop), popularCount, strings.Join(popular, ", "))
 	fmt.Printf("corpus: %d images (base packages cacert and iana-etc in each), %d to %d store paths, %d over the budget of %d paths; %s of unique store paths\n",
 		len(corpus), minPaths, maxPaths, overBudget, layers.DefaultBudget, gb(unique))
 	fmt.Printf("sizes are NAR sizes (uncompressed); a layer is identified by its exact set of store paths; customisation layers not counted\n")
