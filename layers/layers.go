@@ -28,14 +28,15 @@
 //     each later one starts a new run when its draw is below value/B, else
 //     joins the run before it. A path's draw is a number in [0, 1) fixed by
 //     its store path alone (the first 8 bytes of its SHA-256, over 2^64).
-//     So a run holds about B of value, runs of small paths hold many paths,
-//     and a path's arrival or departure changes the one run it falls in.
+//     So a run holds about B of value, runs of small paths hold many
+//     paths, and at a given B a new path changes only the run it falls in
+//     (splitting it when the new path starts a run).
 //   - B is the smallest whole number for which these rules give at most
 //     budget layers (the number of layers never grows with B; if no B
 //     below 2^64 fits, which takes values near 2^64, all paths make one
-//     run). A closure of at most budget paths gets B = 0: one
-//     layer per store path, the most reuse across images. Past the budget,
-//     B rises just enough: the least valuable paths gather into runs first.
+//     run). A closure of at most budget paths gets B = 0: one layer per
+//     store path, the most reuse across images. Past the budget, B rises
+//     just enough: the least valuable paths gather into runs first.
 //
 // The result is deterministic: the same graph, popularity and budget give the
 // same layers in the same order (sorted by their first path), whatever the
