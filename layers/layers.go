@@ -9,32 +9,48 @@
 // references) and popularity counts, and returns layer groups. It knows
 // nothing of Nix, archives or storage.
 //
-// The rules, in the order they apply:
+// A layer recurs only when its content depends on the paths it holds, not
+// on the image around them. So the rules look at each store path's name,
+// NAR size and popularity only (references and roots are checked for
+// consistency, never used), and the image decides one number, the
+// threshold B. Paths worth at least B are alone, as every path is in an
+// image within the budget; the others are cut into runs by a test local to
+// each path. Adding a package then changes the runs its paths fall into
+// and, as B rises to make room, a few layers among the least valuable,
+// rather than moving shared dependencies out of existing layers. The
+// rules:
 //
-//   - A closure of at most budget paths gets one layer per store path: the
-//     most reuse across images.
-//   - Otherwise a virtual root points at the requested packages (Graph.Roots),
-//     at every big path (NAR size over BigPathSize) and at every popular path
-//     (popularity at least PopularCount), so each of these heads a layer of
-//     its own. Paths the root still cannot reach (a graph with missing or
-//     incomplete roots) are hung off the root as well, those nothing refers
-//     to first, so that every path lands in a layer.
-//   - Every other path joins the layer of its nearest ancestor in the
-//     dominator tree of that graph that is a child of the root: the path
-//     without which it would not be in the image. Paths shared by several
-//     heads are dominated by the root only and head layers of their own.
-//   - While there are more layers than the budget, the least valuable ones
-//     merge into one: value is the head's popularity (at least 1) times the
-//     layer's total NAR size, so small rarely used layers go first.
+//   - A path's value is its NAR size times its popularity (at least 1),
+//     saturating at 2^64-1. Paths are taken in decreasing value, ties in
+//     path order.
+//   - Given B, every path of value at least B is a layer of its own. The
+//     others, in decreasing value, form runs: the first starts a run, and
+//     each later one starts a new run when its draw is below value/B, else
+//     joins the run before it. A path's draw is a number in [0, 1) fixed by
+//     its store path alone (the first 8 bytes of its SHA-256, over 2^64).
+//     So a run holds about B of value, runs of small paths hold many
+//     paths, and at a given B a new path changes only the run it falls in
+//     (splitting it when the new path starts a run).
+//   - B is the smallest whole number for which these rules give at most
+//     budget layers (the number of layers never grows with B; if no B
+//     below 2^64 fits, which takes values near 2^64, all paths make one
+//     run). A closure of at most budget paths gets B = 0: one layer per
+//     store path, the most reuse across images. Past the budget, B rises
+//     just enough: the least valuable paths gather into runs first.
 //
 // The result is deterministic: the same graph, popularity and budget give the
 // same layers in the same order (sorted by their first path), whatever the
-// order of maps and slices in the input.
+// order of maps and slices in the input, on any machine (integer arithmetic
+// only).
 package layers
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 	"strings"
@@ -44,14 +60,6 @@ import (
 // room for the customisation layer under Docker's 125-layer limit, with a
 // margin for base images that add their own.
 const DefaultBudget = 94
-
-// BigPathSize is the NAR size above which a store path heads a layer of its
-// own (100 MB, as Nixery).
-const BigPathSize = 100 * 1000 * 1000
-
-// PopularCount is the popularity count from which a store path heads a
-// layer of its own (as Nixery: referenced by at least 100 packages).
-const PopularCount = 100
 
 // PathInfo describes one store path of the closure.
 type PathInfo struct {
@@ -150,141 +158,107 @@ func Group(g Graph, popularity map[string]int, budget int) ([]Layer, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	if n <= budget {
-		out := make([]Layer, n)
-		for i, p := range c.paths {
-			out[i] = Layer{Paths: []string{p}, Size: c.sizes[i]}
-		}
-		return out, nil
-	}
 
-	pop := make([]int, n)
+	es := make([]entry, n)
 	for i, p := range c.paths {
-		pop[i] = Popularity(popularity, p)
-	}
-
-	// Node 0 is the virtual root; path i is node i+1.
-	succ := make([][]int, n+1)
-	for i, refs := range c.refs {
-		succ[i+1] = make([]int, len(refs))
-		for j, r := range refs {
-			succ[i+1][j] = r + 1
+		pop := Popularity(popularity, p)
+		hi, lo := bits.Mul64(uint64(c.sizes[i]), uint64(max(pop, 1)))
+		if hi != 0 {
+			lo = math.MaxUint64
 		}
+		sum := sha256.Sum256([]byte(p))
+		es[i] = entry{index: i, value: lo, draw: binary.BigEndian.Uint64(sum[:8])}
 	}
-	heads := make([]bool, n)
-	for _, r := range c.roots {
-		heads[r] = true
-	}
-	for i := range c.paths {
-		if c.sizes[i] > BigPathSize || pop[i] >= PopularCount {
-			heads[i] = true
+	// Paths are numbered in path order, so the index breaks ties.
+	slices.SortFunc(es, func(a, b entry) int {
+		if a.value != b.value {
+			return -cmp.Compare(a.value, b.value)
 		}
-	}
-	for i, h := range heads {
-		if h {
-			succ[0] = append(succ[0], i+1)
-		}
-	}
-	// Hang whatever the root does not reach off the root, so every path is
-	// in the tree: first the unreached paths nothing refers to (the tops of
-	// the closure), then, for cycles, any still unreached, in path order.
-	seen := reach(succ, 0, make([]bool, n+1))
-	referenced := make([]bool, n+1)
-	for _, ws := range succ[1:] {
-		for _, w := range ws {
-			referenced[w] = true
-		}
-	}
-	for _, tops := range []bool{true, false} {
-		for v := 1; v <= n; v++ {
-			if !seen[v] && (!tops || !referenced[v]) {
-				succ[0] = append(succ[0], v)
-				reach(succ, v, seen)
+		return cmp.Compare(a.index, b.index)
+	})
+	// The smallest threshold that fits: the number of layers never grows
+	// with the threshold. If even the largest does not fit (values near
+	// 2^64), all paths make one run.
+	t := threshold{b: math.MaxUint64}
+	if cut(es, t, nil) > budget {
+		t = threshold{none: true}
+	} else {
+		lo, hi := uint64(0), uint64(math.MaxUint64)
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			if cut(es, threshold{b: mid}, nil) <= budget {
+				hi = mid
+			} else {
+				lo = mid + 1
 			}
 		}
+		t.b = lo
 	}
 
-	idom := dominators(succ, 0)
-
-	// Each path joins the layer of its ancestor that is a child of the root.
-	head := make([]int, n+1)
-	for i := range head {
-		head[i] = -1
-	}
-	findHead := func(v int) int {
-		var stack []int // iterative: chains in a closure can be long
-		for head[v] < 0 && idom[v] != 0 {
-			stack = append(stack, v)
-			v = idom[v]
+	var groups [][]int
+	cut(es, t, func(e entry, starts bool) {
+		if starts {
+			groups = append(groups, nil)
 		}
-		h := head[v]
-		if h < 0 {
-			h = v
-			head[v] = v
+		groups[len(groups)-1] = append(groups[len(groups)-1], e.index)
+	})
+	out := make([]Layer, len(groups))
+	for i, idx := range groups {
+		slices.Sort(idx)
+		l := Layer{Paths: make([]string, len(idx))}
+		for j, k := range idx {
+			l.Paths[j] = c.paths[k]
+			l.Size = addSize(l.Size, c.sizes[k])
 		}
-		for _, u := range stack {
-			head[u] = h
-		}
-		return h
-	}
-	groups := make(map[int]*Layer)
-	var order []int
-	for v := 1; v <= n; v++ {
-		h := findHead(v)
-		l, ok := groups[h]
-		if !ok {
-			l = &Layer{}
-			groups[h] = l
-			order = append(order, h)
-		}
-		l.Paths = append(l.Paths, c.paths[v-1])
-		l.Size = addSize(l.Size, c.sizes[v-1])
-	}
-
-	type rated struct {
-		Layer
-		hi, lo uint64 // popularity × size, 128 bits
-	}
-	all := make([]rated, 0, len(order))
-	for _, h := range order {
-		l := groups[h]
-		p := max(pop[h-1], 1)
-		hi, lo := bits.Mul64(uint64(p), uint64(l.Size))
-		all = append(all, rated{Layer: *l, hi: hi, lo: lo})
-	}
-	// Paths were appended in path order, so each layer's paths are sorted.
-	if len(all) > budget {
-		slices.SortFunc(all, func(a, b rated) int {
-			if a.hi != b.hi {
-				return cmpU64(a.hi, b.hi)
-			}
-			if a.lo != b.lo {
-				return cmpU64(a.lo, b.lo)
-			}
-			return strings.Compare(a.Paths[0], b.Paths[0])
-		})
-		k := len(all) - budget + 1
-		var merged Layer
-		for _, l := range all[:k] {
-			merged.Paths = append(merged.Paths, l.Paths...)
-			merged.Size = addSize(merged.Size, l.Size)
-		}
-		slices.Sort(merged.Paths)
-		all = append([]rated{{Layer: merged}}, all[k:]...)
-	}
-	out := make([]Layer, len(all))
-	for i, l := range all {
-		out[i] = l.Layer
+		out[i] = l
 	}
 	slices.SortFunc(out, func(a, b Layer) int { return strings.Compare(a.Paths[0], b.Paths[0]) })
 	return out, nil
 }
 
-func cmpU64(a, b uint64) int {
-	if a < b {
-		return -1
+// entry is a store path as the rules see it.
+type entry struct {
+	index int    // in closure (path) order
+	value uint64 // NAR size times popularity, saturating
+	draw  uint64 // from the store path's hash: the draw times 2^64
+}
+
+// threshold is B of the package documentation; none means a B above every
+// value: no path is alone and no run starts but the first.
+type threshold struct {
+	b    uint64
+	none bool
+}
+
+// cut walks es (in decreasing value), tells visit (when not nil) whether
+// each path starts a layer under t, and returns the number of layers. A
+// path of value at least B is alone, and those come first; among the
+// others, the first starts a run and a later one starts a new run when
+// draw/2^64 < value/B, that is when the high word of draw*B is below
+// value, else it joins the run before it.
+func cut(es []entry, t threshold, visit func(e entry, starts bool)) int {
+	layers := 0
+	inRun := false
+	for _, e := range es {
+		starts := true
+		switch {
+		case !t.none && e.value >= t.b:
+		case !inRun:
+			inRun = true
+		case t.none:
+			starts = false
+		default:
+			hi, _ := bits.Mul64(e.draw, t.b)
+			starts = hi < e.value
+		}
+		if starts {
+			layers++
+		}
+		if visit != nil {
+			visit(e, starts)
+		}
 	}
-	return 1
+	return layers
 }
 
 // addSize adds NAR sizes, saturating instead of overflowing.
@@ -299,8 +273,6 @@ func addSize(a, b int64) int64 {
 type closure struct {
 	paths []string
 	sizes []int64
-	refs  [][]int // sorted, deduplicated, no self-references
-	roots []int
 }
 
 var errNoPath = errors.New("not in the closure")
@@ -311,142 +283,23 @@ func newClosure(g Graph) (*closure, error) {
 		c.paths = append(c.paths, p)
 	}
 	slices.Sort(c.paths)
-	index := make(map[string]int, len(c.paths))
-	for i, p := range c.paths {
-		index[p] = i
-	}
 	c.sizes = make([]int64, len(c.paths))
-	c.refs = make([][]int, len(c.paths))
 	for i, p := range c.paths {
 		info := g.Paths[p]
 		if info.Size < 0 {
 			return nil, fmt.Errorf("store path %s: negative size %d", p, info.Size)
 		}
 		c.sizes[i] = info.Size
-		var refs []int
 		for _, r := range info.References {
-			j, ok := index[r]
-			if !ok {
+			if _, ok := g.Paths[r]; !ok {
 				return nil, fmt.Errorf("store path %s: reference %s: %w", p, r, errNoPath)
 			}
-			if j != i {
-				refs = append(refs, j)
-			}
 		}
-		slices.Sort(refs)
-		c.refs[i] = slices.Compact(refs)
 	}
 	for _, r := range g.Roots {
-		j, ok := index[r]
-		if !ok {
+		if _, ok := g.Paths[r]; !ok {
 			return nil, fmt.Errorf("requested path %s: %w", r, errNoPath)
 		}
-		c.roots = append(c.roots, j)
 	}
-	slices.Sort(c.roots)
-	c.roots = slices.Compact(c.roots)
 	return c, nil
-}
-
-// reach marks in seen every node reachable from start and returns seen.
-func reach(succ [][]int, start int, seen []bool) []bool {
-	stack := []int{start}
-	seen[start] = true
-	for len(stack) > 0 {
-		v := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		for _, w := range succ[v] {
-			if !seen[w] {
-				seen[w] = true
-				stack = append(stack, w)
-			}
-		}
-	}
-	return seen
-}
-
-// dominators returns the immediate dominator of every node reachable from
-// root (idom[root] == root; -1 for unreachable nodes), by the iterative
-// algorithm of Cooper, Harvey and Kennedy ("A Simple, Fast Dominance
-// Algorithm", 2001): process nodes in reverse postorder, set each node's
-// dominator to the intersection of its processed predecessors' dominators,
-// repeat until nothing changes.
-func dominators(succ [][]int, root int) []int {
-	n := len(succ)
-	// Postorder by an iterative depth-first search.
-	post := make([]int, n) // node → postorder number, -1 unvisited
-	for i := range post {
-		post[i] = -1
-	}
-	var order []int // nodes in postorder
-	visited := make([]bool, n)
-	type frame struct{ v, next int }
-	stack := []frame{{root, 0}}
-	visited[root] = true
-	for len(stack) > 0 {
-		f := &stack[len(stack)-1]
-		if f.next < len(succ[f.v]) {
-			w := succ[f.v][f.next]
-			f.next++
-			if !visited[w] {
-				visited[w] = true
-				stack = append(stack, frame{w, 0})
-			}
-			continue
-		}
-		post[f.v] = len(order)
-		order = append(order, f.v)
-		stack = stack[:len(stack)-1]
-	}
-	preds := make([][]int, n)
-	for v := range succ {
-		if !visited[v] {
-			continue
-		}
-		for _, w := range succ[v] {
-			preds[w] = append(preds[w], v)
-		}
-	}
-
-	idom := make([]int, n)
-	for i := range idom {
-		idom[i] = -1
-	}
-	idom[root] = root
-	intersect := func(a, b int) int {
-		for a != b {
-			for post[a] < post[b] {
-				a = idom[a]
-			}
-			for post[b] < post[a] {
-				b = idom[b]
-			}
-		}
-		return a
-	}
-	for changed := true; changed; {
-		changed = false
-		for i := len(order) - 1; i >= 0; i-- { // reverse postorder
-			v := order[i]
-			if v == root {
-				continue
-			}
-			nd := -1
-			for _, p := range preds[v] {
-				if idom[p] < 0 {
-					continue
-				}
-				if nd < 0 {
-					nd = p
-				} else {
-					nd = intersect(p, nd)
-				}
-			}
-			if nd != idom[v] {
-				idom[v] = nd
-				changed = true
-			}
-		}
-	}
-	return idom
 }

@@ -1,9 +1,14 @@
 package layers
 
 import (
+	"cmp"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"math"
+	"math/bits"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -107,16 +112,9 @@ func TestGroup(t *testing.T) {
 		{"libb", 10, nil},
 		{"common", 10, nil},
 	}
-	chain := []node{
-		{"c1", 1, []string{"c2"}}, {"c2", 1, []string{"c3"}}, {"c3", 1, []string{"c4"}}, {"c4", 1, nil},
-	}
-	diamond := []node{
-		{"top", 1, []string{"left", "right"}},
-		{"left", 1, []string{"bottom"}},
-		{"right", 1, []string{"bottom"}},
-		{"bottom", 1, []string{"deep"}},
-		{"deep", 1, nil},
-	}
+	// Sizes a factor 10 apart; their draws (see draw below) are p1000
+	// 0.34, p100 0.60, p10 0.54, p1 0.54.
+	decades := []node{{"p1000", 1000, nil}, {"p100", 100, nil}, {"p10", 10, nil}, {"p1", 1, nil}}
 	tests := []struct {
 		name   string
 		g      Graph
@@ -129,43 +127,35 @@ func TestGroup(t *testing.T) {
 			want: "a | b | common | liba | libb"},
 		{name: "closure equal to budget", g: graph([]string{"a", "b"}, shared...), budget: 5,
 			want: "a | b | common | liba | libb"},
-		{name: "budget+1: dominator groups", g: graph([]string{"a", "b"}, shared...), budget: 4,
-			want: "a liba | b libb | common"},
-		{name: "chain collapses into its head", g: graph([]string{"c1"}, chain...), budget: 3,
-			want: "c1 c2 c3 c4"},
-		{name: "diamond: bottom dominated by top", g: graph([]string{"top"}, diamond...), budget: 4,
-			want: "bottom deep left right top"},
-		{name: "diamond with two requested sides", g: graph([]string{"left", "right"}, diamond[1:]...), budget: 3,
-			want: "bottom deep | left | right"},
-		{name: "popular path heads its own layer", g: graph([]string{"c1"}, chain...), budget: 3,
-			pop: map[string]int{"c3": PopularCount}, want: "c1 c2 | c3 c4"},
-		{name: "popular below threshold stays", g: graph([]string{"c1"}, chain...), budget: 3,
-			pop: map[string]int{"c3": PopularCount - 1}, want: "c1 c2 c3 c4"},
-		{name: "big path heads its own layer", g: graph([]string{"c1"},
-			node{"c1", 1, []string{"c2"}}, node{"c2", 1, []string{"big"}}, node{"big", BigPathSize + 1, []string{"c4"}}, node{"c4", 1, nil}),
-			budget: 3, want: "big c4 | c1 c2"},
-		{name: "exactly BigPathSize is not big", g: graph([]string{"c1"},
-			node{"c1", 1, []string{"c2"}}, node{"c2", 1, []string{"big"}}, node{"big", BigPathSize, []string{"c4"}}, node{"c4", 1, nil}),
-			budget: 3, want: "big c1 c2 c4"},
-		{name: "unreachable paths hang off the root", g: graph([]string{"c1"},
-			node{"c1", 1, nil}, node{"x", 1, []string{"y"}}, node{"y", 1, nil}, node{"z", 1, nil}),
-			budget: 3, want: "c1 | x y | z"},
-		{name: "no roots at all", g: graph(nil, chain...), budget: 2, want: "c1 c2 c3 c4"},
-		{name: "cycle", g: graph([]string{"p"},
-			node{"p", 1, []string{"q"}}, node{"q", 1, []string{"r"}}, node{"r", 1, []string{"q", "r"}}),
-			budget: 2, want: "p q r"},
-		{
-			// Five heads, budget 3: the three least valuable merge.
-			name: "least valuable layers merge",
-			g: graph([]string{"h1", "h2", "h3", "h4", "h5"},
-				node{"h1", 50, []string{"d1"}}, node{"d1", 50, nil},
-				node{"h2", 10, nil}, node{"h3", 20, nil}, node{"h4", 30, nil}, node{"h5", 40, nil}),
-			pop:    map[string]int{"h2": 10}, // 10×10 = 100 > h3's 20 and h4's 30
-			budget: 3,
-			want:   "d1 h1 | h2 | h3 h4 h5",
-		},
-		{name: "budget 1 merges everything", g: graph([]string{"a", "b"}, shared...), budget: 1,
+		{name: "empty paths within budget are alone", g: graph(nil, node{"x", 0, nil}, node{"y", 0, nil}, node{"z", 5, nil}), budget: 3,
+			want: "x | y | z"},
+		// B = 11: p1000 and p100 are worth more, alone; p10 starts a run
+		// and p1 joins it (its draw 0.54 is not below 1/11).
+		{name: "past the budget the smallest paths share a layer", g: graph(nil, decades...), budget: 3,
+			want: "p1 p10 | p100 | p1000"},
+		{name: "budget 2", g: graph(nil, decades...), budget: 2, want: "p1 p10 p100 | p1000"},
+		{name: "budget 1 puts everything in one layer", g: graph([]string{"a", "b"}, shared...), budget: 1,
 			want: "a b common liba libb"},
+		// Equal sizes, budget+1: at B = 12 the path whose draw (e4: 0.90) is
+		// not below 10/12 joins the run before it (e5's); no B between 10 and
+		// 12 fits, and a larger B would merge more.
+		{name: "equal sizes past the budget: one merge, not all", g: graph(nil,
+			node{"e1", 10, nil}, node{"e2", 10, nil}, node{"e3", 10, nil}, node{"e4", 10, nil}, node{"e5", 10, nil}),
+			budget: 4, want: "e1 | e2 | e3 | e4 e5"},
+		// Popularity multiplies the value: c3 is worth 3×50 and stays alone
+		// while the others, worth 100 or less, make one run.
+		{name: "popularity raises the value", g: graph(nil,
+			node{"c1", 100, nil}, node{"c2", 90, nil}, node{"c3", 50, nil}, node{"c4", 80, nil}),
+			pop: map[string]int{"c3": 3}, budget: 2, want: "c1 c2 c4 | c3"},
+		// Popularity, not size alone: a popular path of size 0 is worth 0.
+		{name: "an empty popular path joins a run", g: graph(nil,
+			node{"c1", 100, nil}, node{"c2", 90, nil}, node{"c3", 0, nil}, node{"c4", 80, nil}),
+			pop: map[string]int{"c3": 1000}, budget: 2, want: "c1 | c2 c3 c4"},
+		// A path over 100 MB has no rule of its own: worth more than the
+		// rest, it is alone.
+		{name: "big paths are alone by value", g: graph(nil,
+			node{"x", 60e6, nil}, node{"big", 100e6 + 1, nil}, node{"y", 1, nil}, node{"z", 1, nil}),
+			budget: 2, want: "big | x y z"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,6 +168,21 @@ func TestGroup(t *testing.T) {
 				t.Errorf("got  %q\nwant %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// draw is the draw of a test path, as Group computes it.
+func draw(name string) float64 {
+	sum := sha256.Sum256([]byte(sp(name)))
+	return float64(binary.BigEndian.Uint64(sum[:8])) / (1 << 64)
+}
+
+func TestDraws(t *testing.T) {
+	// The expectations of TestGroup rely on these.
+	for name, want := range map[string]float64{"p1000": 0.34, "p100": 0.60, "p10": 0.54, "p1": 0.54, "e4": 0.90} {
+		if got := draw(name); got < want-0.005 || got > want+0.005 {
+			t.Errorf("draw(%s) = %.3f, want %.2f", name, got, want)
+		}
 	}
 }
 
@@ -235,115 +240,6 @@ func TestPopularityKeys(t *testing.T) {
 	}
 }
 
-// bruteDominators computes immediate dominators by definition: d dominates
-// v when v is unreachable from root once d is removed.
-func bruteDominators(succ [][]int, root int) []int {
-	n := len(succ)
-	reachWithout := func(skip int) []bool {
-		seen := make([]bool, n)
-		if skip == root {
-			return seen
-		}
-		stack := []int{root}
-		seen[root] = true
-		for len(stack) > 0 {
-			v := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			for _, w := range succ[v] {
-				if w != skip && !seen[w] {
-					seen[w] = true
-					stack = append(stack, w)
-				}
-			}
-		}
-		return seen
-	}
-	all := reachWithout(-1)
-	dom := make([][]bool, n) // dom[d][v]: d dominates v
-	for d := 0; d < n; d++ {
-		r := reachWithout(d)
-		dom[d] = make([]bool, n)
-		for v := 0; v < n; v++ {
-			dom[d][v] = all[v] && !r[v]
-		}
-	}
-	idom := make([]int, n)
-	for v := range idom {
-		idom[v] = -1
-		if !all[v] {
-			continue
-		}
-		if v == root {
-			idom[v] = root
-			continue
-		}
-		// The immediate dominator is the strict dominator dominated by all
-		// the others.
-		for d := 0; d < n; d++ {
-			if d == v || !dom[d][v] {
-				continue
-			}
-			imm := true
-			for e := 0; e < n; e++ {
-				if e != v && e != d && dom[e][v] && !dom[e][d] {
-					imm = false
-					break
-				}
-			}
-			if imm {
-				idom[v] = d
-			}
-		}
-	}
-	return idom
-}
-
-func TestDominators(t *testing.T) {
-	tests := []struct {
-		name string
-		succ [][]int
-		want []int
-	}{
-		{"single", [][]int{{}}, []int{0}},
-		{"chain", [][]int{{1}, {2}, {3}, {}}, []int{0, 0, 1, 2}},
-		{"diamond", [][]int{{1, 2}, {3}, {3}, {4}, {}}, []int{0, 0, 0, 0, 3}},
-		{"shared dep under one head", [][]int{{1}, {2, 3}, {4}, {4}, {}}, []int{0, 0, 1, 1, 1}},
-		{"unreachable", [][]int{{1}, {}, {1}}, []int{0, 0, -1}},
-		{"loop", [][]int{{1}, {2}, {1, 3}, {}}, []int{0, 0, 1, 2}},
-		// Figure 2 of Cooper, Harvey & Kennedy, renumbered: the irreducible
-		// graph where every node is dominated by the entry only.
-		{"chk figure 2", [][]int{{1, 2}, {3}, {4, 5}, {4}, {3, 5}, {4}}, []int{0, 0, 0, 0, 0, 0}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := dominators(tt.succ, 0)
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("dominators = %v, want %v", got, tt.want)
-			}
-			if brute := bruteDominators(tt.succ, 0); !reflect.DeepEqual(brute, tt.want) {
-				t.Errorf("brute force = %v, want %v (test is wrong)", brute, tt.want)
-			}
-		})
-	}
-}
-
-func TestDominatorsRandom(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for iter := 0; iter < 300; iter++ {
-		n := 1 + r.IntN(14)
-		succ := make([][]int, n)
-		for v := range succ {
-			for k := r.IntN(4); k > 0; k-- {
-				succ[v] = append(succ[v], r.IntN(n))
-			}
-		}
-		got, want := dominators(succ, 0), bruteDominators(succ, 0)
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("graph %v: dominators = %v, brute force %v", succ, got, want)
-		}
-	}
-}
-
 // randomGraph builds a closure from a seed: a DAG by default, with shared
 // dependencies, varied sizes and some popular names.
 func randomGraph(r *rand.Rand, n int) (Graph, map[string]int) {
@@ -360,11 +256,11 @@ func randomGraph(r *rand.Rand, n int) (Graph, map[string]int) {
 		}
 		size := int64(r.IntN(1 << 20))
 		if r.IntN(20) == 0 {
-			size = BigPathSize + int64(r.IntN(1000))
+			size = 100e6 + int64(r.IntN(1000))
 		}
 		g.Paths[p] = PathInfo{Size: size, References: refs}
 		if r.IntN(5) == 0 {
-			pop[fmt.Sprintf("pkg%d", i)] = r.IntN(2 * PopularCount)
+			pop[fmt.Sprintf("pkg%d", i)] = r.IntN(200)
 		}
 	}
 	for k := 1 + r.IntN(3); k > 0; k-- {
@@ -416,7 +312,9 @@ func TestGroupDeterministicAndWithinBudget(t *testing.T) {
 }
 
 func TestGroupLargeChain(t *testing.T) {
-	// A deep chain must not exhaust anything (no recursion per node).
+	// A deep chain of equal paths must not exhaust anything (nothing
+	// recurses per path) and spreads over the budget rather than
+	// collapsing into one layer.
 	const n = 20000
 	g := Graph{Paths: map[string]PathInfo{}}
 	for i := 0; i < n; i++ {
@@ -432,8 +330,255 @@ func TestGroupLargeChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(t, g, 10, ls)
-	if len(ls) != 1 {
-		t.Fatalf("chain gave %d layers, want 1", len(ls))
+	if len(ls) < 5 {
+		t.Fatalf("chain gave %d layers, want 5 to 10", len(ls))
+	}
+}
+
+func TestGroupIgnoresGraphShape(t *testing.T) {
+	// The same paths, sizes and popularity with other references and
+	// roots give the same layers: a layer depends on its paths, not on
+	// what else the image holds or how it is wired.
+	r := rand.New(rand.NewPCG(7, 8))
+	for iter := 0; iter < 50; iter++ {
+		g, pop := randomGraph(r, 1+r.IntN(300))
+		other := Graph{Paths: map[string]PathInfo{}}
+		keys := slices.Sorted(maps.Keys(g.Paths))
+		for _, p := range keys {
+			var refs []string
+			for k := r.IntN(3); k > 0; k-- {
+				refs = append(refs, keys[r.IntN(len(keys))])
+			}
+			other.Paths[p] = PathInfo{Size: g.Paths[p].Size, References: refs}
+		}
+		other.Roots = []string{keys[r.IntN(len(keys))]}
+		budget := 1 + r.IntN(120)
+		a, err := Group(g, pop, budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Group(other, pop, budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("budget %d: other references gave other layers", budget)
+		}
+	}
+}
+
+// order returns the paths of g in the order of the rules: decreasing value
+// (NAR size times popularity, at least 1), then path.
+func order(g Graph, pop map[string]int) []string {
+	paths := slices.Sorted(maps.Keys(g.Paths))
+	value := func(p string) uint64 {
+		hi, lo := bits.Mul64(uint64(g.Paths[p].Size), uint64(max(Popularity(pop, p), 1)))
+		if hi != 0 {
+			return math.MaxUint64
+		}
+		return lo
+	}
+	slices.SortStableFunc(paths, func(a, b string) int { return -cmp.Compare(value(a), value(b)) })
+	return paths
+}
+
+func TestGroupRunsAreStretches(t *testing.T) {
+	// A layer of several paths is a stretch of the value order: every path
+	// between its most and its least valuable is in it.
+	r := rand.New(rand.NewPCG(9, 10))
+	for iter := 0; iter < 200; iter++ {
+		g, pop := randomGraph(r, 1+r.IntN(300))
+		budget := 1 + r.IntN(120)
+		ls, err := Group(g, pop, budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths := order(g, pop)
+		pos := map[string]int{}
+		for i, p := range paths {
+			pos[p] = i
+		}
+		for _, l := range ls {
+			if len(l.Paths) < 2 {
+				continue
+			}
+			first, last := len(paths), -1
+			for _, p := range l.Paths {
+				first, last = min(first, pos[p]), max(last, pos[p])
+			}
+			if last-first+1 != len(l.Paths) {
+				t.Fatalf("budget %d: layer %v is not a stretch of the value order", budget, l.Paths)
+			}
+		}
+	}
+}
+
+// universe is a package set shaped like nixpkgs: path i references a few
+// paths of lower index, the lowest most often (a libc-like base everything
+// reaches), NAR sizes log-normal around 150 kB, popularity counted as
+// Nixery's popcount counts it (direct referrers).
+type universe struct {
+	names []string
+	sizes []int64
+	refs  [][]int
+	pop   map[string]int
+}
+
+func newUniverse(seed uint64, n int) *universe {
+	r := rand.New(rand.NewPCG(seed, 1))
+	u := &universe{names: make([]string, n), sizes: make([]int64, n), refs: make([][]int, n), pop: map[string]int{}}
+	for i := range u.names {
+		u.names[i] = sp(fmt.Sprintf("pkg%d-1.%d", i, i%3))
+		u.sizes[i] = int64(min(max(math.Exp(math.Log(150e3)+1.9*r.NormFloat64()), 200), 3e9))
+		if i == 0 {
+			continue
+		}
+		for k := 1 + int(r.ExpFloat64()*3); k > 0; k-- {
+			f := r.Float64()
+			u.refs[i] = append(u.refs[i], int(float64(i)*f*f*f))
+		}
+	}
+	for i := range u.refs {
+		for _, j := range u.refs[i] {
+			u.pop[fmt.Sprintf("pkg%d", j)]++
+		}
+	}
+	return u
+}
+
+// image is the closure of the given packages.
+func (u *universe) image(roots []int) Graph {
+	g := Graph{Paths: map[string]PathInfo{}}
+	seen := map[int]bool{}
+	stack := slices.Clone(roots)
+	for _, x := range roots {
+		seen[x] = true
+		g.Roots = append(g.Roots, u.names[x])
+	}
+	for len(stack) > 0 {
+		v := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		var refs []string
+		for _, w := range u.refs[v] {
+			refs = append(refs, u.names[w])
+			if !seen[w] {
+				seen[w] = true
+				stack = append(stack, w)
+			}
+		}
+		g.Paths[u.names[v]] = PathInfo{Size: u.sizes[v], References: refs}
+	}
+	return g
+}
+
+// changes compares the layers of an image before and after a package is
+// added: the store paths added, the old layers the new image no longer has,
+// their bytes, and the bytes of the old image.
+func changes(t *testing.T, before, after Graph, pop map[string]int) (added, lost int, lostBytes, total int64) {
+	t.Helper()
+	old, err := Group(before, pop, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, before, 0, old)
+	now, err := Group(after, pop, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, after, 0, now)
+	have := map[string]bool{}
+	for _, l := range now {
+		have[strings.Join(l.Paths, "\n")] = true
+	}
+	for _, l := range old {
+		total += l.Size
+		if !have[strings.Join(l.Paths, "\n")] {
+			lost++
+			lostBytes += l.Size
+		}
+	}
+	return len(after.Paths) - len(before.Paths), lost, lostBytes, total
+}
+
+func TestGroupLargeImageAddPackage(t *testing.T) {
+	// An image of about 1500 paths, far over the budget, and the same
+	// image with one more package, for 40 packages. Each added path lands
+	// in one layer, and the threshold rises to make room, merging a few
+	// layers: a package adding k paths changes at most 2k+2 of the old
+	// layers, and one adding a handful changes a small part of the image
+	// (the dominator rule this replaced changed about 40% for one path).
+	u := newUniverse(1, 8000)
+	r := rand.New(rand.NewPCG(2, 3))
+	var roots []int
+	var g Graph
+	for len(g.Paths) < 1500 {
+		roots = append(roots, 2000+r.IntN(6000))
+		g = u.image(roots)
+	}
+	var sum float64
+	for k := 0; k < 40; k++ {
+		after := u.image(append(slices.Clone(roots), 2000+r.IntN(6000)))
+		added, lost, lostBytes, total := changes(t, g, after, u.pop)
+		share := float64(lostBytes) / float64(total)
+		sum += share
+		if lost > 2*added+2 {
+			t.Errorf("%d paths added to %d: %d old layers changed, want at most %d", added, len(g.Paths), lost, 2*added+2)
+		}
+		if added <= 5 && share > 0.2 {
+			t.Errorf("%d paths added to %d: the changed layers hold %.0f%% of the image, want at most 20%%", added, len(g.Paths), 100*share)
+		}
+	}
+	t.Logf("%d paths; for 40 packages added, the changed layers held %.1f%% of the image on average", len(g.Paths), 100*sum/40)
+}
+
+func TestGroupCrossingBudget(t *testing.T) {
+	// An image within the budget (one layer per path) that a package takes
+	// over it: only the smallest paths merge, so every old path worth more
+	// than the most valuable path of a new layer of several keeps its
+	// layer, and the layers that change hold a small part of the image.
+	u := newUniverse(1, 8000)
+	r := rand.New(rand.NewPCG(4, 5))
+	for found := 0; found < 25; {
+		var roots []int
+		var g Graph
+		for len(g.Paths) < 70 {
+			roots = append(roots, 2000+r.IntN(6000))
+			g = u.image(roots)
+		}
+		after := u.image(append(slices.Clone(roots), 2000+r.IntN(6000)))
+		if len(g.Paths) > DefaultBudget || len(after.Paths) <= DefaultBudget {
+			continue
+		}
+		found++
+		_, _, lostBytes, total := changes(t, g, after, u.pop)
+		if share := float64(lostBytes) / float64(total); share > 0.1 {
+			t.Errorf("%d -> %d paths: the changed layers hold %.1f%% of the image, want at most 10%%", len(g.Paths), len(after.Paths), 100*share)
+		}
+		now, _ := Group(after, u.pop, 0)
+		paths := order(after, u.pop)
+		pos := map[string]int{}
+		for i, p := range paths {
+			pos[p] = i
+		}
+		top := len(paths) // position of the most valuable path in a run
+		for _, l := range now {
+			if len(l.Paths) > 1 {
+				for _, p := range l.Paths {
+					top = min(top, pos[p])
+				}
+			}
+		}
+		alone := map[string]bool{}
+		for _, l := range now {
+			if len(l.Paths) == 1 {
+				alone[l.Paths[0]] = true
+			}
+		}
+		for _, p := range paths[:top] {
+			if _, old := g.Paths[p]; old && !alone[p] {
+				t.Errorf("%d -> %d paths: %s, worth more than every path that merged, lost its layer", len(g.Paths), len(after.Paths), p)
+			}
+		}
 	}
 }
 

@@ -32,7 +32,7 @@ import (
 // pipelineVersion is part of every cache key of the Nix source: bump it
 // when a change to layering, archiving or rendering changes what the same
 // closure produces.
-const pipelineVersion = "nixport-1"
+const pipelineVersion = "nixport-2"
 
 // Persisted caches of the Nix source (see records.go for the others).
 const (
