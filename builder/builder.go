@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -50,6 +51,10 @@ type Options struct {
 	// do not start the same failing build over and over. Server faults
 	// and stopped builds are never remembered. Zero remembers nothing.
 	FailedBuildTTL time.Duration
+	// PullWait bounds how long a pull waits for its build: past it the
+	// client is told the image is still being built (a 4xx it prints)
+	// while the build goes on. Zero waits as long as the build takes.
+	PullWait time.Duration
 	// Clock tells the time for every TTL; nil is time.Now. Tests move it.
 	Clock func() time.Time
 }
@@ -67,6 +72,7 @@ type Builder struct {
 	failures *lru.Cache[string, failure]
 	slots    chan struct{}
 	flights  flightGroup
+	builds   builds
 
 	// base is the context builds run under: cancelled by Close, never by a
 	// single client going away.
@@ -210,51 +216,166 @@ func (b *Builder) image(ctx context.Context, name, tag string) (source.Manifests
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	if e, ok := b.cached(id.Key, b.now()); ok {
+	if e, ok := b.known(ctx, id); ok {
 		return e.manifests, b.freshUntil(id, e), nil
-	}
-	if id.Pinned {
-		if m, err := b.pinnedRecord(ctx, id.Key); err == nil {
-			e := cacheEntry{manifests: m, pinned: true, at: b.now()}
-			b.cache.Add(id.Key, e)
-			return m, b.freshUntil(id, e), nil
-		}
-	} else if m, at, ok := b.recentTagRecord(ctx, name, tag); ok {
-		// Another instance on this storage (or this one before a restart)
-		// built the moving tag recently enough.
-		e := cacheEntry{manifests: m, at: at}
-		b.cache.Add(id.Key, e)
-		return m, b.freshUntil(id, e), nil
 	}
 	if err := b.recentFailure(id.Key, name, tag); err != nil {
 		return nil, time.Time{}, err
 	}
-	m, err := b.flights.do(ctx, b.base, id.Key, func(ctx context.Context) (source.Manifests, error) {
-		// Checked again: a failure may have been remembered between the
-		// check above and this build's start.
-		if err := b.recentFailure(id.Key, name, tag); err != nil {
-			return nil, err
-		}
-		m, err := b.leased(ctx, id.Key, name, tag, id.Pinned, func(ctx context.Context) (source.Manifests, error) {
-			return b.build(ctx, id.Request)
-		})
-		if err != nil && b.base.Err() != nil {
-			if e, ok := errcode.As(err); !ok || !e.Code.ClientCaused() {
-				// Whatever stopped it, the clients still waiting are
-				// told the truth: try again, here after a restart or
-				// at another instance.
-				err = errcode.Wrap(errcode.Unavailable, err, "the registry is shutting down: try again")
-			}
-		}
-		b.rememberFailure(id.Key, err)
-		return m, err
-	})
+	f, _, err := b.startFlight(ctx, id)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var pullWait <-chan struct{}
+	if b.opts.PullWait > 0 {
+		fired := make(chan struct{})
+		timer := time.AfterFunc(b.opts.PullWait, func() { close(fired) })
+		defer timer.Stop()
+		pullWait = fired
+	}
+	m, err, timedOut := b.flights.wait(ctx, f, pullWait)
+	if timedOut {
+		return nil, time.Time{}, stillBuilding(f.build, b.now())
+	}
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	// The build was recorded with its own time; a moving tag stays fresh
 	// for MovingTagTTL from there.
 	return m, b.freshUntil(id, cacheEntry{pinned: id.Pinned, at: b.now()}), nil
+}
+
+// known is the image of id without building: from memory, from a pinned
+// record, or from a recent record of its moving tag (another instance on
+// this storage, or this one before a restart, built it recently enough).
+func (b *Builder) known(ctx context.Context, id identity) (cacheEntry, bool) {
+	if e, ok := b.cached(id.Key, b.now()); ok {
+		return e, true
+	}
+	var e cacheEntry
+	if id.Pinned {
+		m, err := b.pinnedRecord(ctx, id.Key)
+		if err != nil {
+			return cacheEntry{}, false
+		}
+		e = cacheEntry{manifests: m, pinned: true, at: b.now()}
+	} else {
+		m, at, ok := b.recentTagRecord(ctx, id.Name, id.Tag)
+		if !ok {
+			return cacheEntry{}, false
+		}
+		e = cacheEntry{manifests: m, at: at}
+	}
+	b.cache.Add(id.Key, e)
+	return e, true
+}
+
+// startFlight joins the build of id, or starts it: under the lease (one
+// build across instances) and the build slots, recorded in the build list.
+// started says this call started it.
+func (b *Builder) startFlight(ctx context.Context, id identity) (*flight, bool, error) {
+	name, tag := id.Name, id.Tag
+	return b.flights.join(ctx, b.base, id.Key,
+		func() *build {
+			rec := newBuild(name, tag, b.sourceKind(id.Request), requestid.FromContext(ctx), b.now())
+			b.builds.add(rec)
+			requestid.Logger(ctx, b.log).WithFields(logrus.Fields{"image": name, "tag": tag, "build_id": rec.id()}).Info("build queued")
+			return rec
+		},
+		func(ctx context.Context, rec *build) (source.Manifests, error) {
+			m, err := b.runFlight(ctx, id, rec)
+			rec.finish(b.now(), m, err)
+			b.builds.done(rec)
+			return m, err
+		})
+}
+
+// runFlight is one build of id: the failure memory checked again (a
+// failure may have been remembered since the request looked), the lease,
+// the build, and what a stopped build tells the clients still waiting.
+func (b *Builder) runFlight(ctx context.Context, id identity, rec *build) (source.Manifests, error) {
+	if err := b.recentFailure(id.Key, id.Name, id.Tag); err != nil {
+		return nil, err
+	}
+	m, err := b.leased(ctx, id.Key, id.Name, id.Tag, id.Pinned, func(ctx context.Context) (source.Manifests, error) {
+		return b.build(ctx, id.Request, rec)
+	})
+	if err != nil && b.base.Err() != nil {
+		if e, ok := errcode.As(err); !ok || !e.Code.ClientCaused() {
+			// Whatever stopped it, the clients still waiting are told
+			// the truth: try again, here after a restart or at another
+			// instance.
+			err = errcode.Wrap(errcode.Unavailable, err, "the registry is shutting down: try again")
+		}
+	}
+	b.rememberFailure(id.Key, err)
+	return m, err
+}
+
+// sourceKind names the source of a request for the build list: the first
+// part of its key ("nix", "command", "layout"), when the key has one.
+func (b *Builder) sourceKind(req source.Request) string {
+	if kind, _, ok := strings.Cut(req.Key, "|"); ok && !strings.ContainsAny(kind, "/:") {
+		switch kind {
+		case "command", "layout":
+			return kind
+		}
+	}
+	return "nix"
+}
+
+// stillBuilding is the error of a pull that waited PullWait for its
+// build: a 4xx, so that docker pull prints it, saying the build goes on.
+func stillBuilding(rec *build, now time.Time) error {
+	s := rec.snapshot(false)
+	e := errcode.New(errcode.BuildInProgress,
+		"%s:%s is still being built (%s so far, now %s); the build goes on: pull again later, or follow it at /builds/%s",
+		s.Image, s.Tag, now.Sub(s.QueuedAt).Round(time.Second), s.State, s.ID)
+	e.Detail = map[string]string{"build": s.ID}
+	return e
+}
+
+// Start starts building name:tag as a pull would (the same checks,
+// caches, coalescing and bounds) without waiting for it, and returns the
+// build's status. An image already built is not built again: its status
+// is done, with its manifest, and built is true. A build running is
+// joined, not repeated.
+func (b *Builder) Start(ctx context.Context, name, tag string) (st Status, built bool, err error) {
+	if b.opts.Source == nil {
+		return Status{}, false, errcode.New(errcode.Unsupported, "this registry builds nothing")
+	}
+	id, err := b.identify(name, tag)
+	if err != nil {
+		return Status{}, false, err
+	}
+	if e, ok := b.known(ctx, id); ok {
+		st := Status{Image: name, Tag: tag, Source: b.sourceKind(id.Request), State: Done}
+		if info, ok := e.manifests.Pick(manifest.OCI); ok {
+			st.ManifestDigest = string(info.Digest)
+		}
+		return st, true, nil
+	}
+	if err := b.recentFailure(id.Key, name, tag); err != nil {
+		return Status{}, false, err
+	}
+	f, _, err := b.startFlight(ctx, id)
+	if err != nil {
+		return Status{}, false, err
+	}
+	return f.build.snapshot(false), false, nil
+}
+
+// Builds lists the builds of this instance, newest first: those queued
+// or running, and the last 100 finished.
+func (b *Builder) Builds() []Status { return b.builds.list() }
+
+// Build is the status of one build, with the end of its output.
+func (b *Builder) Build(id string) (Status, bool) {
+	rec, ok := b.builds.get(id)
+	if !ok {
+		return Status{}, false
+	}
+	return rec.snapshot(true), true
 }
 
 // freshUntil is how long an answer for a name identified as id, served
@@ -327,13 +448,13 @@ func (b *Builder) identify(name, tag string) (identity, error) {
 	return v, nil
 }
 
-// build runs one build under the global bound and records its result.
-// A build stopped because its clients left (or the server is shutting
-// down) is logged at info: nothing went wrong. A build past BuildTimeout
+// build runs one build under the global bound, reporting to rec, and
+// records its result. A build stopped because the server is shutting
+// down is logged at info: nothing went wrong. A build past BuildTimeout
 // is BUILD_FAILED naming the limit.
-func (b *Builder) build(ctx context.Context, req source.Request) (source.Manifests, error) {
+func (b *Builder) build(ctx context.Context, req source.Request, rec *build) (source.Manifests, error) {
 	key, name, tag, pinned := req.Key, req.Name, req.Tag, req.Pinned
-	log := requestid.Logger(ctx, b.log).WithFields(logrus.Fields{"image": name, "tag": tag})
+	log := requestid.Logger(ctx, b.log).WithFields(logrus.Fields{"image": name, "tag": tag, "build_id": rec.id()})
 	select {
 	case b.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -343,10 +464,12 @@ func (b *Builder) build(ctx context.Context, req source.Request) (source.Manifes
 	}
 	defer func() { <-b.slots }()
 
-	bctx, cancel := context.WithTimeout(ctx, b.opts.BuildTimeout)
+	bctx, cancel := context.WithTimeout(source.WithProgress(ctx, rec), b.opts.BuildTimeout)
 	defer cancel()
 	start := b.now()
-	m, err := b.planAndBuild(bctx, log, req)
+	rec.started(start)
+	log.WithField("queued_ms", start.Sub(rec.snapshot(false).QueuedAt).Milliseconds()).Info("build started")
+	m, fromCache, err := b.planAndBuild(bctx, log, req)
 	if err != nil {
 		log = log.WithField("duration_ms", b.now().Sub(start).Milliseconds())
 		if ctx.Err() != nil {
@@ -362,7 +485,11 @@ func (b *Builder) build(ctx context.Context, req source.Request) (source.Manifes
 		log.WithError(err).Warn("build failed")
 		return nil, err
 	}
-	log.WithField("duration_ms", b.now().Sub(start).Milliseconds()).Info("image ready")
+	st := rec.snapshot(false)
+	log.WithFields(logrus.Fields{
+		"duration_ms": b.now().Sub(start).Milliseconds(), "from_cache": fromCache,
+		"layers": st.LayersTotal, "bytes_compressed": st.BytesCompressed,
+	}).Info("image ready")
 	now := b.now()
 	// Records are written with a context of their own: a build that
 	// finished is worth remembering even if every client has gone.
@@ -382,24 +509,25 @@ func (b *Builder) build(ctx context.Context, req source.Request) (source.Manifes
 
 // planAndBuild resolves the request and builds the plan, unless a plan
 // with the same content key was built before: then its record answers,
-// with no build (a moving tag whose packages did not change).
-func (b *Builder) planAndBuild(ctx context.Context, log logrus.FieldLogger, req source.Request) (source.Manifests, error) {
+// with no build (a moving tag whose packages did not change), and
+// fromCache says so.
+func (b *Builder) planAndBuild(ctx context.Context, log logrus.FieldLogger, req source.Request) (m source.Manifests, fromCache bool, err error) {
 	plan, err := b.opts.Source.Plan(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	record := planPrefix + source.Hash(plan.Key)
 	if plan.Pinned {
 		if r, err := source.GetRecord(ctx, b.opts.Storage, record); err == nil {
 			if m, err := r.Manifests(); err == nil && source.Stored(ctx, b.opts.Storage, m) == nil {
 				log.Debug("plan built before: its image is reused")
-				return m, nil
+				return m, true, nil
 			}
 		}
 	}
-	m, err := b.opts.Source.Build(ctx, plan)
+	m, err = b.opts.Source.Build(ctx, plan)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if plan.Pinned {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -408,12 +536,11 @@ func (b *Builder) planAndBuild(ctx context.Context, log logrus.FieldLogger, req 
 			log.WithError(err).Warn("persisting plan record")
 		}
 	}
-	return m, nil
+	return m, false, nil
 }
 
 // stopReason says why a build's context ended: the builder was closed,
-// another instance took the build's lease, or the last client waiting for
-// the build left.
+// or another instance took the build's lease.
 func (b *Builder) stopReason(ctx context.Context) string {
 	switch cause := context.Cause(ctx); {
 	case b.base.Err() != nil:
@@ -421,7 +548,7 @@ func (b *Builder) stopReason(ctx context.Context) string {
 	case cause != nil && !errors.Is(cause, context.Canceled):
 		return cause.Error()
 	default:
-		return "no client waits for the build any more"
+		return "stopped"
 	}
 }
 

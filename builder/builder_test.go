@@ -196,26 +196,6 @@ func TestDisconnectingClientDoesNotCancelSharedBuild(t *testing.T) {
 	}
 }
 
-func TestLastWaiterLeavingCancelsBuild(t *testing.T) {
-	src := &countingSource{release: make(chan struct{}), started: make(chan string, 1), finished: make(chan error, 1)}
-	b := newTestBuilder(t, src, Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		_, _, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI)
-		errc <- err
-	}()
-	<-src.started
-	cancel()
-	if e, ok := errcode.As(<-errc); !ok || e.Code != errcode.Unavailable {
-		t.Fatalf("err = %v, want UNAVAILABLE", e)
-	}
-	// The build itself ends, cancelled: nobody waits for it.
-	if err := <-src.finished; !errors.Is(err, context.Canceled) {
-		t.Errorf("the build ended with %v, want context.Canceled", err)
-	}
-}
-
 func TestBoundsConcurrentBuilds(t *testing.T) {
 	src := &countingSource{release: make(chan struct{}), started: make(chan string, 6)}
 	b := newTestBuilder(t, src, Options{MaxBuilds: 2})
@@ -526,9 +506,10 @@ func drain(entries logEntries) []*logrus.Entry {
 	}
 }
 
-// TestStoppedBuildIsNotAFailure: a build stopped because its client left,
-// or because the server is shutting down, is logged at info, and a client
-// still waiting at shutdown is told to try again (503).
+// TestStoppedBuildIsNotAFailure: a build stopped because the server is
+// shutting down is logged at info, and a client still waiting is told to
+// try again (503).
+
 func TestStoppedBuildIsNotAFailure(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -537,8 +518,6 @@ func TestStoppedBuildIsNotAFailure(t *testing.T) {
 		wantMsg    string
 		wantReason string
 	}{
-		{"the client leaves", func(_ *Builder, leave context.CancelFunc) { leave() },
-			errcode.Unavailable, "request ended before the image was built", "no client waits for the build any more"},
 		{"the server shuts down", func(b *Builder, _ context.CancelFunc) { b.Close() },
 			errcode.Unavailable, "the registry is shutting down: try again", "the server is shutting down"},
 	}

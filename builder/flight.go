@@ -9,17 +9,15 @@ import (
 	"github.com/nixport/nixport/source"
 )
 
-// flightGroup runs one build per key however many callers ask. The build
-// runs under a context of its own (derived from the builder's base), so a
-// caller that goes away does not cancel a build others still wait on; when
-// the last waiter leaves, the build is cancelled, since nobody wants it.
+// flightGroup runs one build per key however many callers ask. A build
+// runs under a context of its own, derived from the builder's base, so it
+// runs to its end (or its own limit) whether or not anyone still waits:
+// a client that gives up and pulls again later finds the image built, and
+// the bound on concurrent builds still holds, so walking away cannot
+// multiply the work. Only closing the builder stops builds.
 //
-// A cancelled build leaves the group at once, although it may take a
-// while to stop (a process gets SIGTERM and a grace period): a caller
-// arriving meanwhile starts a live build instead of joining one that can
-// only end in "context canceled". The map is changed only under mu, and
-// only for the flight it still holds, so an old flight ending never
-// removes a newer one of the same key.
+// The map is changed only under mu, and a flight removes only itself, so
+// an old flight ending never removes a newer one of the same key.
 type flightGroup struct {
 	mu      sync.Mutex
 	flights map[string]*flight
@@ -32,65 +30,57 @@ type flight struct {
 	result  source.Manifests
 	err     error
 	waiters int // guarded by the group's mu
-	cancel  context.CancelFunc
+	build   *build
 }
 
-func (g *flightGroup) do(ctx, base context.Context, key string, fn func(context.Context) (source.Manifests, error)) (source.Manifests, error) {
+// join returns the flight of key, starting one that runs fn with a new
+// build record (from rec) when there is none. The flight's context takes
+// the request id of ctx, the request that started it.
+func (g *flightGroup) join(ctx, base context.Context, key string, rec func() *build, fn func(context.Context, *build) (source.Manifests, error)) (*flight, bool, error) {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.closed {
-		g.mu.Unlock()
-		return nil, errcode.New(errcode.Unavailable, "the registry is shutting down: try again")
+		return nil, false, errcode.New(errcode.Unavailable, "the registry is shutting down: try again")
+	}
+	if f, ok := g.flights[key]; ok {
+		return f, false, nil
 	}
 	if g.flights == nil {
 		g.flights = map[string]*flight{}
 	}
-	f, ok := g.flights[key]
-	if !ok {
-		bctx, cancel := context.WithCancel(base)
-		// The build's lines name the request that started it.
-		bctx = requestid.NewContext(bctx, requestid.FromContext(ctx))
-		f = &flight{done: make(chan struct{}), cancel: cancel}
-		g.flights[key] = f
-		g.running.Go(func() {
-			defer cancel()
-			f.result, f.err = fn(bctx)
-			g.forget(key, f)
-			close(f.done)
-		})
-	}
+	f := &flight{done: make(chan struct{}), build: rec()}
+	g.flights[key] = f
+	bctx := requestid.NewContext(base, requestid.FromContext(ctx))
+	g.running.Go(func() {
+		f.result, f.err = fn(bctx, f.build)
+		g.forget(key, f)
+		close(f.done)
+	})
+	return f, true, nil
+}
+
+// wait waits for f's result until ctx ends or timeout (if not nil) fires;
+// the build goes on either way. timedOut says the timeout fired.
+func (g *flightGroup) wait(ctx context.Context, f *flight, timeout <-chan struct{}) (m source.Manifests, err error, timedOut bool) {
+	g.mu.Lock()
 	f.waiters++
 	g.mu.Unlock()
-
-	select {
-	case <-f.done:
+	defer func() {
 		g.mu.Lock()
 		f.waiters--
 		g.mu.Unlock()
-		return f.result, f.err
+	}()
+	select {
+	case <-f.done:
+		return f.result, f.err, false
 	case <-ctx.Done():
-		g.leave(key, f)
-		return nil, errcode.Wrap(errcode.Unavailable, ctx.Err(), "request ended before the image was built")
+		return nil, errcode.Wrap(errcode.Unavailable, ctx.Err(), "request ended before the image was built"), false
+	case <-timeout:
+		return nil, nil, true
 	}
 }
 
-// leave drops one waiter of a flight whose caller went away. The last one
-// to leave cancels the flight and takes it out of the group, in one step
-// under the lock, so that no caller can join it in between.
-func (g *flightGroup) leave(key string, f *flight) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	f.waiters--
-	if f.waiters > 0 {
-		return
-	}
-	f.cancel()
-	if g.flights[key] == f {
-		delete(g.flights, key)
-	}
-}
-
-// forget removes f from the group if it still holds it: a cancelled
-// flight was removed when it was cancelled, and key may name a newer one.
+// forget removes f from the group if it still holds it.
 func (g *flightGroup) forget(key string, f *flight) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

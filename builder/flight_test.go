@@ -1,18 +1,14 @@
 package builder
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/source"
-	"github.com/nixport/nixport/storage"
-	"github.com/nixport/nixport/testkit"
 )
 
 // current is the flight the group holds for key, if any.
@@ -22,182 +18,181 @@ func (g *flightGroup) current(key string) *flight {
 	return g.flights[key]
 }
 
-// TestCancelledFlightIsNotJoined: once its last waiter leaves, a flight is
-// cancelled and leaves the group at once, while it is still unwinding; a
-// new caller gets a flight of its own, which the old one's end does not
-// remove.
-func TestCancelledFlightIsNotJoined(t *testing.T) {
+// TestFlightOutlivesItsCallers: a caller that leaves does not stop the
+// build, even the last one; a later caller joins the same flight, and a
+// flight that ends removes only itself.
+func TestFlightOutlivesItsCallers(t *testing.T) {
 	var g flightGroup
 	base := context.Background()
 	const key = "k"
-
-	started := make(chan struct{})
-	unwind := make(chan struct{})
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(unwind) }) }
-	t.Cleanup(release)
-
-	aCtx, aCancel := context.WithCancel(base)
-	defer aCancel()
-	aErr := make(chan error, 1)
-	go func() {
-		_, err := g.do(aCtx, base, key, func(ctx context.Context) (source.Manifests, error) {
-			close(started)
-			<-ctx.Done()
-			<-unwind // stopping takes a while: a process's kill grace
-			return nil, ctx.Err()
-		})
-		aErr <- err
-	}()
-	<-started
-	old := g.current(key)
-	if old == nil {
-		t.Fatal("no flight for a running build")
-	}
-	aCancel()
-	if e, ok := errcode.As(<-aErr); !ok || e.Code != errcode.Unavailable {
-		t.Fatalf("the leaving caller got %v, want UNAVAILABLE", e)
-	}
-	if f := g.current(key); f == old {
-		t.Fatal("a cancelled flight is still in the group while it unwinds: a new caller would join it")
-	}
-
-	// A new caller starts a build of its own.
-	bStarted := make(chan struct{})
-	finishB := make(chan struct{})
-	bDone := make(chan error, 1)
-	go func() {
-		_, err := g.do(context.Background(), base, key, func(ctx context.Context) (source.Manifests, error) {
-			close(bStarted)
-			<-finishB
+	started, finish := make(chan struct{}), make(chan struct{})
+	stopped := make(chan error, 1)
+	rec := func() *build { return newBuild("img", "latest", "nix", "", time.Now()) }
+	f, isNew, err := g.join(base, base, key, rec, func(ctx context.Context, _ *build) (source.Manifests, error) {
+		close(started)
+		select {
+		case <-finish:
 			return source.Manifests{}, nil
+		case <-ctx.Done():
+			stopped <- ctx.Err()
+			return nil, ctx.Err()
+		}
+	})
+	if err != nil || !isNew {
+		t.Fatalf("join: %v %v", isNew, err)
+	}
+	<-started
+
+	// The only caller leaves.
+	ctx, cancel := context.WithCancel(base)
+	cancel()
+	if _, err, _ := g.wait(ctx, f, nil); err == nil {
+		t.Fatal("a caller that left got no error")
+	} else if e, ok := errcode.As(err); !ok || e.Code != errcode.Unavailable {
+		t.Fatalf("the caller that left got %v, want UNAVAILABLE", err)
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("the build stopped when its caller left: %v", err)
+	default:
+	}
+
+	// A new caller joins the same build, and waits with a timeout that
+	// fires: the build goes on.
+	again, isNew, err := g.join(base, base, key, rec, nil)
+	if err != nil || isNew || again != f {
+		t.Fatalf("a later caller got a flight of its own (%v, %v)", isNew, err)
+	}
+	fired := make(chan struct{})
+	close(fired)
+	if _, _, timedOut := g.wait(base, f, fired); !timedOut {
+		t.Fatal("the wait's timeout did not end it")
+	}
+	close(finish)
+	if _, err, _ := g.wait(base, f, nil); err != nil {
+		t.Fatalf("the build: %v", err)
+	}
+	<-f.done
+	if g.current(key) != nil {
+		t.Error("a finished flight is still in the group")
+	}
+}
+
+// TestFlightsEndOnlyThemselves: a flight that ends after a newer flight of
+// its key took its place does not remove the newer one.
+func TestFlightsEndOnlyThemselves(t *testing.T) {
+	var g flightGroup
+	old := &flight{done: make(chan struct{})}
+	fresh := &flight{done: make(chan struct{})}
+	g.flights = map[string]*flight{"k": fresh}
+	g.forget("k", old)
+	if g.current("k") != fresh {
+		t.Fatal("an old flight removed the newer one")
+	}
+	g.forget("k", fresh)
+	if g.current("k") != nil {
+		t.Fatal("a flight did not remove itself")
+	}
+}
+
+// TestBuildOutlivesItsClients: clients that give up while their image
+// builds leave the build running; a later pull gets the image, built once.
+// Run many times, the race between the clients leaving and the build
+// ending is tried in both orders.
+func TestBuildOutlivesItsClients(t *testing.T) {
+	src := &countingSource{release: make(chan struct{}), started: make(chan string, 1)}
+	b := newTestBuilder(t, src, Options{MovingTagTTL: time.Hour})
+	const clients = 3
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			if _, _, err := b.ManifestByTag(ctx, "hello", "latest", manifest.OCI); err == nil {
+				t.Error("a client that gave up got an image")
+			}
 		})
-		bDone <- err
-	}()
-	<-bStarted
-	fresh := g.current(key)
-	if fresh == nil || fresh == old {
-		t.Fatalf("the new build's flight is %p (old %p)", fresh, old)
 	}
-
-	// The old build ends: it must not take the new flight with it.
-	release()
-	<-old.done
-	if f := g.current(key); f != fresh {
-		t.Fatalf("after the cancelled build ended the group holds %p, want the new flight %p", f, fresh)
+	<-src.started
+	awaitWaiters(t, b, "hello:latest", clients)
+	cancel()
+	wg.Wait()
+	if src.running.Load() != 1 {
+		t.Fatal("the build stopped when its clients left")
 	}
-	close(finishB)
-	if err := <-bDone; err != nil {
-		t.Fatalf("the new caller: %v", err)
+	close(src.release)
+	if _, _, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI); err != nil {
+		t.Fatal(err)
 	}
-	if f := g.current(key); f != nil {
-		t.Errorf("a finished flight is still in the group")
+	if n := src.builds.Load(); n != 1 {
+		t.Errorf("%d builds, want 1", n)
 	}
 }
 
-// unwindingSource's first build of a name runs until it is cancelled and
-// then takes until the test lets it finish, as a killed build does (SIGTERM,
-// then the process's grace); every later build succeeds at once.
-type unwindingSource struct {
-	store  storage.Backend
-	mu     sync.Mutex
-	first  map[string]*unwinding
-	builds atomic.Int32
-}
-
-type unwinding struct {
-	started chan struct{} // closed when the first build starts
-	unwind  chan struct{} // the cancelled first build ends once this closes
-}
-
-func (s *unwindingSource) expect(name string) *unwinding {
-	u := &unwinding{started: make(chan struct{}), unwind: make(chan struct{})}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.first == nil {
-		s.first = map[string]*unwinding{}
+// TestPullWaitIsBounded: a pull waits PullWait for its build, then gets
+// BUILD_IN_PROGRESS naming the build; the build goes on and the next pull
+// gets the image.
+func TestPullWaitIsBounded(t *testing.T) {
+	src := &countingSource{release: make(chan struct{}), started: make(chan string, 1)}
+	b := newTestBuilder(t, src, Options{MovingTagTTL: time.Hour, PullWait: 50 * time.Millisecond})
+	_, _, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI)
+	e, ok := errcode.As(err)
+	if !ok || e.Code != errcode.BuildInProgress || e.Code.Status() != 409 {
+		t.Fatalf("err = %v, want BUILD_IN_PROGRESS (409)", err)
 	}
-	s.first[name] = u
-	return u
-}
-
-func (s *unwindingSource) Identify(name, tag string) (source.Request, error) {
-	return source.Request{Name: name, Tag: tag, Key: name + ":" + tag}, nil
-}
-
-func (s *unwindingSource) Plan(_ context.Context, req source.Request) (source.Plan, error) {
-	return source.Plan{Request: req, Key: req.Key}, nil
-}
-
-func (s *unwindingSource) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
-	name := plan.Request.Name
-	s.builds.Add(1)
-	s.mu.Lock()
-	u, first := s.first[name]
-	delete(s.first, name)
-	s.mu.Unlock()
-	if first {
-		close(u.started)
-		<-ctx.Done()
-		<-u.unwind
-		return nil, fmt.Errorf("build of %s stopped: %w", name, ctx.Err())
+	id := e.Detail.(map[string]string)["build"]
+	st, ok := b.Build(id)
+	if !ok || st.State.Finished() || st.Image != "hello" {
+		t.Fatalf("build %q: %+v %v", id, st, ok)
 	}
-	body := fmt.Sprintf(`{"schemaVersion":2,"name":%q}`, name)
-	info, err := storage.PutBlob(ctx, s.store, "application/vnd.oci.image.manifest.v1+json", "", -1, bytes.NewReader([]byte(body)))
-	if err != nil {
-		return nil, err
+	close(src.release)
+	b.opts.PullWait = 0
+	if _, _, err := b.ManifestByTag(context.Background(), "hello", "latest", manifest.OCI); err != nil {
+		t.Fatal(err)
 	}
-	return source.Manifests{manifest.OCI: info}, nil
+	if n := src.builds.Load(); n != 1 {
+		t.Errorf("%d builds, want 1", n)
+	}
+	if st, _ := b.Build(id); st.State != Done || st.ManifestDigest == "" || st.FinishedAt == nil {
+		t.Errorf("finished build: %+v", st)
+	}
 }
 
-// TestNewClientNeverJoinsCancelledBuild runs the race between a build
-// being cancelled (its only client left) and a new client asking for the
-// same image, many times and in both orders: the new client must always
-// get a live build, never the cancelled one's "context canceled".
-func TestNewClientNeverJoinsCancelledBuild(t *testing.T) {
-	store, _ := testkit.NewFSStore(t)
-	src := &unwindingSource{store: store}
-	b, err := New(Options{Storage: store, Source: src})
+// TestStartAndList: Start starts a build without waiting, joins one
+// running, and answers an image already built as done; the list shows
+// builds newest first.
+func TestStartAndList(t *testing.T) {
+	src := &countingSource{release: make(chan struct{}), started: make(chan string, 4)}
+	b := newTestBuilder(t, src, Options{MovingTagTTL: time.Hour, MaxBuilds: 1})
+	ctx := context.Background()
+	first, built, err := b.Start(ctx, "one", "latest")
+	if err != nil || built || first.ID == "" || first.State.Finished() {
+		t.Fatalf("Start: %+v %v %v", first, built, err)
+	}
+	joined, _, err := b.Start(ctx, "one", "latest")
+	if err != nil || joined.ID != first.ID {
+		t.Fatalf("a second Start got build %q, want %q (%v)", joined.ID, first.ID, err)
+	}
+	second, _, err := b.Start(ctx, "two", "latest")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-
-	const rounds = 20
-	for i := range rounds {
-		name := fmt.Sprintf("img%d", i)
-		u := src.expect(name)
-		ctx, cancel := context.WithCancel(context.Background())
-		left := make(chan error, 1)
-		go func() {
-			_, _, err := b.ManifestByTag(ctx, name, "latest", manifest.OCI)
-			left <- err
-		}()
-		<-u.started
-		cancel()
-		if err := <-left; err == nil {
-			t.Fatalf("round %d: the client that left got no error", i)
-		}
-
-		// The new client and the end of the cancelled build race, in
-		// one order or the other.
-		got := make(chan error, 1)
-		ask := func() {
-			_, _, err := b.ManifestByTag(context.Background(), name, "latest", manifest.OCI)
-			got <- err
-		}
-		if i%2 == 0 {
-			go ask()
-			close(u.unwind)
-		} else {
-			close(u.unwind)
-			go ask()
-		}
-		if err := <-got; err != nil {
-			t.Fatalf("round %d: a new client got %v: it joined the cancelled build", i, err)
-		}
+	<-src.started
+	if st, _ := b.Build(second.ID); st.State != Queued {
+		t.Errorf("with one build slot, the second build is %s, want queued", st.State)
 	}
-	if n := src.builds.Load(); n != 2*rounds {
-		t.Errorf("%d builds for %d rounds, want %d", n, rounds, 2*rounds)
+	list := b.Builds()
+	if len(list) != 2 || list[0].ID != second.ID || list[1].ID != first.ID {
+		t.Fatalf("list %+v, want two, newest first", list)
+	}
+	close(src.release)
+	if _, _, err := b.ManifestByTag(ctx, "two", "latest", manifest.OCI); err != nil {
+		t.Fatal(err)
+	}
+	done, built, err := b.Start(ctx, "one", "latest")
+	if err != nil || !built || done.State != Done || done.ManifestDigest == "" {
+		t.Errorf("Start of a built image: %+v %v %v", done, built, err)
+	}
+	if _, _, err := b.Start(ctx, "bad", "latest"); err == nil {
+		t.Error("Start accepted a bad name")
 	}
 }

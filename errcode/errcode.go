@@ -59,6 +59,14 @@ const (
 	// remembers a failure for a short while (NIXPORT_FAILED_BUILD_TTL)
 	// against clients that retry anyway.
 	BuildFailed Code = "BUILD_FAILED"
+	// BuildInProgress: the image is being built, and the pull waited as
+	// long as the registry lets a pull wait (NIXPORT_PULL_WAIT). The
+	// message says for how long so far and where to follow the build,
+	// which goes on; pulling again later gets the image. 409 Conflict: the
+	// image is not in a state to be served yet. A 4xx, so that docker and
+	// skopeo print the message, and not one clients retry at once (408,
+	// 429): the next pull should come when the build is done.
+	BuildInProgress Code = "BUILD_IN_PROGRESS"
 	// Unavailable: the server cannot build now for reasons of its own: it
 	// is shutting down. Also the code of a request that ended (its client
 	// gave up) before its image was built; that client sees nothing. 503,
@@ -84,6 +92,8 @@ func (c Code) Status() int {
 		return http.StatusTooManyRequests
 	case RangeInvalid:
 		return http.StatusRequestedRangeNotSatisfiable
+	case BuildInProgress:
+		return http.StatusConflict
 	case BuildFailed:
 		return http.StatusUnprocessableEntity
 	case Unavailable:
@@ -93,12 +103,12 @@ func (c Code) Status() int {
 	}
 }
 
-// ClientCaused says whether the code is answered with a 4xx: the failure
-// follows from what the client asked for, and asking again the same way
-// fails the same way.
+// ClientCaused says whether the code is answered with a 4xx because the
+// failure follows from what the client asked for, so that asking again the
+// same way fails the same way (not BUILD_IN_PROGRESS, which is no failure).
 func (c Code) ClientCaused() bool {
 	s := c.Status()
-	return s >= 400 && s < 500
+	return s >= 400 && s < 500 && c != BuildInProgress
 }
 
 // Error is an error a client is meant to see: Code and Message go into the

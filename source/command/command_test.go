@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,7 +209,10 @@ func TestCommandDeadlineKillsProcessGroup(t *testing.T) {
 
 // TestCommandStopsWhenNobodyWaits: the last client leaving cancels the
 // build, and the command's whole group goes.
-func TestCommandStopsWhenNobodyWaits(t *testing.T) {
+// TestCommandOutlivesItsClientAndDiesWithTheServer: a build command goes
+// on when the client that started it leaves (a later pull gets its image),
+// and stops, its whole process group with it, when the server closes.
+func TestCommandOutlivesItsClientAndDiesWithTheServer(t *testing.T) {
 	bin := testkit.BuildLayoutgen(t)
 	store, _ := testkit.NewFSStore(t)
 	pidFile := filepath.Join(t.TempDir(), "pids")
@@ -237,15 +241,20 @@ func TestCommandStopsWhenNobodyWaits(t *testing.T) {
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Errorf("Image: %v, want the request's cancellation", err)
 	}
-	testkit.WaitGone(t, pids...)
-	// The flight ends once the command is gone; then the directory is.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if entries, _ := os.ReadDir(outs); len(entries) == 0 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	// Nobody waits: the command runs on.
+	list := b.Builds()
+	if len(list) != 1 || list[0].State.Finished() {
+		t.Fatalf("after the client left the builds are %+v, want one running", list)
 	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err != nil {
+			t.Fatalf("process %d of the build is gone: %v", pid, err)
+		}
+	}
+	// The server closes: the group gets SIGTERM, ignores it, and is killed
+	// after the grace; Close returns once the build has ended.
+	b.Close()
+	testkit.WaitGone(t, pids...)
 	testkit.WantEmptyDir(t, outs)
 }
 
