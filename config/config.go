@@ -34,7 +34,11 @@ type Config struct {
 	GCSSigningKey     string // path to a PEM private key file
 	GCSSigningAccount string
 
-	NixTimeout    time.Duration
+	// NixTimeout bounds one build (Nixery's NIX_TIMEOUT), however many
+	// Nix steps it takes and whether or not anyone waits for it.
+	NixTimeout time.Duration
+	// PullWait bounds how long a pull waits for its build.
+	PullWait      time.Duration
 	PopularityURL string
 	Substituters  []string
 
@@ -132,7 +136,7 @@ func settings() []setting {
 			c.GCSSigningAccount = v
 			return nil
 		}},
-		{"NIX_TIMEOUT", "nix-timeout", "60", "seconds", "seconds a Nix process may run", func(c *Config, v string) error {
+		{"NIX_TIMEOUT", "nix-timeout", "1800", "seconds", "seconds one build may take, from its start to its image (whether or not anyone still waits for it); also a command route's default deadline", func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
 				return errors.New("accepts a whole number of seconds, at least 1")
@@ -190,6 +194,14 @@ func settings() []setting {
 				return errors.New("accepts a whole number of seconds")
 			}
 			c.MovingTagTTL = time.Duration(n) * time.Second
+			return nil
+		}},
+		{"NIXPORT_PULL_WAIT", "pull-wait", "600", "seconds", "how long a pull waits for its image to build; past it the client is told the build goes on, and where to follow it (0: as long as the build takes)", func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return errors.New("accepts a whole number of seconds (0: wait as long as the build takes)")
+			}
+			c.PullWait = time.Duration(n) * time.Second
 			return nil
 		}},
 		{"NIXPORT_FAILED_BUILD_TTL", "failed-build-ttl", "60", "seconds", "a failed build's error is answered again without building for this long (0: build every time)", func(c *Config, v string) error {

@@ -22,7 +22,7 @@ func TestLoadDefaults(t *testing.T) {
 	if c.Source.Kind != SourceBuiltin {
 		t.Errorf("default source = %v, want builtin", c.Source)
 	}
-	if c.NixTimeout != 60*time.Second || c.LayerBudget != 94 || c.MaxPackages != 64 {
+	if c.NixTimeout != 30*time.Minute || c.PullWait != 10*time.Minute || c.LayerBudget != 94 || c.MaxPackages != 64 {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.MovingTagTTL != 60*time.Second || c.FailedBuildTTL != 60*time.Second {

@@ -35,7 +35,7 @@ func (d *Driver) runGit(ctx context.Context, log logrus.FieldLogger, args ...str
 // it in the log ("nix", "git"), and only Nix processes count in
 // ProcessCount.
 func (d *Driver) exec(ctx context.Context, log logrus.FieldLogger, kind, dir, name string, args ...string) (procrun.Result, error) {
-	p, err := procrun.Start(ctx, procrun.Cmd{
+	cmd := procrun.Cmd{
 		Argv:    append([]string{name}, args...),
 		Dir:     dir,
 		Env:     d.env,
@@ -43,7 +43,11 @@ func (d *Driver) exec(ctx context.Context, log logrus.FieldLogger, kind, dir, na
 		Grace:   killGrace,
 		// The end of stderr is kept (procrun.DefaultTailSize), where Nix
 		// prints its errors.
-	})
+	}
+	if ob := observationOf(ctx); ob != nil && kind == "nix" {
+		cmd.Output = &logWriter{ob: ob}
+	}
+	p, err := procrun.Start(ctx, cmd)
 	if err != nil {
 		return procrun.Result{}, fmt.Errorf("nix: starting %s: %w", name, err)
 	}
@@ -73,7 +77,7 @@ func (d *Driver) exec(ctx context.Context, log logrus.FieldLogger, kind, dir, na
 	case res.TimedOut:
 		log.WithField("stderr_tail", stderrTail(res.Tail, 20)).Warn(kind + " process timed out")
 		return res, errcode.Wrap(errcode.BuildFailed, fmt.Errorf("%s ran longer than %s", name, d.opts.Timeout),
-			"%s took longer than %s, the limit NIX_TIMEOUT sets on each Nix step, and was stopped: "+
+			"%s took longer than %s, the limit NIX_TIMEOUT sets on a build, and was stopped: "+
 				"asking again will not help unless the registry's operator raises NIX_TIMEOUT%s",
 			stepOf(name), d.opts.Timeout, clientTail.Suffix("its output", res.Tail))
 	case err != nil:

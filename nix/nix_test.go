@@ -499,7 +499,7 @@ func TestTimeoutKillsBuild(t *testing.T) {
 	const timeout = 3 * time.Second
 	err, nixPids, builders, took := slowBuild(t, timeout, context.Background())
 	e := wantCode(t, err, errcode.BuildFailed)
-	if !strings.HasPrefix(e.Message, "building the packages took longer than 3s, the limit NIX_TIMEOUT sets on each Nix step, and was stopped") ||
+	if !strings.HasPrefix(e.Message, "building the packages took longer than 3s, the limit NIX_TIMEOUT sets on a build, and was stopped") ||
 		!strings.Contains(e.Message, "raises NIX_TIMEOUT; the last lines of its output:\n") || !strings.HasSuffix(e.Message, "-slow.drv'...") {
 		t.Errorf("message %q", e.Message)
 	}

@@ -84,6 +84,9 @@ func (d *Driver) Realise(ctx context.Context, res *Resolution) (*Roots, error) {
 		}
 		return nil, err
 	}
+	if ob := observationOf(ctx); ob != nil {
+		ob.realised()
+	}
 	return roots, nil
 }
 

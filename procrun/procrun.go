@@ -78,6 +78,10 @@ type Cmd struct {
 	// Stdout receives stdout; nil: it is captured in Result.Stdout, at
 	// most StdoutLimit bytes.
 	Stdout io.Writer
+	// Output, if set, also receives what the tail keeps (stderr, or both
+	// with Combined) as it is written: a build's log, shown live. Its
+	// errors are ignored; it must not block for long.
+	Output io.Writer
 	// StdoutLimit bounds the captured stdout; zero: DefaultStdoutLimit.
 	StdoutLimit int
 	// Combined sends stdout to the tail with stderr, in the order they
@@ -174,16 +178,20 @@ func Start(ctx context.Context, c Cmd) (*Process, error) {
 	cmd := exec.CommandContext(p.tctx, c.Argv[0], c.Argv[1:]...)
 	cmd.Dir = c.Dir
 	cmd.Env = c.Env
+	var tail io.Writer = p.tail
+	if c.Output != nil {
+		tail = &tee{main: p.tail, also: c.Output}
+	}
 	switch {
 	case c.Combined:
-		cmd.Stdout = p.tail
+		cmd.Stdout = tail
 	case c.Stdout != nil:
 		cmd.Stdout = c.Stdout
 	default:
 		p.stdout = &limitBuffer{max: c.StdoutLimit}
 		cmd.Stdout = p.stdout
 	}
-	cmd.Stderr = p.tail
+	cmd.Stderr = tail
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: c.ParentDeathSignal}
 	// SIGTERM to the whole group: the process may stop what it started
 	// (Nix its builders) and exit.
@@ -287,6 +295,16 @@ func (b *limitBuffer) Write(p []byte) (int, error) {
 	}
 	b.buf = append(b.buf, p...)
 	return n, nil
+}
+
+// tee writes to main, and to also, whose errors do not stop the output.
+type tee struct {
+	main, also io.Writer
+}
+
+func (t *tee) Write(p []byte) (int, error) {
+	t.also.Write(p)
+	return t.main.Write(p)
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -332,3 +332,44 @@ func TestTailBuffer(t *testing.T) {
 		})
 	}
 }
+
+// TestOutputSeesWhatTheTailKeeps: Output gets stderr (or both, combined)
+// as it is written, and a failing Output does not stop the process's
+// output.
+func TestOutputSeesWhatTheTailKeeps(t *testing.T) {
+	tests := []struct {
+		name     string
+		cmd      Cmd
+		want     string
+		failing  bool
+		wantTail string
+	}{
+		{"stderr", Cmd{Argv: sh("echo out; echo err >&2")}, "err\n", false, "err\n"},
+		{"combined", Cmd{Argv: sh("echo a; echo b >&2"), Combined: true}, "a\nb\n", false, "a\nb\n"},
+		{"a failing Output", Cmd{Argv: sh("echo x >&2; echo y >&2")}, "", true, "x\ny\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got bytes.Buffer
+			cmd := tt.cmd
+			cmd.Output = &got
+			if tt.failing {
+				cmd.Output = failingWriter{}
+			}
+			res, err := Run(context.Background(), cmd)
+			if err != nil || !res.Success() {
+				t.Fatalf("Run: %+v %v", res, err)
+			}
+			if !tt.failing && got.String() != tt.want {
+				t.Errorf("Output got %q, want %q", got.String(), tt.want)
+			}
+			if res.Tail != tt.wantTail {
+				t.Errorf("tail %q, want %q", res.Tail, tt.wantTail)
+			}
+		})
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("nobody listens") }

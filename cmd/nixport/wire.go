@@ -58,10 +58,10 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 		a.Close()
 		return nil, fmt.Errorf("loading NIXPORT_ROUTES: %w", err)
 	}
-	// A build may run three Nix processes, each bounded by NIX_TIMEOUT; a
-	// command route may have a longer deadline of its own, plus its kill
-	// grace and the ingest of its output.
-	buildTimeout := cfg.NixTimeout + cfg.NixTimeout/2
+	// NIX_TIMEOUT bounds a build; a command route may have a longer
+	// deadline of its own, plus its kill grace and the ingest of its
+	// output.
+	buildTimeout := cfg.NixTimeout
 	if d := router.MaxCommandTimeout(); d > 0 {
 		buildTimeout = max(buildTimeout, d+command.DefaultKillGrace+time.Minute)
 	}
@@ -72,6 +72,7 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 		MaxBuilds:      cfg.MaxBuilds,
 		MovingTagTTL:   cfg.MovingTagTTL,
 		BuildTimeout:   buildTimeout,
+		PullWait:       cfg.PullWait,
 		FailedBuildTTL: cfg.FailedBuildTTL,
 	})
 	if err != nil {

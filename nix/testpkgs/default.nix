@@ -26,6 +26,8 @@
 #   iana-etc           etc/protocols, etc/services (stand-ins)
 #   broken             its builder fails (exit 1) with a known message
 #   slow               its builder sleeps 600 s: for timeout tests
+#   pause              its builder sleeps 4 s, then succeeds (bin/paused):
+#                      for builds that outlive their clients
 #   unfree, markedBroken
 #                      refused the way nixpkgs' check-meta refuses an unfree
 #                      or broken package: evaluating them throws
@@ -219,6 +221,15 @@ let
     '';
   };
 
+  pause = mk {
+    name = "pause";
+    files."$out/bin/paused" = sh "${busybox}/bin/echo paused\n";
+    script = ''
+      # nixport-pause-build
+      ${busybox}/bin/sleep 4
+    '';
+  };
+
   slow = mk {
     name = "slow";
     script = ''
@@ -297,7 +308,7 @@ let
 in
 {
   inherit busybox greeting hello chain deep xorg haskellPackages multi
-    bashInteractive coreutils moreutils nano cacert iana-etc broken slow
+    bashInteractive coreutils moreutils nano cacert iana-etc broken slow pause
     unfree markedBroken small big bigclosure;
 
   # Names differing only in case, as nixpkgs has (CoinMP and coinmp).

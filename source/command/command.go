@@ -317,6 +317,7 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 	}
 	// A layout that fails the checks is logged by the Builder, with the
 	// error naming the bad blob.
+	source.ProgressOf(ctx).Phase(source.Archiving)
 	index, err := ocilayout.ReadIndex(out)
 	if err != nil {
 		return nil, err
@@ -332,6 +333,8 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 // where the reason is; the log gets a longer tail. A command that cannot
 // start is a fault of the server's configuration, for the log only.
 func (s *Source) run(ctx context.Context, log logrus.FieldLogger, name, tag string, argv []string) error {
+	progress := source.ProgressOf(ctx)
+	progress.Phase(source.Realising)
 	p, err := procrun.Start(ctx, procrun.Cmd{
 		Argv:     argv,
 		Dir:      s.opts.Dir,
@@ -339,6 +342,7 @@ func (s *Source) run(ctx context.Context, log logrus.FieldLogger, name, tag stri
 		Timeout:  s.opts.Timeout,
 		Grace:    s.opts.KillGrace,
 		Combined: true, // its end kept: procrun.DefaultTailSize
+		Output:   progressWriter{progress},
 	})
 	if err != nil {
 		log.WithError(err).Error("build command could not start")
@@ -406,3 +410,12 @@ var addRootWarning = regexp.MustCompile(`^\s*warning: you did not specify '--add
 // last lines (procrun.DefaultClientTail's bounds), without Nix's
 // --add-root warning.
 var clientTail = procrun.DefaultClientTail.WithDrop(addRootWarning.MatchString)
+
+// progressWriter passes a command's output to its build's progress, which
+// keeps its end for the build status API.
+type progressWriter struct{ p source.Progress }
+
+func (w progressWriter) Write(b []byte) (int, error) {
+	w.p.Output(b)
+	return len(b), nil
+}

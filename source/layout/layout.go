@@ -282,6 +282,7 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 	}
 	name, tag, dir := plan.Request.Name, plan.Request.Tag, lp.dir
 	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": name, "tag": tag, "layout": dir})
+	source.ProgressOf(ctx).Phase(source.Archiving)
 	m, err := ocilayout.Ingest(ctx, s.opts.Storage, dir, lp.index, log)
 	if err != nil {
 		if ctx.Err() != nil {

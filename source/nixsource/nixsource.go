@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 
 	"strings"
 	"sync/atomic"
@@ -124,7 +125,9 @@ func (s *Source) Plan(ctx context.Context, req source.Request) (source.Plan, err
 	if !ok {
 		return source.Plan{}, fmt.Errorf("nix source: request %s:%s was not identified here", req.Name, req.Tag)
 	}
-	res, err := s.opts.Driver.Resolve(ctx, req.Tag, ir.System, ir.Packages)
+	progress := source.ProgressOf(ctx)
+	progress.Phase(source.Resolving)
+	res, err := s.opts.Driver.Resolve(nix.WithObserver(ctx, progress), req.Tag, ir.System, ir.Packages)
 	if err != nil {
 		return source.Plan{}, err
 	}
@@ -139,7 +142,9 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 		return nil, fmt.Errorf("nix source: plan for %s:%s was not made here", plan.Request.Name, plan.Request.Tag)
 	}
 	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": plan.Request.Name, "tag": plan.Request.Tag})
-	img, err := s.opts.Driver.BuildResolved(ctx, res)
+	progress := source.ProgressOf(ctx)
+	progress.Phase(source.Realising)
+	img, err := s.opts.Driver.BuildResolved(nix.WithObserver(ctx, progress), res)
 	if err != nil {
 		return nil, err
 	}
@@ -212,14 +217,29 @@ func (s *Source) render(ctx context.Context, log logrus.FieldLogger, img *nix.Im
 		return nil, fmt.Errorf("grouping layers: %w", err)
 	}
 
-	built := make([]manifest.Layer, len(groups)+1)
-	jobs := make([]func(context.Context) error, 0, len(groups)+1)
+	progress := source.ProgressOf(ctx)
+	progress.Phase(source.Archiving)
+	total := len(groups) + 1
+	var doneMu sync.Mutex
+	done := 0
+	layerDone := func() {
+		doneMu.Lock()
+		done++
+		progress.Layers(done, total)
+		doneMu.Unlock()
+	}
+	progress.Layers(0, total)
+	built := make([]manifest.Layer, total)
+	jobs := make([]func(context.Context) error, 0, total)
 	for i, g := range groups {
 		jobs = append(jobs, func(ctx context.Context) error {
 			l, err := s.layer(ctx, log, "paths", g.Paths, func(w io.Writer) (archive.Result, error) {
 				return archive.WriteLayer(w, g.Paths, s.opts.Archive)
 			})
 			built[i] = l
+			if err == nil {
+				layerDone()
+			}
 			return err
 		})
 	}
@@ -239,6 +259,9 @@ func (s *Source) render(ctx context.Context, log logrus.FieldLogger, img *nix.Im
 		})
 		l.Comment = "customisation layer: " + strings.Join(packageAttrs(img.Resolution), " ")
 		built[len(groups)] = l
+		if err == nil {
+			layerDone()
+		}
 		return err
 	})
 	if err := parallel.Run(ctx, s.opts.Parallelism, jobs); err != nil {
@@ -312,6 +335,7 @@ func (s *Source) layer(ctx context.Context, log logrus.FieldLogger, kind string,
 	}
 	s.stats.LayersArchived.Add(1)
 	s.stats.BytesArchived.Add(res.UncompressedSize)
+	source.ProgressOf(ctx).Compressed(res.Size)
 	log.WithFields(logrus.Fields{
 		"digest": res.Digest.String(), "size": res.Size, "uncompressed": res.UncompressedSize,
 		"paths": len(inputs), "duration_ms": time.Since(start).Milliseconds(),
