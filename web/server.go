@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"log"
 	"net"
 	"net/http"
@@ -94,12 +93,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Handler == nil {
 		return nil, errors.New("web: server without a handler")
 	}
-	logger := opts.Log
-	if logger == nil {
-		l := logrus.New()
-		l.Out = io.Discard
-		logger = l
-	}
+	logger := orDiscard(opts.Log)
 	t := opts.Timeouts.withDefaults()
 	maxHeader := opts.MaxHeaderBytes
 	if maxHeader <= 0 {

@@ -63,12 +63,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Images == nil {
 		return nil, errors.New("web: no image source")
 	}
-	log := opts.Log
-	if log == nil {
-		discard := logrus.New()
-		discard.Out = io.Discard
-		log = discard
-	}
+	log := orDiscard(opts.Log)
 	s, err := newSite(opts.WebDir)
 	if err != nil {
 		return nil, fmt.Errorf("web: docs site: %w", err)
@@ -131,4 +126,14 @@ func serveBase(w *responseWriter) {
 	if !w.head {
 		w.Write(baseBody)
 	}
+}
+
+// orDiscard is log, or a logger that writes nothing when log is nil.
+func orDiscard(log logrus.FieldLogger) logrus.FieldLogger {
+	if log != nil {
+		return log
+	}
+	discard := logrus.New()
+	discard.Out = io.Discard
+	return discard
 }
