@@ -70,11 +70,12 @@ func BenchmarkManifestGet(b *testing.B) {
 		{"tag-asking-images", "/v2/shell/git/htop/manifests/latest", devNull, logrus.InfoLevel},
 		{"tag-map", "/v2/fixed/manifests/latest", devNull, logrus.InfoLevel},
 		{"tag-map-nolog", "/v2/fixed/manifests/latest", devNull, logrus.WarnLevel},
+		{"tag-map-discard", "/v2/fixed/manifests/latest", io.Discard, logrus.InfoLevel},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			log := jsonLogger(c.out)
 			log.SetLevel(c.log)
-			h.log = log
+			h.setLog(log)
 			r := httptest.NewRequest("GET", c.path, nil)
 			r.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
 			w := &discardWriter{h: http.Header{}}

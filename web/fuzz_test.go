@@ -36,7 +36,7 @@ func FuzzRoute(f *testing.F) {
 	// Keep no logs in memory while fuzzing.
 	quiet := logrus.New()
 	quiet.Out = io.Discard
-	fx.handler.(*handler).log = quiet
+	fx.handler.(*handler).setLog(quiet)
 	f.Fuzz(func(t *testing.T, p string) {
 		checkRoute(t, p)
 		checkScanners(t, p)

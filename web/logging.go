@@ -27,24 +27,40 @@ func (h *handler) logRequest(w *responseWriter, r *http.Request, start time.Time
 		return
 	}
 	end := time.Now()
-	fields := logrus.Fields{
-		"method":        r.Method,
-		"path":          r.URL.Path,
-		"remote":        r.RemoteAddr,
-		"status":        status,
-		"bytes":         w.bytes,
-		"duration_ms":   float64(end.Sub(start).Microseconds()) / 1000,
-		requestid.Field: w.requestID,
+	fields := make(logrus.Fields, 13)
+	for k, v := range h.logBase {
+		fields[k] = v
 	}
-	for k, v := range map[string]string{"image": w.image, "tag": w.tag, "digest": string(w.digest), "code": string(w.code)} {
-		if v != "" {
-			fields[k] = v
-		}
+	fields["method"] = r.Method
+	fields["path"] = r.URL.Path
+	fields["remote"] = r.RemoteAddr
+	fields["status"] = status
+	fields["bytes"] = w.bytes
+	fields["duration_ms"] = float64(end.Sub(start).Microseconds()) / 1000
+	fields[requestid.Field] = w.requestID
+	if w.image != "" {
+		fields["image"] = w.image
 	}
-	entry := h.log.WithFields(fields).WithTime(end)
+	if w.tag != "" {
+		fields["tag"] = w.tag
+	}
+	if w.digest != "" {
+		fields["digest"] = string(w.digest)
+	}
+	if w.code != "" {
+		fields["code"] = string(w.code)
+	}
 	if w.err != nil {
-		entry = entry.WithError(w.err)
+		fields[logrus.ErrorKey] = w.err
 	}
+	if h.logger == nil {
+		h.log.WithFields(fields).Log(level, "request") // a FieldLogger of another kind
+		return
+	}
+	// The entry takes the map as it is: WithFields would copy it once
+	// more, and a line per request is most of what a warm request costs.
+	entry := logrus.NewEntry(h.logger)
+	entry.Data, entry.Time = fields, end
 	entry.Log(level, "request")
 }
 

@@ -76,7 +76,7 @@ func TestLogLevel(t *testing.T) {
 		t.Errorf("server fault at warn level: %v", lines)
 	}
 	// Through an Entry too.
-	h.log = log.WithField("component", "web")
+	h.setLog(log.WithField("component", "web"))
 	f.do("GET", "/v2/hello/manifests/latest", nil)
 	if lines := f.logs.lines(t); len(lines) != 2 || lines[1]["component"] != "web" {
 		t.Errorf("entry logger: %v", lines)
@@ -92,7 +92,7 @@ func TestRequestLogToFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer file.Close()
-	f.handler.(*handler).log = jsonLogger(file)
+	f.handler.(*handler).setLog(jsonLogger(file))
 
 	f.do("GET", "/v2/hello/manifests/latest", nil)
 	f.images.fail = errors.New("source gone")

@@ -134,7 +134,7 @@ func TestServerLetsAStalledReaderGo(t *testing.T) {
 	log := logrus.New()
 	log.Out = io.Discard
 	log.AddHook(requestHook(done))
-	f.handler.(*handler).log = log
+	f.handler.(*handler).setLog(log)
 	_, addr := startServer(t, f.handler, ServerOptions{Timeouts: Timeouts{Write: 500 * time.Millisecond}})
 	path := "/v2/hello/blobs/" + info.Digest.String()
 

@@ -53,6 +53,11 @@ type handler struct {
 	tags      *tagCache
 	site      *site
 	serve     handlerFunc // the middleware chain around route
+	// logger and logBase are log's logger and fields when log is a
+	// *logrus.Logger or *logrus.Entry: request lines are built on them
+	// directly (see logRequest); nil for another FieldLogger.
+	logger  *logrus.Logger
+	logBase logrus.Fields
 }
 
 // New returns the handler of the whole HTTP surface.
@@ -76,6 +81,7 @@ func New(opts Options) (http.Handler, error) {
 		tags:      newTagCache(defaultTagCacheEntries),
 		site:      s,
 	}
+	h.setLog(log)
 	h.serve = h.chain(h.route)
 	return h, nil
 }
@@ -125,6 +131,17 @@ func serveBase(w *responseWriter) {
 	w.WriteHeader(http.StatusOK)
 	if !w.head {
 		w.Write(baseBody)
+	}
+}
+
+// setLog makes log the handler's logger.
+func (h *handler) setLog(log logrus.FieldLogger) {
+	h.log, h.logger, h.logBase = log, nil, nil
+	switch l := log.(type) {
+	case *logrus.Logger:
+		h.logger = l
+	case *logrus.Entry:
+		h.logger, h.logBase = l.Logger, l.Data
 	}
 }
 
