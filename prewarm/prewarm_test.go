@@ -101,7 +101,7 @@ func TestPrewarm(t *testing.T) {
 				"shell/hello:latest  resolving",
 				"shell/hello:latest  realising", "paths 0/3",
 				"shell/hello:latest  archiving", "paths 3/3  layers 1/2  1.2 kB",
-				"shell/hello:latest  done in ", "  sha256:", "layers 2/2  2.3 MB",
+				"shell/hello:latest  done in ", "layers 2/2  2.3 MB  sha256:",
 				"3 images ready in ",
 			},
 			check: func(t *testing.T, f *fakeAPI) {
@@ -340,7 +340,7 @@ func TestLiveProgress(t *testing.T) {
 	want := []string{
 		"prewarming 2 images on " + f.srv.URL,
 		truncate("shell/broken:latest  failed after 0s: building the image failed", 59),
-		truncate("shell/hello:latest  done in 0s  "+digestOf("shell/hello:latest"), 59),
+		truncate("shell/hello:latest  done in 0s  paths 3/3  layers 2/2  2.3 MB  "+digestOf("shell/hello:latest"), 59),
 	}
 	if len(screen) != 3 || screen[0] != want[0] || !(screen[1] == want[1] && screen[2] == want[2] || screen[1] == want[2] && screen[2] == want[1]) {
 		t.Errorf("the terminal shows\n%s\nwant\n%s", strings.Join(screen, "\n"), strings.Join(want, "\n"))

@@ -113,7 +113,7 @@ func (l *live) show(items []*item, now time.Time) {
 // line says where one image is:
 //
 //	shell/hello:latest  realising  12s  paths 3/7  layers 1/5  1.2 MB
-//	shell/hello:latest  done in 14s  sha256:…  layers 5/5  2.0 MB
+//	shell/hello:latest  done in 14s  paths 7/7  layers 5/5  2.0 MB  sha256:…
 //	shell/broken:latest  failed after 3s: the first line of the error
 //
 // withID adds the build's id after the name.
@@ -133,9 +133,9 @@ func line(it *item, now time.Time, withID bool) string {
 	case it.final && it.failed != "":
 		fmt.Fprintf(&b, "failed after %s: %s", elapsed, firstLine(it.failed))
 	case it.final && it.built:
-		fmt.Fprintf(&b, "already built  %s", it.st.ManifestDigest)
+		b.WriteString("already built")
 	case it.final:
-		fmt.Fprintf(&b, "done in %s  %s", elapsed, it.st.ManifestDigest)
+		fmt.Fprintf(&b, "done in %s", elapsed)
 	case it.st.State == "":
 		fmt.Fprintf(&b, "starting  %s", elapsed)
 	default:
@@ -150,6 +150,10 @@ func line(it *item, now time.Time, withID bool) string {
 		}
 		if it.st.BytesCompressed > 0 {
 			b.WriteString("  " + humanBytes(it.st.BytesCompressed))
+		}
+		// Last: where a terminal's line is cut, the digest goes first.
+		if it.st.ManifestDigest != "" {
+			b.WriteString("  " + it.st.ManifestDigest)
 		}
 	}
 	if it.note != "" {

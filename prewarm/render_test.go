@@ -21,7 +21,7 @@ func TestLine(t *testing.T) {
 		{item{st: builder.Status{ID: "b1", State: builder.Queued}}, begun.Add(time.Second), "shell/hello:latest  queued  1s"},
 		{item{st: builder.Status{ID: "b1", State: builder.Realising, PathsDone: 2, PathsTotal: 9}}, begun.Add(75 * time.Second), "shell/hello:latest  realising  1m15s  paths 2/9"},
 		{item{st: builder.Status{ID: "b1", State: builder.Archiving, PathsDone: 9, PathsTotal: 9, LayersDone: 3, LayersTotal: 5, BytesCompressed: 12_345_678}}, begun, "shell/hello:latest  archiving  0s  paths 9/9  layers 3/5  12.3 MB"},
-		{item{st: builder.Status{ID: "b1", State: builder.Done, ManifestDigest: "sha256:ab", LayersDone: 5, LayersTotal: 5}, final: true, ended: begun.Add(4 * time.Second)}, begun.Add(time.Hour), "shell/hello:latest  done in 4s  sha256:ab  layers 5/5"},
+		{item{st: builder.Status{ID: "b1", State: builder.Done, ManifestDigest: "sha256:ab", LayersDone: 5, LayersTotal: 5}, final: true, ended: begun.Add(4 * time.Second)}, begun.Add(time.Hour), "shell/hello:latest  done in 4s  layers 5/5  sha256:ab"},
 		{item{st: builder.Status{ID: "b1", State: builder.Done, ManifestDigest: "sha256:ab"}, built: true, final: true, ended: begun}, begun, "shell/hello:latest  already built  sha256:ab"},
 		{item{st: builder.Status{ID: "b1", State: builder.Failed, PathsTotal: 3}, final: true, failed: "it broke:\n  here", ended: begun.Add(3 * time.Second)}, begun.Add(time.Hour), "shell/hello:latest  failed after 3s: it broke: …"},
 		{item{final: true, failed: "NAME_UNKNOWN: no such package\n", ended: begun}, begun, "shell/hello:latest  failed after 0s: NAME_UNKNOWN: no such package"},
