@@ -98,14 +98,22 @@ func (c *client) do(ctx context.Context, method string, u *url.URL, body []byte,
 			return status, fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
 		}
 		note(err, attempt, c.retries+1, wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, wait) {
 			return status, err
-		case <-t.C:
 		}
 		wait *= 2
+	}
+}
+
+// sleep waits for d, or until ctx ends: it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

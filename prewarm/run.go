@@ -122,13 +122,9 @@ func (r *runner) watch(ctx context.Context, i int, ref Ref, updates chan<- updat
 		if u.final {
 			return
 		}
-		t := time.NewTimer(r.interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, r.interval) {
 			fail(ctx.Err(), st)
 			return
-		case <-t.C:
 		}
 		next, err := r.c.status(ctx, st.ID, note)
 		var ae *apiError
