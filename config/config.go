@@ -258,7 +258,11 @@ packages: "docker pull HOST/shell/git/htop" gets an image holding exactly
 those packages, built on the first pull and served from storage after. It is
 a drop-in for Nixery: the same image names and environment variables.
 
-Usage: nixport [flags]
+Usage:
+  nixport [flags]                serve the registry
+  nixport prewarm [flags] FILE   build the images FILE lists on a running
+                                 registry, before they are pulled (see
+                                 nixport prewarm -h)
 
 Every flag has an environment variable; a flag wins over its variable, and
 an empty variable counts as unset.
@@ -289,7 +293,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 		return nil, ErrVersion
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q: nixport takes flags only", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q: nixport takes flags only, or a command first (prewarm)", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -26,6 +26,10 @@ func TestBinaryExplainsItself(t *testing.T) {
 	}{
 		{"help", []string{"-h"}, 0, []string{"container registry that builds images on demand", "-port int", "-tls-cert file", "-nix-timeout seconds", "(env PORT, default 8080)"}, 0},
 		{"version", []string{"-version"}, 0, []string{"nixport ", "go1."}, 1},
+		{"commands in the help", []string{"-h"}, 0, []string{"Usage:\n  nixport [flags]                serve the registry\n  nixport prewarm [flags] FILE   build the images"}, 0},
+		{"prewarm help", []string{"prewarm", "-h"}, 0, []string{"Usage: nixport prewarm [-server URL] [-timeout DURATION] FILE", "-server URL", "(env NIXPORT_SERVER, default http://127.0.0.1:8080)"}, 0},
+		{"prewarm without a file", []string{"prewarm"}, 2, []string{"nixport prewarm: want one FILE"}, 1},
+		{"a command misspelt", []string{"prewram"}, 2, []string{`unexpected argument "prewram": nixport takes flags only, or a command first (prewarm)`}, 1},
 		{"bad flag value", []string{"-port", "x"}, 2, []string{`invalid -port="x"`}, 1},
 		{"port in use", []string{"-listen", "127.0.0.1", "-port", port, "-storage-path", t.TempDir()}, 1, []string{"nixport: listening on 127.0.0.1:" + port, "address already in use"}, 0},
 		{"storage that cannot be made", []string{"-listen", "127.0.0.1", "-port", "0", "-storage-path", "/proc/nixport-cannot-be-here"}, 1, []string{"nixport: opening filesystem storage at /proc/nixport-cannot-be-here"}, 0},

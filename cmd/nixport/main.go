@@ -4,7 +4,9 @@
 //
 // main only wires the pieces together: configuration → storage → image
 // sources → builder → registry API → HTTP server, and shuts down cleanly on
-// SIGINT or SIGTERM.
+// SIGINT or SIGTERM. A command first on the command line runs that command
+// instead of the server: "nixport prewarm FILE" (package prewarm) builds
+// the images FILE lists on a running server.
 package main
 
 import (
@@ -24,11 +26,15 @@ import (
 
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/logsink"
+	"github.com/nixport/nixport/prewarm"
 	"github.com/nixport/nixport/version"
 	"github.com/nixport/nixport/web"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "prewarm" {
+		os.Exit(prewarm.Main(os.Args[2:]))
+	}
 	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
