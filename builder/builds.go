@@ -7,27 +7,28 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nixport/nixport/buildstatus"
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/source"
 )
 
-// State is where a build is.
-type State string
-
-// The states of a build: queued (waiting for a build slot, or for another
-// instance's build), then the source's phases, then done or failed.
-const (
-	Queued    State = "queued"
-	Resolving State = State(source.Resolving)
-	Realising State = State(source.Realising)
-	Archiving State = State(source.Archiving)
-	Done      State = "done"
-	Failed    State = "failed"
+// State is where a build is; Status is what the status API says of one
+// build. Both are package buildstatus's, which web shares.
+type (
+	State  = buildstatus.State
+	Status = buildstatus.Status
 )
 
-// Finished reports whether the state is final.
-func (s State) Finished() bool { return s == Done || s == Failed }
+// The states of a build (buildstatus's).
+const (
+	Queued    = buildstatus.Queued
+	Resolving = buildstatus.Resolving
+	Realising = buildstatus.Realising
+	Archiving = buildstatus.Archiving
+	Done      = buildstatus.Done
+	Failed    = buildstatus.Failed
+)
 
 // logKeep bounds the build output a build keeps: its end, where the
 // reason of a failure is.
@@ -35,34 +36,6 @@ const logKeep = 64 << 10
 
 // finishedKept is how many finished builds stay listed.
 const finishedKept = 100
-
-// Status is what the build status API says of one build. The field names
-// are stable: CI pipelines and the status page read them.
-type Status struct {
-	ID     string `json:"id"`
-	Image  string `json:"image"`
-	Tag    string `json:"tag"`
-	Source string `json:"source,omitempty"`
-	State  State  `json:"state"`
-	// Progress, where the source knows it.
-	PathsDone       int   `json:"paths_done,omitempty"`
-	PathsTotal      int   `json:"paths_total,omitempty"`
-	LayersDone      int   `json:"layers_done,omitempty"`
-	LayersTotal     int   `json:"layers_total,omitempty"`
-	BytesCompressed int64 `json:"bytes_compressed,omitempty"`
-
-	QueuedAt   time.Time  `json:"queued_at"`
-	StartedAt  *time.Time `json:"started_at,omitempty"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
-
-	ManifestDigest string `json:"manifest_digest,omitempty"`
-	Error          string `json:"error,omitempty"`
-	// RequestID is the request that started the build.
-	RequestID string `json:"request_id,omitempty"`
-	// Log is the end of the build's output (up to 64 KiB); only in the
-	// status of one build.
-	Log string `json:"log,omitempty"`
-}
 
 // build is one build's live record: the flight running it updates it,
 // the status API reads it. It is the build's source.Progress.
