@@ -16,8 +16,13 @@ const paginationNumberInvalid errcode.Code = "PAGINATION_NUMBER_INVALID"
 // status is the HTTP status of an error code, including the codes only
 // this package uses.
 func status(c errcode.Code) int {
-	if c == paginationNumberInvalid {
+	switch c {
+	case paginationNumberInvalid, requestInvalid:
 		return http.StatusBadRequest
+	case buildUnknown:
+		return http.StatusNotFound
+	case requestTooLarge:
+		return http.StatusRequestEntityTooLarge
 	}
 	return c.Status()
 }
@@ -33,8 +38,8 @@ type ociError struct {
 	Detail  any          `json:"detail,omitempty"`
 }
 
-// writeError is the one place that answers a registry request with an
-// error. A *errcode.Error in err's chain gives the code, message and
+// writeError is the one place that answers a registry or API request
+// with an error. A *errcode.Error in err's chain gives the code, message and
 // detail; anything else is a server fault, answered as a 500 UNKNOWN with a
 // generic message while the cause goes only to the log (through w.err). If
 // the response has already started, nothing more can be said to the client
@@ -66,8 +71,8 @@ func writeError(w *responseWriter, err error) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(data)))
 	h.Set("X-Content-Type-Options", "nosniff")
-	if body.Code == errcode.Unsupported {
-		h.Set("Allow", "GET, HEAD")
+	if body.Code == errcode.Unsupported && h.Get("Allow") == "" {
+		h.Set("Allow", "GET, HEAD") // the registry's; an API route sets its own first
 	}
 	w.WriteHeader(status(body.Code))
 	if !w.head {

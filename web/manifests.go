@@ -40,7 +40,7 @@ func (h *handler) serveManifest(w *responseWriter, r *http.Request, rt route) {
 		e, err = h.manifestByTag(w, r, rt.name, rt.tag, manifest.Negotiate(r.Header["Accept"]))
 	}
 	if err != nil {
-		writeError(w, err)
+		writeError(w, withBuildURL(r, err))
 		return
 	}
 	w.digest = e.digest

@@ -50,11 +50,14 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	h.serve(w, r)
 }
 
-// route dispatches to the registry API or the docs site.
+// route dispatches to the registry API, the build API or the docs site.
 func (h *handler) route(w *responseWriter, r *http.Request) {
-	if isRegistryPath(r.URL.Path) {
+	switch p := r.URL.Path; {
+	case isRegistryPath(p):
 		h.serveRegistry(w, r)
-	} else {
+	case isAPIPath(p):
+		h.serveAPI(w, r)
+	default:
 		h.site.serve(w, r)
 	}
 }

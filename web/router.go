@@ -96,8 +96,8 @@ func parseRoute(p string) (route, error) {
 		}
 		return route{kind: routeManifest, name: name, digest: d}, nil
 	}
-	if !validTag(ref) {
-		return route{}, errcode.New(errcode.TagInvalid, "invalid tag %q", truncate(ref))
+	if err := checkTag(ref); err != nil {
+		return route{}, err
 	}
 	return route{kind: routeManifest, name: name, tag: ref}, nil
 }
@@ -120,6 +120,14 @@ func checkName(name string) error {
 }
 
 func validTag(tag string) bool { return reference.ValidTag(tag) }
+
+// checkTag answers a tag outside reference.ValidTag with TAG_INVALID.
+func checkTag(tag string) error {
+	if !validTag(tag) {
+		return errcode.New(errcode.TagInvalid, "invalid tag %q", truncate(tag))
+	}
+	return nil
+}
 
 // parseDigest answers a digest reference.ParseDigest refuses with
 // DIGEST_INVALID.

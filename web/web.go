@@ -1,18 +1,20 @@
 // Package web is every HTTP surface of nixport: the read side of the OCI
-// distribution API under /v2/, and the documentation site at /.
+// distribution API under /v2/, the build status API under /api/, and the
+// documentation site at /.
 //
 // It exists so that HTTP concerns (routing, validation of names, tags and
 // digests, content negotiation, error bodies, request logging) live in one
-// place, while what an image is and where bytes are kept stay behind two
-// small interfaces: Images (the builder) and storage.Backend. Routing is a
-// small hand-written matcher on the standard library: registry names hold
-// any number of path components, so the endpoint is decided by the path's
-// suffix.
+// place, while what an image is and where bytes are kept stay behind small
+// interfaces: Images and Builds (the builder) and storage.Backend. Routing
+// is a small hand-written matcher on the standard library: registry names
+// hold any number of path components, so the endpoint is decided by the
+// path's suffix.
 //
-// Every error a registry client sees is written by writeError as an OCI
-// error body; every request passes the one chain of middleware (request
-// id, access log, recovery, bounds: middleware.go) and gets one log line.
-// Server is the one HTTP server: net/http, with TLS when configured.
+// Every error a registry or API client sees is written by writeError as
+// an OCI error body; every request passes the one chain of middleware
+// (request id, access log, recovery, bounds: middleware.go) and gets one
+// log line. Server is the one HTTP server: net/http, with TLS when
+// configured.
 package web
 
 import (
@@ -42,12 +44,16 @@ type Options struct {
 	// WebDir, if set, is a directory served at / instead of the embedded
 	// docs site (Nixery's WEB_DIR).
 	WebDir string
+	// Builds, if set, serves the build status API (/api/builds); without
+	// it, it is not found.
+	Builds Builds
 }
 
 // handler is the http.Handler returned by New.
 type handler struct {
 	storage   storage.Backend
 	images    Images
+	builds    Builds // nil: no build API
 	log       logrus.FieldLogger
 	manifests *manifestCache
 	tags      *tagCache
@@ -76,6 +82,7 @@ func New(opts Options) (http.Handler, error) {
 	h := &handler{
 		storage:   opts.Storage,
 		images:    opts.Images,
+		builds:    opts.Builds,
 		log:       log,
 		manifests: newManifestCache(defaultManifestCacheBytes),
 		tags:      newTagCache(defaultTagCacheEntries),

@@ -112,6 +112,7 @@ type fixture struct {
 	t       *testing.T
 	store   *countingStorage
 	images  *testImages
+	builds  *fakeBuilds
 	handler http.Handler
 	logs    *syncBuffer
 
@@ -234,13 +235,15 @@ func newFixture(t testing.TB) *fixture {
 	log := logrus.New()
 	log.Out = logs
 	log.Formatter = &logrus.JSONFormatter{}
-	h, err := New(Options{Storage: store, Images: images, Log: log})
+	builds := newFakeBuilds()
+	h, err := New(Options{Storage: store, Images: images, Builds: builds, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &fixture{
 		store:       store,
 		images:      images,
+		builds:      builds,
 		handler:     h,
 		logs:        logs,
 		built:       built,
