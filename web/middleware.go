@@ -50,13 +50,16 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	h.serve(w, r)
 }
 
-// route dispatches to the registry API, the build API or the docs site.
+// route dispatches to the registry API, the build API, the build pages
+// or the docs site.
 func (h *handler) route(w *responseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
 	case isRegistryPath(p):
 		h.serveRegistry(w, r)
 	case isAPIPath(p):
 		h.serveAPI(w, r)
+	case h.builds != nil && isBuildPagePath(p):
+		h.serveBuildPage(w, r)
 	default:
 		h.site.serve(w, r)
 	}

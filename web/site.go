@@ -31,7 +31,9 @@ const hostPlaceholder = "{{HOST}}"
 // The embedded pages share their header (with the navigation) and footer:
 // these placeholders are replaced once, at start-up, by _header.html and
 // _footer.html, the header marking the page's own link as the current one.
-// Files whose names start with "_" are such parts, never served.
+// Files whose names start with "_" are such parts, never served; files
+// ending in ".tmpl" are the build pages' templates (buildpages.go), never
+// served as they are.
 const (
 	headerPlaceholder = "{{HEADER}}"
 	footerPlaceholder = "{{FOOTER}}"
@@ -64,7 +66,7 @@ func newSite(webDir string) (*site, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded site: %w", err)
 	}
-	contents, parts := map[string][]byte{}, map[string][]byte{}
+	contents := map[string][]byte{}
 	err = fs.WalkDir(files, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -73,9 +75,7 @@ func newSite(webDir string) (*site, error) {
 		if err != nil {
 			return err
 		}
-		if strings.HasPrefix(path.Base(name), "_") {
-			parts[name] = bytes.TrimSuffix(data, []byte("\n"))
-		} else {
+		if !strings.HasPrefix(path.Base(name), "_") && path.Ext(name) != ".tmpl" {
 			contents[name] = data
 		}
 		return nil
@@ -83,9 +83,9 @@ func newSite(webDir string) (*site, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded site: %w", err)
 	}
-	header, footer := parts["_header.html"], parts["_footer.html"]
-	if header == nil || footer == nil {
-		return nil, errors.New("embedded site: _header.html or _footer.html missing")
+	header, footer, err := sharedParts()
+	if err != nil {
+		return nil, err
 	}
 	pages := map[string]*page{}
 	for name, data := range contents {
@@ -98,6 +98,16 @@ func newSite(webDir string) (*site, error) {
 		return nil, errors.New("embedded site: index.html or 404.html missing")
 	}
 	return &site{pages: pages}, nil
+}
+
+// sharedParts are the embedded header and footer every page shares.
+func sharedParts() (header, footer []byte, err error) {
+	header, herr := fs.ReadFile(siteFiles, "site/_header.html")
+	footer, ferr := fs.ReadFile(siteFiles, "site/_footer.html")
+	if herr != nil || ferr != nil {
+		return nil, nil, errors.New("embedded site: _header.html or _footer.html missing")
+	}
+	return bytes.TrimSuffix(header, []byte("\n")), bytes.TrimSuffix(footer, []byte("\n")), nil
 }
 
 // withSharedParts puts the shared header and footer into page name.

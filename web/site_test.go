@@ -5,8 +5,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nixport/nixport/buildstatus"
 )
 
 func TestEmbeddedSite(t *testing.T) {
@@ -30,6 +34,32 @@ func TestEmbeddedSite(t *testing.T) {
 		{"/../../etc/passwd", 404, "text/html; charset=utf-8", []string{"Page not found"}},
 		{"/site/index.html", 404, "text/html; charset=utf-8", nil},
 		{"/_header.html", 404, "text/html; charset=utf-8", nil},
+
+		// The build pages, rendered from the builder's status.
+		{"/", 200, "text/html; charset=utf-8", []string{`<h2 id="recent">Recent builds</h2>`, `data-builds="errors"`, `<script src="/builds.js" defer></script>`, `href="/builds"`}},
+		{"/builds", 200, "text/html; charset=utf-8", []string{
+			"<title>Builds — nixport</title>", "Running and queued", `<script src="/builds.js" defer></script>`, "<noscript>",
+			`<a href="/builds/run1"><code>shell/<wbr>git/<wbr>htop:latest</code></a>`, "realising", "paths 3/10", " so far",
+			`<a href="/builds/fail1"><code>broken:latest</code></a>`, `<span class="error-line">package broken failed to build…</span>`,
+			`<a href="/builds/done1"><code>hello:v1</code></a>`, "layers 4/4 · 3.0 MiB", "took 4 s, ",
+			`curl -X POST -d '{"image": "shell/git", "tag": "latest"}' http://registry.test:5000/api/builds`,
+		}},
+		{"/builds/", 200, "text/html; charset=utf-8", []string{"Running and queued"}},
+		{"/builds/run1", 200, "text/html; charset=utf-8", []string{
+			"<title>Build of shell/git/htop:latest — nixport</title>", `data-build="run1"`, "<code>shell/git/htop:latest</code>",
+			`<span class="state state-realising" data-field="state">realising</span>`, `<span data-field="paths">3 of 10</span>`,
+			`max="10" value="3"`, "2026-03-04 05:06:07 UTC", "req-run1", "abc-htop.drv", "&lt;script&gt;alert(1)&lt;/script&gt;",
+			"<noscript>",
+		}},
+		{"/builds/done1", 200, "text/html; charset=utf-8", []string{
+			"docker pull registry.test:5000/hello:v1", "sha256:dddd", "4 of 4", "3.0 MiB", "The build wrote nothing.", "data-finished",
+		}},
+		{"/builds/fail1", 200, "text/html; charset=utf-8", []string{"Why it failed", "package broken failed to build\nthe last lines of its log", "error: builder failed"}},
+		{"/builds/nope", 404, "text/html; charset=utf-8", []string{"No such build", "<code>nope</code>", `href="/builds"`}},
+		{"/builds/run1/x", 404, "text/html; charset=utf-8", []string{"No such build"}},
+		{"/builds.js", 200, "text/javascript; charset=utf-8", []string{"/api/builds", "textContent"}},
+		{"/builds.html.tmpl", 404, "text/html; charset=utf-8", []string{"Page not found"}},
+		{"/build.html.tmpl", 404, "text/html; charset=utf-8", []string{"Page not found"}},
 	}
 	for _, c := range cases {
 		r := httptest.NewRequest("GET", c.path, nil)
@@ -66,6 +96,7 @@ func TestSiteSharedHeader(t *testing.T) {
 	f := newFixture(t)
 	for path, current := range map[string]string{
 		"/": "/", "/names": "/names", "/running": "/running", "/deploy": "/deploy", "/sources": "/sources", "/nope": "",
+		"/builds": "/builds", "/builds/run1": "", "/builds/nope": "",
 	} {
 		w := f.do("GET", path, nil)
 		body := w.Body.String()
@@ -89,7 +120,7 @@ func TestSiteSharedHeader(t *testing.T) {
 // stylesheet of every page resolve.
 func TestSiteEveryPageLinksResolve(t *testing.T) {
 	f := newFixture(t)
-	for _, page := range []string{"/", "/names", "/running", "/deploy", "/sources", "/nope"} {
+	for _, page := range []string{"/", "/names", "/running", "/deploy", "/sources", "/nope", "/builds", "/builds/run1", "/builds/done1", "/builds/nope"} {
 		body := f.do("GET", page, nil).Body.String()
 		for _, part := range strings.Split(body, `href="`)[1:] {
 			link, _, _ := strings.Cut(part, `"`)
@@ -267,5 +298,97 @@ func TestNewErrors(t *testing.T) {
 	os.WriteFile(file, nil, 0o644)
 	if _, err := New(Options{Storage: f.store, Images: f.images, WebDir: file}); err == nil {
 		t.Error("New with a file as WebDir succeeded")
+	}
+}
+
+// TestBuildPages: the build pages' headers (never cached, a policy that
+// lets nothing but their own stylesheet and script run), their methods,
+// and that they are served beside a web directory, since a pull's
+// BUILD_IN_PROGRESS links to them.
+func TestBuildPages(t *testing.T) {
+	f := newFixture(t)
+	for _, path := range []string{"/builds", "/builds/run1", "/builds/nope"} {
+		w := f.do("GET", path, nil)
+		h := w.Header()
+		if h.Get("Cache-Control") != "no-store" || !strings.Contains(h.Get("Content-Security-Policy"), "script-src 'self'") ||
+			h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Request-Id") == "" {
+			t.Errorf("%s: headers %v", path, h)
+		}
+		if strings.Contains(w.Body.String(), "<script>alert") {
+			t.Errorf("%s: a build's log reached the page as markup", path)
+		}
+		head := f.do("HEAD", path, nil)
+		if head.Code != w.Code || head.Body.Len() != 0 || head.Header().Get("Content-Length") != strconv.Itoa(w.Body.Len()) {
+			t.Errorf("HEAD %s: %d, %d bytes, Content-Length %q; GET: %d, %d bytes", path, head.Code, head.Body.Len(), head.Header().Get("Content-Length"), w.Code, w.Body.Len())
+		}
+		for _, m := range []string{"POST", "PUT", "DELETE"} {
+			if w := f.do(m, path, nil); w.Code != 405 || w.Header().Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: %d, Allow %q", m, path, w.Code, w.Header().Get("Allow"))
+			}
+		}
+	}
+
+	// Nothing running: the list says so, and the tables stay for the script.
+	f.builds.builds = nil
+	body := f.do("GET", "/builds", nil).Body.String()
+	for _, s := range []string{"Nothing is being built right now.", "No build has finished since this instance started.", `data-builds="active"`, `data-builds="finished"`} {
+		if !strings.Contains(body, s) {
+			t.Errorf("empty list: no %q", s)
+		}
+	}
+
+	// Beside a web directory.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte("custom"), 0o644)
+	h, err := New(Options{Storage: f.store, Images: f.images, Builds: newFakeBuilds(), WebDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := httpDo(h, "GET", "/builds/run1", nil); w.Code != 200 || !strings.Contains(w.Body.String(), "abc-htop.drv") {
+		t.Errorf("a build's page beside a web directory: %d", w.Code)
+	}
+	if w := httpDo(h, "GET", "/", nil); w.Body.String() != "custom" {
+		t.Errorf("the web directory's index: %q", w.Body.String())
+	}
+}
+
+// TestBuildWords: the words the build pages use for progress and times
+// (builds.js has the same).
+func TestBuildWords(t *testing.T) {
+	at := func(s int) *time.Time { t := fakeTime.Add(time.Duration(s) * time.Second); return &t }
+	now := fakeTime.Add(100 * time.Second)
+	cases := []struct {
+		s              buildstatus.Status
+		progress, time string
+	}{
+		{buildstatus.Status{QueuedAt: fakeTime}, "—", "waiting 1 min 40 s"},
+		{buildstatus.Status{QueuedAt: fakeTime, StartedAt: at(40), PathsDone: 1, PathsTotal: 42}, "paths 1/42", "1 min 0 s so far"},
+		{buildstatus.Status{QueuedAt: fakeTime, StartedAt: at(1), FinishedAt: at(99), LayersDone: 45, LayersTotal: 45, BytesCompressed: 42_163_200},
+			"layers 45/45 · 40.2 MiB", "took 1 min 38 s, 1 s ago"},
+		{buildstatus.Status{QueuedAt: fakeTime, FinishedAt: at(3), PathsDone: 2, PathsTotal: 2, LayersDone: 1, LayersTotal: 3, BytesCompressed: 1000},
+			"paths 2/2 · layers 1/3 · 1000 B", "took 3 s, 1 min 37 s ago"},
+		{buildstatus.Status{QueuedAt: fakeTime.Add(-2 * time.Hour), StartedAt: at(-7000)}, "—", "1 h 58 min so far"},
+		{buildstatus.Status{}, "—", ""},
+	}
+	for _, c := range cases {
+		if got := progressText(c.s); got != c.progress {
+			t.Errorf("progressText(%+v) = %q, want %q", c.s, got, c.progress)
+		}
+		if got := timeText(c.s, now); got != c.time {
+			t.Errorf("timeText(%+v) = %q, want %q", c.s, got, c.time)
+		}
+	}
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 30: "5.0 GiB", 3 << 40: "3.0 TiB", 5000 << 40: "5000.0 TiB"} {
+		if got := bytesText(n); got != want {
+			t.Errorf("bytesText(%d) = %q, want %q", n, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"short": "short", "two\nlines": "two…", "": "",
+		strings.Repeat("x", 10): "xxxxxxxx…", "ééééé": "ééééé", strings.Repeat("é", 9): "éééééééé…",
+	} {
+		if got := firstLine(in, 8); got != want {
+			t.Errorf("firstLine(%q, 8) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -1,6 +1,6 @@
 // Package web is every HTTP surface of nixport: the read side of the OCI
-// distribution API under /v2/, the build status API under /api/, and the
-// documentation site at /.
+// distribution API under /v2/, the build status API under /api/ and its
+// pages under /builds, and the documentation site at /.
 //
 // It exists so that HTTP concerns (routing, validation of names, tags and
 // digests, content negotiation, error bodies, request logging) live in one
@@ -44,8 +44,8 @@ type Options struct {
 	// WebDir, if set, is a directory served at / instead of the embedded
 	// docs site (Nixery's WEB_DIR).
 	WebDir string
-	// Builds, if set, serves the build status API (/api/builds); without
-	// it, it is not found.
+	// Builds, if set, serves the build status API (/api/builds) and the
+	// build pages (/builds); without it they are not found.
 	Builds Builds
 }
 
@@ -53,12 +53,13 @@ type Options struct {
 type handler struct {
 	storage   storage.Backend
 	images    Images
-	builds    Builds // nil: no build API
+	builds    Builds // nil: no build API or pages
 	log       logrus.FieldLogger
 	manifests *manifestCache
 	tags      *tagCache
 	site      *site
-	serve     handlerFunc // the middleware chain around route
+	pages     *buildTemplates // with builds
+	serve     handlerFunc     // the middleware chain around route
 	// logger and logBase are log's logger and fields when log is a
 	// *logrus.Logger or *logrus.Entry: request lines are built on them
 	// directly (see logRequest); nil for another FieldLogger.
@@ -79,6 +80,12 @@ func New(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: docs site: %w", err)
 	}
+	var pages *buildTemplates
+	if opts.Builds != nil {
+		if pages, err = newBuildTemplates(); err != nil {
+			return nil, fmt.Errorf("web: build pages: %w", err)
+		}
+	}
 	h := &handler{
 		storage:   opts.Storage,
 		images:    opts.Images,
@@ -87,6 +94,7 @@ func New(opts Options) (http.Handler, error) {
 		manifests: newManifestCache(defaultManifestCacheBytes),
 		tags:      newTagCache(defaultTagCacheEntries),
 		site:      s,
+		pages:     pages,
 	}
 	h.setLog(log)
 	h.serve = h.chain(h.route)
