@@ -105,9 +105,113 @@ func TestPullWaitEndsWithTheBuildsAddress(t *testing.T) {
 	if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) != 1 || e.Errors[0].Code != "BUILD_IN_PROGRESS" {
 		t.Fatalf("body %s", body)
 	}
-	if msg := e.Errors[0].Message; !strings.Contains(msg, "still being built") || !strings.Contains(msg, "/builds/") {
-		t.Errorf("message %q does not say the build goes on and where to follow it", msg)
+	msg := e.Errors[0].Message
+	page := "http://" + s.addr + "/builds/"
+	i := strings.LastIndex(msg, page)
+	if !strings.Contains(msg, "still being built") || i < 0 {
+		t.Fatalf("message %q does not say the build goes on and where to follow it (%s…)", msg, page)
+	}
+	// The address is the build's page, and the build is in the API.
+	id := msg[i+len(page):]
+	if resp, body := get(t, msg[i:]); resp.StatusCode != 200 || !strings.Contains(body, "<code>pause:latest</code>") {
+		t.Errorf("the build's page %s: %s", msg[i:], resp.Status)
+	}
+	if resp, body := get(t, "http://"+s.addr+"/api/builds/"+id); resp.StatusCode != 200 || !strings.Contains(body, `"image":"pause"`) {
+		t.Errorf("the build in the API: %s %s", resp.Status, body)
 	}
 	// The build goes on: the image becomes ready.
 	s.awaitLog(t, "image ready", "pause", nil)
+}
+
+// get fetches url and returns the response and its body.
+func get(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+// postBuild asks the build API to build body's image.
+func postBuild(t *testing.T, addr, body string) (*http.Response, map[string]any) {
+	t.Helper()
+	resp, err := http.Post("http://"+addr+"/api/builds", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("POST %s: %s, body not JSON: %v", body, resp.Status, err)
+	}
+	return resp, st
+}
+
+// TestBuildAPI: the build API of the real binary, over the real builder:
+// a build started without a pull, joined, followed to its end, then
+// answered as built; its page; a bad name refused.
+func TestBuildAPI(t *testing.T) {
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+freshPackageSet(t))
+	resp, st := postBuild(t, s.addr, `{"image": "pause"}`)
+	id, _ := st["id"].(string)
+	if resp.StatusCode != http.StatusAccepted || id == "" || resp.Header.Get("Location") != "/api/builds/"+id || st["tag"] != "latest" {
+		t.Fatalf("start: %s, Location %q, %v", resp.Status, resp.Header.Get("Location"), st)
+	}
+	if resp, again := postBuild(t, s.addr, `{"image": "pause", "tag": "latest"}`); resp.StatusCode != http.StatusAccepted || again["id"] != id {
+		t.Errorf("a second start while it builds: %s, %v; want the same build %s", resp.Status, again, id)
+	}
+	if resp, body := get(t, "http://"+s.addr+"/api/builds"); resp.StatusCode != 200 || !strings.Contains(body, `"id":"`+id+`"`) {
+		t.Errorf("the list: %s %s", resp.Status, body)
+	}
+	if resp, body := get(t, "http://"+s.addr+"/builds/"+id); resp.StatusCode != 200 || !strings.Contains(body, "<code>pause:latest</code>") {
+		t.Errorf("the build's page: %s", resp.Status)
+	}
+	// Followed to its end.
+	var done map[string]any
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, body := get(t, "http://"+s.addr+"/api/builds/"+id)
+		if resp.StatusCode != 200 {
+			t.Fatalf("the build: %s %s", resp.Status, body)
+		}
+		json.Unmarshal([]byte(body), &done)
+		if done["state"] == "done" || done["state"] == "failed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the build has not ended after 2 minutes: %s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	digest, _ := done["manifest_digest"].(string)
+	if done["state"] != "done" || !strings.HasPrefix(digest, "sha256:") || done["finished_at"] == nil {
+		t.Fatalf("the build ended as %v", done)
+	}
+	if log, _ := done["log"].(string); !strings.Contains(log, "pause") {
+		t.Errorf("the build's log does not name what it built: %q", log)
+	}
+	// Now built: 200, done, the same manifest, which a pull gets.
+	resp, built := postBuild(t, s.addr, `{"image": "pause"}`)
+	if resp.StatusCode != 200 || built["state"] != "done" || built["manifest_digest"] != digest {
+		t.Errorf("a start once built: %s %v, want 200 done %s", resp.Status, built, digest)
+	}
+	req, _ := http.NewRequest("HEAD", "http://"+s.addr+"/v2/pause/manifests/latest", nil)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.Header.Get("Docker-Content-Digest") != digest {
+		t.Errorf("the pull after: %v %v", err, resp.Header)
+	}
+	if got := s.drainCount("build started"); got != 1 {
+		t.Errorf("%d builds of pause, want 1", got)
+	}
+	// A bad name is refused, as a pull's would be.
+	resp, bad := postBuild(t, s.addr, `{"image": "Pause"}`)
+	if errs, _ := bad["errors"].([]any); resp.StatusCode != 400 || len(errs) != 1 || errs[0].(map[string]any)["code"] != "NAME_INVALID" {
+		t.Errorf("a bad name: %s %v", resp.Status, bad)
+	}
 }

@@ -80,7 +80,7 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 		return nil, err
 	}
 	a.closers = append(a.closers, b.Close)
-	h, err := web.New(web.Options{Storage: store, Images: b, Log: log, WebDir: cfg.WebDir})
+	h, err := web.New(web.Options{Storage: store, Images: b, Builds: b, Log: log, WebDir: cfg.WebDir})
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("setting up the registry API: %w", err)
