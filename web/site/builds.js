@@ -264,8 +264,11 @@
 			fill("finished", data.builds.filter(finished), columns.builds);
 		});
 	} else if (kind === "recent") {
+		const status = root.querySelector("[data-live-status]");
+		status.textContent = "Loading the builds of this instance…";
+		status.hidden = false;
+		root.querySelector('[data-show="live"]').hidden = false;
 		poll("/api/builds", 2000, (data) => {
-			root.querySelector('[data-show="live"]').hidden = false;
 			fill("recent", data.builds.slice(0, 10), columns.builds);
 			fill("errors", data.builds.filter((b) => b.state === "failed").slice(0, 15), columns.errors);
 		}, () => {
