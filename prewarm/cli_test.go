@@ -44,7 +44,7 @@ func TestUsage(t *testing.T) {
 		{"no such file", nil, "", []string{filepath.Join(dir, "nosuch")}, 2, nil, []string{"nixport prewarm: open " + dir + "/nosuch: no such file or directory"}},
 		{"invalid line of a file", nil, "", []string{bad}, 2, nil, []string{"nixport prewarm: " + bad + `:2: invalid name "shell/Hello"`}},
 		{"nothing to do", nil, "# later\n", []string{"-"}, 0, nil, []string{"nixport prewarm: stdin names no image: nothing to do\n"}},
-		{"server from the environment", map[string]string{"NIXPORT_SERVER": f.srv.URL}, "", []string{images}, 0, []string{"prewarming 1 image on " + f.srv.URL + "\n", "shell/hello:latest (build b0001)  already built"}, nil},
+		{"server from the environment", map[string]string{"NIXPORT_SERVER": f.srv.URL}, "", []string{images}, 0, []string{"prewarming 1 image on " + f.srv.URL + "\n", "shell/hello:latest  already built"}, nil},
 		{"the flag wins", map[string]string{"NIXPORT_SERVER": "http://127.0.0.1:1"}, "shell/hello\n", []string{"-server", f.srv.URL + "/", "-timeout", "600", "-"}, 0, []string{"prewarming 1 image on " + f.srv.URL + "\n", "already built"}, nil},
 	}
 	for _, tt := range tests {

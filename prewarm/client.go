@@ -27,7 +27,7 @@ const requestTimeout = 30 * time.Second
 // client speaks the build status API of one nixport server:
 //
 //	POST /api/builds {"image": NAME, "tag": TAG} → 202 and the build (started or joined),
-//	                                             200 and the build (the image is built)
+//	                                             200 and its status, done, with no build id (the image is built)
 //	GET  /api/builds/{id}                        → 200 and the build
 //
 // Errors are OCI error bodies with a 4xx or 5xx status.
@@ -178,7 +178,10 @@ func (c *client) once(ctx context.Context, method string, u *url.URL, body []byt
 	if err := json.Unmarshal(data, st); err != nil {
 		return resp.StatusCode, fmt.Errorf("%s %s: the answer is not a build's status: %v", method, u.Path, err)
 	}
-	if !validID(st.ID) || st.State == "" {
+	// An image already built is answered 200, done, with no build and so
+	// no id: nothing was built to follow.
+	built := resp.StatusCode == http.StatusOK && st.State == builder.Done && st.ID == ""
+	if !built && !validID(st.ID) || st.State == "" {
 		return resp.StatusCode, fmt.Errorf("%s %s: the answer names no valid build id (%q) or no state", method, u.Path, truncate(st.ID, 80))
 	}
 	return resp.StatusCode, nil

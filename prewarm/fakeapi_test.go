@@ -138,11 +138,9 @@ func (f *fakeAPI) post(w http.ResponseWriter, r *http.Request) {
 		writeOCIError(w, &fakeError{http.StatusInternalServerError, errcode.Unknown, "internal server error"})
 		return
 	case s.built:
-		now := time.Now().UTC()
+		// As the builder answers it: no build, so no id and no times.
 		writeBuild(w, http.StatusOK, builder.Status{
-			ID: f.newID(), Image: req.Image, Tag: req.Tag, Source: "nix", State: builder.Done,
-			QueuedAt: now, StartedAt: &now, FinishedAt: &now, ManifestDigest: digestOf(key),
-			RequestID: r.Header.Get("X-Request-Id"),
+			Image: req.Image, Tag: req.Tag, Source: "nix", State: builder.Done, ManifestDigest: digestOf(key),
 		})
 		return
 	}

@@ -184,7 +184,7 @@ func TestPrewarm(t *testing.T) {
 			scripts:  map[string]*script{"shell/hello:latest": {built: true}},
 			input:    "shell/hello:latest\n",
 			wantCode: 0,
-			wantOut:  []string{"shell/hello:latest (build b0001)  already built  sha256:", "1 image ready in 0s (1 built already)\n"},
+			wantOut:  []string{"shell/hello:latest  already built  sha256:", "1 image ready in 0s (1 built already)\n"},
 			check: func(t *testing.T, f *fakeAPI) {
 				if bs := f.buildsOf("shell/hello:latest"); len(bs) != 0 {
 					t.Errorf("an image built already was polled")

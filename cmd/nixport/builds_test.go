@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -205,6 +206,12 @@ func TestBuildAPI(t *testing.T) {
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.Header.Get("Docker-Content-Digest") != digest {
 		t.Errorf("the pull after: %v %v", err, resp.Header)
+	}
+	// prewarm, the API's client, takes that answer as built.
+	prewarm := exec.Command(binary, "prewarm", "-server", "http://"+s.addr, "-")
+	prewarm.Stdin = strings.NewReader("pause\n")
+	if out, err := prewarm.CombinedOutput(); err != nil || !strings.Contains(string(out), "pause:latest  already built  "+digest) {
+		t.Errorf("prewarm of an image built: %v\n%s", err, out)
 	}
 	if got := s.drainCount("build started"); got != 1 {
 		t.Errorf("%d builds of pause, want 1", got)
