@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nixport/nixport/builder"
+	"github.com/nixport/nixport/buildstatus"
 	"github.com/nixport/nixport/errcode"
 )
 
@@ -64,7 +64,7 @@ type retryNote func(err error, attempt, attempts int, wait time.Duration)
 
 // start starts the build of ref, or joins the one running. built says the
 // server answered 200: the image was there already.
-func (c *client) start(ctx context.Context, ref Ref, note retryNote) (st builder.Status, built bool, err error) {
+func (c *client) start(ctx context.Context, ref Ref, note retryNote) (st buildstatus.Status, built bool, err error) {
 	body, err := json.Marshal(struct {
 		Image string `json:"image"`
 		Tag   string `json:"tag"`
@@ -77,7 +77,7 @@ func (c *client) start(ctx context.Context, ref Ref, note retryNote) (st builder
 }
 
 // status is the build's status now.
-func (c *client) status(ctx context.Context, id string, note retryNote) (st builder.Status, err error) {
+func (c *client) status(ctx context.Context, id string, note retryNote) (st buildstatus.Status, err error) {
 	_, err = c.do(ctx, http.MethodGet, c.base.JoinPath("api", "builds", id), nil, note, &st)
 	return st, err
 }
@@ -87,7 +87,7 @@ func (c *client) status(ctx context.Context, id string, note retryNote) (st buil
 // 504) up to c.retries times with a doubling delay, and decodes a 2xx
 // answer into st. Retrying a POST is safe: starting a build that runs
 // joins it, and one that is built is answered as such.
-func (c *client) do(ctx context.Context, method string, u *url.URL, body []byte, note retryNote, st *builder.Status) (int, error) {
+func (c *client) do(ctx context.Context, method string, u *url.URL, body []byte, note retryNote, st *buildstatus.Status) (int, error) {
 	wait := c.delay
 	for attempt := 1; ; attempt++ {
 		status, err := c.once(ctx, method, u, body, st)
@@ -138,7 +138,7 @@ func transient(err error) bool {
 	return false
 }
 
-func (c *client) once(ctx context.Context, method string, u *url.URL, body []byte, st *builder.Status) (int, error) {
+func (c *client) once(ctx context.Context, method string, u *url.URL, body []byte, st *buildstatus.Status) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	var rd io.Reader
@@ -174,13 +174,13 @@ func (c *client) once(ctx context.Context, method string, u *url.URL, body []byt
 		err.requestID = resp.Header.Get("X-Request-Id")
 		return resp.StatusCode, err
 	}
-	*st = builder.Status{}
+	*st = buildstatus.Status{}
 	if err := json.Unmarshal(data, st); err != nil {
 		return resp.StatusCode, fmt.Errorf("%s %s: the answer is not a build's status: %v", method, u.Path, err)
 	}
 	// An image already built is answered 200, done, with no build and so
 	// no id: nothing was built to follow.
-	built := resp.StatusCode == http.StatusOK && st.State == builder.Done && st.ID == ""
+	built := resp.StatusCode == http.StatusOK && st.State == buildstatus.Done && st.ID == ""
 	if !built && !validID(st.ID) || st.State == "" {
 		return resp.StatusCode, fmt.Errorf("%s %s: the answer names no valid build id (%q) or no state", method, u.Path, truncate(st.ID, 80))
 	}

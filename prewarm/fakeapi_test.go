@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nixport/nixport/builder"
+	"github.com/nixport/nixport/buildstatus"
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/reference"
 )
@@ -24,7 +24,7 @@ import (
 //	                                    202 + the same build while one runs (joined)
 //	GET /api/builds/{id}              → 200 + the build, one step further each time
 //
-// and every error an OCI error body. Builds are builder.Status, the type
+// and every error an OCI error body. Builds are buildstatus.Status, the type
 // the server encodes.
 type fakeAPI struct {
 	t   *testing.T
@@ -40,12 +40,12 @@ type fakeAPI struct {
 
 // script is what the builds of one image do.
 type script struct {
-	built     bool             // built already: POST answers 200 and done
-	states    []builder.Status // a build's states, one GET after another; the last is final
-	postError *fakeError       // POST answers this instead
-	gets503   int              // the first GETs of each build answer 503 (an overloaded proxy)
-	posts500  int              // the first POSTs answer 500 (a fault of the server)
-	forget    bool             // the first GET of the first build answers 404 (the server restarted)
+	built     bool                 // built already: POST answers 200 and done
+	states    []buildstatus.Status // a build's states, one GET after another; the last is final
+	postError *fakeError           // POST answers this instead
+	gets503   int                  // the first GETs of each build answer 503 (an overloaded proxy)
+	posts500  int                  // the first POSTs answer 500 (a fault of the server)
+	forget    bool                 // the first GET of the first build answers 404 (the server restarted)
 }
 
 type fakeError struct {
@@ -55,7 +55,7 @@ type fakeError struct {
 }
 
 type fakeBuild struct {
-	status builder.Status
+	status buildstatus.Status
 	key    string
 	step   int
 	gets   []time.Time
@@ -90,7 +90,7 @@ func writeOCIError(w http.ResponseWriter, e *fakeError) {
 	json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]any{{"code": e.code, "message": e.message}}})
 }
 
-func writeBuild(w http.ResponseWriter, code int, st builder.Status) {
+func writeBuild(w http.ResponseWriter, code int, st buildstatus.Status) {
 	w.Header().Set("Content-Type", "application/json")
 	if code == http.StatusAccepted {
 		w.Header().Set("Location", "/api/builds/"+st.ID)
@@ -139,15 +139,15 @@ func (f *fakeAPI) post(w http.ResponseWriter, r *http.Request) {
 		return
 	case s.built:
 		// As the builder answers it: no build, so no id and no times.
-		writeBuild(w, http.StatusOK, builder.Status{
-			Image: req.Image, Tag: req.Tag, Source: "nix", State: builder.Done, ManifestDigest: digestOf(key),
+		writeBuild(w, http.StatusOK, buildstatus.Status{
+			Image: req.Image, Tag: req.Tag, Source: "nix", State: buildstatus.Done, ManifestDigest: digestOf(key),
 		})
 		return
 	}
 	b := f.running[key]
 	if b == nil { // else joined
-		b = &fakeBuild{key: key, status: builder.Status{
-			ID: f.newID(), Image: req.Image, Tag: req.Tag, Source: "nix", State: builder.Queued,
+		b = &fakeBuild{key: key, status: buildstatus.Status{
+			ID: f.newID(), Image: req.Image, Tag: req.Tag, Source: "nix", State: buildstatus.Queued,
 			QueuedAt: time.Now().UTC(), RequestID: "req-" + strconv.Itoa(f.nextID),
 		}}
 		f.advance(b, s)
@@ -198,12 +198,12 @@ func (f *fakeAPI) advance(b *fakeBuild, s *script) {
 	st.ID, st.Image, st.Tag, st.Source, st.QueuedAt, st.RequestID = cur.ID, cur.Image, cur.Tag, cur.Source, cur.QueuedAt, cur.RequestID
 	st.StartedAt, st.FinishedAt = cur.StartedAt, cur.FinishedAt
 	now := time.Now().UTC()
-	if st.State != builder.Queued && st.StartedAt == nil {
+	if st.State != buildstatus.Queued && st.StartedAt == nil {
 		st.StartedAt = &now
 	}
 	if st.State.Finished() {
 		st.FinishedAt = &now
-		if st.State == builder.Done && st.ManifestDigest == "" {
+		if st.State == buildstatus.Done && st.ManifestDigest == "" {
 			st.ManifestDigest = digestOf(b.key)
 		}
 		delete(f.running, b.key)

@@ -8,7 +8,7 @@
 // gives up waiting on one.
 //
 // It needs nothing but the standard library and the server's JSON: the
-// build's fields are those of builder.Status, the errors OCI error bodies.
+// build's fields are those of buildstatus.Status, the errors OCI error bodies.
 // On a terminal it redraws a progress line per image; elsewhere (CI logs)
 // it prints a line per change of state.
 package prewarm

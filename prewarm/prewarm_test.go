@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nixport/nixport/builder"
+	"github.com/nixport/nixport/buildstatus"
 	"github.com/nixport/nixport/errcode"
 )
 
@@ -22,13 +22,13 @@ const testInterval = 5 * time.Millisecond
 // The scripts of the test images, after the offline package set's
 // packages: hello builds, broken fails on purpose.
 func helloScript() *script {
-	return &script{states: []builder.Status{
-		{State: builder.Queued},
-		{State: builder.Resolving},
-		{State: builder.Realising, PathsTotal: 3},
-		{State: builder.Realising, PathsDone: 3, PathsTotal: 3},
-		{State: builder.Archiving, PathsDone: 3, PathsTotal: 3, LayersDone: 1, LayersTotal: 2, BytesCompressed: 1234},
-		{State: builder.Done, PathsDone: 3, PathsTotal: 3, LayersDone: 2, LayersTotal: 2, BytesCompressed: 2_345_678},
+	return &script{states: []buildstatus.Status{
+		{State: buildstatus.Queued},
+		{State: buildstatus.Resolving},
+		{State: buildstatus.Realising, PathsTotal: 3},
+		{State: buildstatus.Realising, PathsDone: 3, PathsTotal: 3},
+		{State: buildstatus.Archiving, PathsDone: 3, PathsTotal: 3, LayersDone: 1, LayersTotal: 2, BytesCompressed: 1234},
+		{State: buildstatus.Done, PathsDone: 3, PathsTotal: 3, LayersDone: 2, LayersTotal: 2, BytesCompressed: 2_345_678},
 	}}
 }
 
@@ -37,11 +37,11 @@ const brokenMessage = "building the image failed: package broken (/nix/store/0c6
 	"  builder for '/nix/store/0c6x9qd4-broken.drv' failed with exit code 1"
 
 func brokenScript() *script {
-	return &script{states: []builder.Status{
-		{State: builder.Queued},
-		{State: builder.Resolving},
-		{State: builder.Realising, PathsTotal: 2},
-		{State: builder.Failed, PathsTotal: 2, Error: brokenMessage},
+	return &script{states: []buildstatus.Status{
+		{State: buildstatus.Queued},
+		{State: buildstatus.Resolving},
+		{State: buildstatus.Realising, PathsTotal: 2},
+		{State: buildstatus.Failed, PathsTotal: 2, Error: brokenMessage},
 	}}
 }
 
@@ -238,7 +238,7 @@ func TestPrewarm(t *testing.T) {
 		{
 			name: "timeout",
 			scripts: map[string]*script{
-				"shell/slow:latest": {states: append(repeat(builder.Status{State: builder.Realising, PathsTotal: 1}, 1000), builder.Status{State: builder.Done})},
+				"shell/slow:latest": {states: append(repeat(buildstatus.Status{State: buildstatus.Realising, PathsTotal: 1}, 1000), buildstatus.Status{State: buildstatus.Done})},
 			},
 			input:    "shell/slow\n",
 			args:     []string{"-timeout", "100ms"},
@@ -287,8 +287,8 @@ func TestPrewarm(t *testing.T) {
 	}
 }
 
-func repeat(st builder.Status, n int) []builder.Status {
-	s := make([]builder.Status, n)
+func repeat(st buildstatus.Status, n int) []buildstatus.Status {
+	s := make([]buildstatus.Status, n)
 	for i := range s {
 		s[i] = st
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nixport/nixport/builder"
+	"github.com/nixport/nixport/buildstatus"
 )
 
 func TestLine(t *testing.T) {
@@ -18,14 +18,14 @@ func TestLine(t *testing.T) {
 		want string
 	}{
 		{item{}, begun.Add(1500 * time.Millisecond), "shell/hello:latest  starting  2s"},
-		{item{st: builder.Status{ID: "b1", State: builder.Queued}}, begun.Add(time.Second), "shell/hello:latest  queued  1s"},
-		{item{st: builder.Status{ID: "b1", State: builder.Realising, PathsDone: 2, PathsTotal: 9}}, begun.Add(75 * time.Second), "shell/hello:latest  realising  1m15s  paths 2/9"},
-		{item{st: builder.Status{ID: "b1", State: builder.Archiving, PathsDone: 9, PathsTotal: 9, LayersDone: 3, LayersTotal: 5, BytesCompressed: 12_345_678}}, begun, "shell/hello:latest  archiving  0s  paths 9/9  layers 3/5  12.3 MB"},
-		{item{st: builder.Status{ID: "b1", State: builder.Done, ManifestDigest: "sha256:ab", LayersDone: 5, LayersTotal: 5}, final: true, ended: begun.Add(4 * time.Second)}, begun.Add(time.Hour), "shell/hello:latest  done in 4s  layers 5/5  sha256:ab"},
-		{item{st: builder.Status{ID: "b1", State: builder.Done, ManifestDigest: "sha256:ab"}, built: true, final: true, ended: begun}, begun, "shell/hello:latest  already built  sha256:ab"},
-		{item{st: builder.Status{ID: "b1", State: builder.Failed, PathsTotal: 3}, final: true, failed: "it broke:\n  here", ended: begun.Add(3 * time.Second)}, begun.Add(time.Hour), "shell/hello:latest  failed after 3s: it broke: …"},
+		{item{st: buildstatus.Status{ID: "b1", State: buildstatus.Queued}}, begun.Add(time.Second), "shell/hello:latest  queued  1s"},
+		{item{st: buildstatus.Status{ID: "b1", State: buildstatus.Realising, PathsDone: 2, PathsTotal: 9}}, begun.Add(75 * time.Second), "shell/hello:latest  realising  1m15s  paths 2/9"},
+		{item{st: buildstatus.Status{ID: "b1", State: buildstatus.Archiving, PathsDone: 9, PathsTotal: 9, LayersDone: 3, LayersTotal: 5, BytesCompressed: 12_345_678}}, begun, "shell/hello:latest  archiving  0s  paths 9/9  layers 3/5  12.3 MB"},
+		{item{st: buildstatus.Status{ID: "b1", State: buildstatus.Done, ManifestDigest: "sha256:ab", LayersDone: 5, LayersTotal: 5}, final: true, ended: begun.Add(4 * time.Second)}, begun.Add(time.Hour), "shell/hello:latest  done in 4s  layers 5/5  sha256:ab"},
+		{item{st: buildstatus.Status{ID: "b1", State: buildstatus.Done, ManifestDigest: "sha256:ab"}, built: true, final: true, ended: begun}, begun, "shell/hello:latest  already built  sha256:ab"},
+		{item{st: buildstatus.Status{ID: "b1", State: buildstatus.Failed, PathsTotal: 3}, final: true, failed: "it broke:\n  here", ended: begun.Add(3 * time.Second)}, begun.Add(time.Hour), "shell/hello:latest  failed after 3s: it broke: …"},
 		{item{final: true, failed: "NAME_UNKNOWN: no such package\n", ended: begun}, begun, "shell/hello:latest  failed after 0s: NAME_UNKNOWN: no such package"},
-		{item{st: builder.Status{ID: "b1", State: builder.Queued}, note: "attempt 1 of 5 failed, retrying in 1s: oops"}, begun, "shell/hello:latest  queued  0s  — attempt 1 of 5 failed, retrying in 1s: oops"},
+		{item{st: buildstatus.Status{ID: "b1", State: buildstatus.Queued}, note: "attempt 1 of 5 failed, retrying in 1s: oops"}, begun, "shell/hello:latest  queued  0s  — attempt 1 of 5 failed, retrying in 1s: oops"},
 	}
 	for _, tt := range tests {
 		it := tt.it
@@ -34,7 +34,7 @@ func TestLine(t *testing.T) {
 			t.Errorf("line:\n got %q\nwant %q", got, tt.want)
 		}
 	}
-	it := &item{ref: Ref{Name: "shell/hello", Tag: "latest"}, begun: begun, st: builder.Status{ID: "b1", State: builder.Queued}}
+	it := &item{ref: Ref{Name: "shell/hello", Tag: "latest"}, begun: begun, st: buildstatus.Status{ID: "b1", State: buildstatus.Queued}}
 	if got, want := line(it, begun, true), "shell/hello:latest (build b1)  queued  0s"; got != want {
 		t.Errorf("line with the id: %q, want %q", got, want)
 	}
@@ -65,13 +65,13 @@ func TestPlainHeartbeat(t *testing.T) {
 		}
 	}
 	step(clock, "") // nothing heard yet
-	it.st = builder.Status{ID: "b1", State: builder.Realising, PathsTotal: 4}
+	it.st = buildstatus.Status{ID: "b1", State: buildstatus.Realising, PathsTotal: 4}
 	step(clock.Add(time.Second), "shell/hello:latest (build b1)  realising  1s  paths 0/4\n")
 	it.st.PathsDone = 2
 	step(clock.Add(59*time.Second), "")
 	step(clock.Add(61*time.Second), "shell/hello:latest  realising  1m1s  paths 2/4\n")
 	step(clock.Add(62*time.Second), "")
-	it.st = builder.Status{ID: "b1", State: builder.Done, ManifestDigest: "sha256:ab"}
+	it.st = buildstatus.Status{ID: "b1", State: buildstatus.Done, ManifestDigest: "sha256:ab"}
 	it.final, it.ended = true, clock.Add(70*time.Second)
 	step(clock.Add(70*time.Second), "shell/hello:latest  done in 1m10s  sha256:ab\n")
 	step(clock.Add(200*time.Second), "")

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nixport/nixport/builder"
+	"github.com/nixport/nixport/buildstatus"
 )
 
 // maxRestarts bounds how often one image's build is started again because
@@ -25,19 +25,19 @@ var (
 // item is one image and what is known of its build.
 type item struct {
 	ref    Ref
-	begun  time.Time      // when prewarm asked for it
-	st     builder.Status // the last status; zero before the server answered
-	built  bool           // the server had the image already
-	note   string         // a transient failure being retried
-	final  bool           // built or failed: nothing more will change
-	failed string         // why it failed, if final and not built
-	ended  time.Time      // when it became final
+	begun  time.Time          // when prewarm asked for it
+	st     buildstatus.Status // the last status; zero before the server answered
+	built  bool               // the server had the image already
+	note   string             // a transient failure being retried
+	final  bool               // built or failed: nothing more will change
+	failed string             // why it failed, if final and not built
+	ended  time.Time          // when it became final
 }
 
 // update is what a watcher learnt: a status, a retry, or the end.
 type update struct {
 	i      int
-	st     *builder.Status
+	st     *buildstatus.Status
 	built  bool
 	note   string
 	final  bool
@@ -95,7 +95,7 @@ func (r *runner) watch(ctx context.Context, i int, ref Ref, updates chan<- updat
 	note := func(err error, attempt, attempts int, wait time.Duration) {
 		send(update{note: fmt.Sprintf("attempt %d of %d failed, retrying in %s: %v", attempt, attempts, wait, err)})
 	}
-	fail := func(err error, st builder.Status) {
+	fail := func(err error, st buildstatus.Status) {
 		if cause := context.Cause(ctx); cause != nil {
 			err = fmt.Errorf("%w while %s; the build goes on on the server", cause, stateOr(st, "starting"))
 		}
@@ -112,7 +112,7 @@ func (r *runner) watch(ctx context.Context, i int, ref Ref, updates chan<- updat
 		// A copy: the receiver reads it after this goroutine moves on.
 		sent := st
 		u := update{st: &sent, built: built, final: st.State.Finished()}
-		if st.State == builder.Failed {
+		if st.State == buildstatus.Failed {
 			u.failed = st.Error
 			if u.failed == "" {
 				u.failed = "the build failed (the server gave no reason)"
@@ -144,7 +144,7 @@ func (r *runner) watch(ctx context.Context, i int, ref Ref, updates chan<- updat
 }
 
 // stateOr is the build's state, or what to say before there is one.
-func stateOr(st builder.Status, none string) string {
+func stateOr(st buildstatus.Status, none string) string {
 	if st.State == "" {
 		return none
 	}
