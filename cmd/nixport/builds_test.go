@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,5 +221,141 @@ func TestBuildAPI(t *testing.T) {
 	resp, bad := postBuild(t, s.addr, `{"image": "Pause"}`)
 	if errs, _ := bad["errors"].([]any); resp.StatusCode != 400 || len(errs) != 1 || errs[0].(map[string]any)["code"] != "NAME_INVALID" {
 		t.Errorf("a bad name: %s %v", resp.Status, bad)
+	}
+}
+
+// pollBuild follows GET /api/builds/{id} until the build ends, calling
+// seen with every state it shows.
+func pollBuild(t *testing.T, addr, id string, seen func(map[string]any)) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		resp, body := get(t, "http://"+addr+"/api/builds/"+id)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET build %s: %s %s", id, resp.Status, body)
+		}
+		var st map[string]any
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatal(err)
+		}
+		seen(st)
+		if st["state"] == "done" || st["state"] == "failed" {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("build %s still %v after 3 minutes", id, st["state"])
+		}
+		time.Sleep(20 * time.Millisecond) // polling a remote state: the API has no push
+	}
+}
+
+// TestBuildPhasesInOrder follows a real build (packages new to the store,
+// with layers to archive) through the status API: its states come in the
+// order of the phases, its progress ends complete, and its log is Nix's.
+func TestBuildPhasesInOrder(t *testing.T) {
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+freshPackageSet(t))
+	resp, st := postBuild(t, s.addr, `{"image": "pause/hello/deep"}`)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST: %s %v", resp.Status, st)
+	}
+	order := []string{"queued", "resolving", "realising", "archiving", "done"}
+	rank := map[string]int{}
+	for i, s := range order {
+		rank[s] = i
+	}
+	var states []string
+	final := pollBuild(t, s.addr, st["id"].(string), func(st map[string]any) {
+		state, _ := st["state"].(string)
+		if len(states) == 0 || states[len(states)-1] != state {
+			states = append(states, state)
+		}
+	})
+	for i := 1; i < len(states); i++ {
+		if rank[states[i]] <= rank[states[i-1]] {
+			t.Fatalf("states %v are not in the order of the phases", states)
+		}
+	}
+	if !slices.Contains(states, "realising") || states[len(states)-1] != "done" {
+		t.Errorf("states %v: the 4 s build was never seen realising, or did not end done", states)
+	}
+	num := func(k string) float64 { v, _ := final[k].(float64); return v }
+	if num("paths_total") < 2 || num("paths_done") != num("paths_total") || num("layers_total") < 2 ||
+		num("layers_done") != num("layers_total") || num("bytes_compressed") <= 0 {
+		t.Errorf("final progress %v", final)
+	}
+	if log, _ := final["log"].(string); !strings.Contains(log, "building '/nix/store/") {
+		t.Errorf("the build's log %q is not Nix's", log)
+	}
+}
+
+// TestPostFiveWithOneSlot: with one build slot, five images posted at once
+// make one build run and four wait queued; then all finish.
+func TestPostFiveWithOneSlot(t *testing.T) {
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+freshPackageSet(t), "NIXPORT_MAX_BUILDS=1")
+	var ids []string
+	for _, image := range []string{"pause", "pause/hello", "pause/deep", "pause/multi", "pause/xorg.xev"} {
+		resp, st := postBuild(t, s.addr, `{"image": "`+image+`"}`)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST %s: %s %v", image, resp.Status, st)
+		}
+		ids = append(ids, st["id"].(string))
+	}
+	// Once one build has the slot (it takes 4 s: pause), the others wait.
+	var list struct{ Builds []map[string]any }
+	var body string
+	queued := 5
+	for deadline := time.Now().Add(time.Minute); queued == 5 && time.Now().Before(deadline); {
+		var resp *http.Response
+		resp, body = get(t, "http://"+s.addr+"/api/builds")
+		if err := json.Unmarshal([]byte(body), &list); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET /api/builds: %s %s", resp.Status, body)
+		}
+		queued = 0
+		for _, b := range list.Builds {
+			if b["state"] == "queued" {
+				queued++
+			}
+		}
+	}
+	if len(list.Builds) != 5 || queued != 4 {
+		t.Fatalf("%d builds listed, %d queued; want 5 and 4: %s", len(list.Builds), queued, body)
+	}
+	for _, id := range ids {
+		if st := pollBuild(t, s.addr, id, func(map[string]any) {}); st["state"] != "done" {
+			t.Errorf("build %s of %v ended %v: %v", id, st["image"], st["state"], st["error"])
+		}
+	}
+}
+
+// TestPrewarm runs the real prewarm against the real server: a list with
+// a failing package exits 1 naming it and Nix's message, and builds the
+// rest; the same list again answers the built image at once.
+func TestPrewarm(t *testing.T) {
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+freshPackageSet(t))
+	list := filepath.Join(t.TempDir(), "images")
+	if err := os.WriteFile(list, []byte("# what the CI jobs pull\nshell/hello\nhello/broken:latest\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func() (string, string, int) {
+		cmd := exec.Command(binary, "prewarm", "-server", "http://"+s.addr, "-timeout", "3m", list)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return stdout.String(), stderr.String(), code
+	}
+	out, errOut, code := run()
+	if code != 1 || !strings.Contains(out, "shell/hello:latest  done") ||
+		!strings.Contains(errOut, "hello/broken:latest") || !strings.Contains(errOut, "this build fails on purpose") {
+		t.Fatalf("first run: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	out, errOut, code = run()
+	if code != 1 || !strings.Contains(out, "shell/hello:latest  already built") || !strings.Contains(errOut, "hello/broken:latest") {
+		t.Errorf("second run: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }
