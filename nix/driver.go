@@ -41,6 +41,7 @@
 package nix
 
 import (
+	"context"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -251,4 +252,18 @@ func nixEnv(environ []string, opts Options) []string {
 		conf = append(conf, extra)
 	}
 	return append(env, "NIX_CONFIG="+strings.Join(conf, "\n"))
+}
+
+// Version runs nix-store --version and returns what it prints ("nix-store
+// (Nix) 2.8.0"): that Nix runs at all, for readiness checks. It is not
+// counted among the builds' Nix processes.
+func (d *Driver) Version(ctx context.Context) (string, error) {
+	res, err := d.exec(ctx, d.log, "check", d.dir, "nix-store", "--version")
+	if err != nil {
+		return "", err
+	}
+	if res.ExitCode != 0 {
+		return "", fmt.Errorf("nix-store --version exited with %d: %s", res.ExitCode, strings.TrimSpace(res.Tail))
+	}
+	return strings.TrimSpace(string(res.Stdout)), nil
 }

@@ -58,6 +58,8 @@ func (h *handler) route(w *responseWriter, r *http.Request) {
 		h.serveRegistry(w, r)
 	case isAPIPath(p):
 		h.serveAPI(w, r)
+	case isHealthPath(p):
+		h.serveHealth(w, r)
 	case h.builds != nil && isBuildPagePath(p):
 		h.serveBuildPage(w, r)
 	default:

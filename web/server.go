@@ -154,7 +154,13 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting, lets requests in flight finish and closes idle
 // connections, until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+// A handler made by New answers /readyz with 503 from the start of it.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if d, ok := s.http.Handler.(interface{ drain() }); ok {
+		d.drain()
+	}
+	return s.http.Shutdown(ctx)
+}
 
 // Close closes the listener and every connection at once.
 func (s *Server) Close() error { return s.http.Close() }

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 
@@ -44,6 +45,8 @@ type Options struct {
 	// WebDir, if set, is a directory served at / instead of the embedded
 	// docs site (Nixery's WEB_DIR).
 	WebDir string
+	// Checks are what /readyz runs: the instance is ready when all pass.
+	Checks []Check
 	// Builds, if set, serves the build status API (/api/builds) and the
 	// build pages (/builds); without it they are not found.
 	Builds Builds
@@ -60,6 +63,8 @@ type handler struct {
 	site      *site
 	pages     *buildTemplates // with builds
 	serve     handlerFunc     // the middleware chain around route
+	checks    []Check
+	draining  atomic.Bool // a shutdown has begun: /readyz answers 503
 	// logger and logBase are log's logger and fields when log is a
 	// *logrus.Logger or *logrus.Entry: request lines are built on them
 	// directly (see logRequest); nil for another FieldLogger.
@@ -97,6 +102,7 @@ func New(opts Options) (http.Handler, error) {
 		pages:     pages,
 	}
 	h.setLog(log)
+	h.checks = opts.Checks
 	h.serve = h.chain(h.route)
 	return h, nil
 }

@@ -20,8 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nixport/nixport/testkit"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nixport/nixport/testkit"
 )
 
 func requireTools(t *testing.T, tools ...string) {
@@ -540,6 +541,31 @@ func TestRequestIDInBuildLines(t *testing.T) {
 	for _, msg := range []string{"image ready", "request"} {
 		if !seen[msg] {
 			t.Errorf("no %q line with request_id %s; lines with it: %v", msg, id, seen)
+		}
+	}
+}
+
+// TestHealthEndpoints: /healthz answers while the process serves; /readyz
+// when storage takes and gives back an object and Nix runs, with the
+// version.
+func TestHealthEndpoints(t *testing.T) {
+	s := startServer(t, "STORAGE_PATH="+t.TempDir())
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + s.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Status, Version string
+			Checks          map[string]string
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || body.Status != "ok" || body.Version == "" {
+			t.Errorf("%s: %d %+v %v", path, resp.StatusCode, body, err)
+		}
+		if path == "/readyz" && (body.Checks["storage"] != "ok" || body.Checks["nix"] != "ok") {
+			t.Errorf("/readyz checks %v", body.Checks)
 		}
 	}
 }

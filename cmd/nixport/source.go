@@ -15,7 +15,9 @@ import (
 )
 
 // openSource sets up the Nix image source from the configuration.
-func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, log *logrus.Logger) (source.Source, func() error, error) {
+// It returns the source, its driver (for readiness checks) and what to
+// close.
+func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, log *logrus.Logger) (source.Source, *nix.Driver, func() error, error) {
 	if cfg.Source.Kind == config.SourceBuiltin {
 		log.Warn("no package source configured (NIXERY_CHANNEL, NIXERY_PKGS_REPO or NIXERY_PKGS_PATH): serving the built-in offline test package set")
 	}
@@ -29,12 +31,12 @@ func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, 
 		Log:       log,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("setting up Nix: %w", err)
+		return nil, nil, nil, fmt.Errorf("setting up Nix: %w", err)
 	}
 	pop, err := nixsource.LoadPopularity(ctx, cfg.PopularityURL)
 	if err != nil {
 		driver.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	src, err := nixsource.New(nixsource.Options{
 		Driver:      driver,
@@ -46,7 +48,7 @@ func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, 
 	})
 	if err != nil {
 		driver.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return src, driver.Close, nil
+	return src, driver, driver.Close, nil
 }

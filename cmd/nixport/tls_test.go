@@ -25,8 +25,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nixport/nixport/testkit"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nixport/nixport/testkit"
 )
 
 // testCA is a throwaway certificate authority. Its certificate is dir/ca.crt,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/nix"
 	"github.com/nixport/nixport/source/command"
 	"github.com/nixport/nixport/source/router"
 	"github.com/nixport/nixport/storage"
@@ -43,7 +44,7 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 	if c, ok := store.(io.Closer); ok {
 		a.closers = append(a.closers, c.Close)
 	}
-	src, closeSrc, err := openSource(ctx, cfg, store, log)
+	src, driver, closeSrc, err := openSource(ctx, cfg, store, log)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -80,7 +81,8 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 		return nil, err
 	}
 	a.closers = append(a.closers, b.Close)
-	h, err := web.New(web.Options{Storage: store, Images: b, Builds: b, Log: log, WebDir: cfg.WebDir})
+	h, err := web.New(web.Options{Storage: store, Images: b, Builds: b, Log: log, WebDir: cfg.WebDir,
+		Checks: readinessChecks(store, driver)})
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("setting up the registry API: %w", err)
@@ -121,5 +123,32 @@ func openStorage(ctx context.Context, cfg *config.Config, log *logrus.Logger) (s
 		return b, nil
 	default:
 		return nil, errors.New("storage backend " + cfg.StorageBackend + " is not available in this build")
+	}
+}
+
+// readinessChecks are what /readyz asks: storage takes a small object and
+// gives it back, and Nix runs.
+func readinessChecks(store storage.Backend, driver *nix.Driver) []web.Check {
+	host, _ := os.Hostname()
+	name := fmt.Sprintf("health/%s-%d", host, os.Getpid())
+	return []web.Check{
+		{Name: "storage", Run: func(ctx context.Context) error {
+			want := []byte(time.Now().UTC().Format(time.RFC3339Nano))
+			if err := store.PutObject(ctx, name, want); err != nil {
+				return fmt.Errorf("writing %s: %w", name, err)
+			}
+			got, err := store.GetObject(ctx, name)
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", name, err)
+			}
+			if string(got) != string(want) {
+				return fmt.Errorf("%s read back other bytes than written", name)
+			}
+			return nil
+		}},
+		{Name: "nix", Run: func(ctx context.Context) error {
+			_, err := driver.Version(ctx)
+			return err
+		}},
 	}
 }
