@@ -18,6 +18,7 @@ import (
 
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/testkit"
 )
 
 func TestResolve(t *testing.T) {
@@ -430,7 +431,7 @@ func slowBuild(t *testing.T, timeout time.Duration, ctx context.Context) (error,
 			}
 		}()
 	}
-	d, _ := newDriver(t, Options{Source: uniqueSlowSet(t), Timeout: timeout, OnProcess: pl.record})
+	d, _ := newDriver(t, Options{Source: config.PackageSource{Kind: config.SourcePath, Value: testkit.FreshPackageSet(t)}, Timeout: timeout, OnProcess: pl.record})
 	start := time.Now()
 	_, err := d.Build(ctx, LatestTag, hostSystem, []string{"slow"})
 	took := time.Since(start)
@@ -438,28 +439,6 @@ func slowBuild(t *testing.T, timeout time.Duration, ctx context.Context) (error,
 	wg.Wait()
 	_, pids := pl.all()
 	return err, pids, builders, took
-}
-
-// uniqueSlowSet is the offline package set with a slow package of this
-// test's own: other tests (cmd/nixport's, run in parallel by go test ./...)
-// build the shared one, and a second build of one derivation only waits
-// on the first one's lock, with no builder of its own to watch.
-func uniqueSlowSet(t *testing.T) config.PackageSource {
-	t.Helper()
-	src, err := os.ReadFile("../testdata/pkgs/default.nix")
-	if err != nil {
-		t.Fatal(err)
-	}
-	marker := "nixport-slow-build"
-	if !bytes.Contains(src, []byte(marker)) {
-		t.Fatalf("the package set lost the slow builder's marker %q", marker)
-	}
-	unique := fmt.Sprintf("%s-%d-%d", marker, os.Getpid(), time.Now().UnixNano())
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "default.nix"), bytes.ReplaceAll(src, []byte(marker), []byte(unique)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return config.PackageSource{Kind: config.SourcePath, Value: dir}
 }
 
 func checkAllGone(t *testing.T, nixPids []int, builders map[int]string) {

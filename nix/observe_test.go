@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/testkit"
 )
 
 // recordingObserver keeps what it heard.
@@ -33,31 +31,11 @@ func (r *recordingObserver) Paths(done, total int) {
 	r.paths = append(r.paths, [2]int{done, total})
 }
 
-// freshSet is the offline package set with a busybox of this test's own,
-// so that every derivation of it is new to the store and really built.
-func freshSet(t *testing.T) config.PackageSource {
-	t.Helper()
-	src, err := os.ReadFile("../testdata/pkgs/default.nix")
-	if err != nil {
-		t.Fatal(err)
-	}
-	const anchor = `name = "busybox";`
-	if !bytes.Contains(src, []byte(anchor)) {
-		t.Fatalf("the package set lost %q", anchor)
-	}
-	nonce := fmt.Sprintf(`%s env.nixportTestNonce = "%d-%d";`, anchor, os.Getpid(), time.Now().UnixNano())
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "default.nix"), bytes.Replace(src, []byte(anchor), []byte(nonce), 1), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return config.PackageSource{Kind: config.SourcePath, Value: dir}
-}
-
 // TestObserverHearsTheRealisation builds packages new to the store and
 // checks the observer heard Nix's log and the paths counted up to all
 // done.
 func TestObserverHearsTheRealisation(t *testing.T) {
-	d, _ := newDriver(t, Options{Source: freshSet(t)})
+	d, _ := newDriver(t, Options{Source: config.PackageSource{Kind: config.SourcePath, Value: testkit.FreshPackageSet(t)}})
 	obs := &recordingObserver{}
 	ctx := WithObserver(context.Background(), obs)
 	img, err := d.Build(ctx, LatestTag, hostSystem, []string{"hello", "deep"})

@@ -6,6 +6,7 @@
 package testkit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -273,4 +274,27 @@ func CheckStored(t testing.TB, store storage.Backend, info storage.BlobInfo) []s
 	}
 	t.Fatalf("served media type %q", info.MediaType)
 	return nil
+}
+
+// FreshPackageSet writes a copy of the offline test package set
+// (nix/testpkgs) into a directory of the test's own, with a nonce in its
+// busybox, which every package depends on: every derivation of the copy is
+// new to the Nix store, so its builds really run whatever earlier tests
+// built, and never wait on another test's build of the same derivation.
+// It returns the directory, for a path package source.
+func FreshPackageSet(t testing.TB) string {
+	t.Helper()
+	_, here, _, _ := runtime.Caller(0)
+	src, err := os.ReadFile(filepath.Join(filepath.Dir(here), "..", "nix", "testpkgs", "default.nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const anchor = `name = "busybox";`
+	if !bytes.Contains(src, []byte(anchor)) {
+		t.Fatalf("the package set lost %q", anchor)
+	}
+	nonce := fmt.Sprintf(`%s env.nixportTestNonce = "%d-%d";`, anchor, os.Getpid(), time.Now().UnixNano())
+	dir := t.TempDir()
+	WriteFile(t, filepath.Join(dir, "default.nix"), bytes.Replace(src, []byte(anchor), []byte(nonce), 1))
+	return dir
 }

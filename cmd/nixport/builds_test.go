@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,31 +12,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixport/nixport/testkit"
 )
 
-// freshPackageSet copies the offline package set into a directory of the
-// test's own with a nonce in busybox, so that every derivation is new to
-// the store: the builds really run, whatever earlier tests built.
-func freshPackageSet(t *testing.T) string {
-	t.Helper()
-	src, err := os.ReadFile("../../testdata/pkgs/default.nix")
-	if err != nil {
-		t.Fatal(err)
-	}
-	const anchor = `name = "busybox";`
-	if !bytes.Contains(src, []byte(anchor)) {
-		t.Fatalf("the package set lost %q", anchor)
-	}
-	nonce := fmt.Sprintf(`%s env.nixportTestNonce = "%d-%d";`, anchor, os.Getpid(), time.Now().UnixNano())
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "default.nix"), bytes.Replace(src, []byte(anchor), []byte(nonce), 1), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// awaitLog waits for a log line with message msg whose image is image,
-// and returns it; every line read on the way goes to seen.
+// awaitLog waits for a log line with message msg whose image is image
+// (any image when it is empty), and returns it; every line read on the
+// way goes to seen.
 func (s *server) awaitLog(t *testing.T, msg, image string, seen func(map[string]any)) map[string]any {
 	t.Helper()
 	deadline := time.After(2 * time.Minute)
@@ -47,7 +28,7 @@ func (s *server) awaitLog(t *testing.T, msg, image string, seen func(map[string]
 			if seen != nil {
 				seen(line)
 			}
-			if line["msg"] == msg && line["image"] == image {
+			if line["msg"] == msg && (image == "" || line["image"] == image) {
 				return line
 			}
 		case <-deadline:
@@ -60,7 +41,7 @@ func (s *server) awaitLog(t *testing.T, msg, image string, seen func(map[string]
 // takes longer to build; the build goes on, and a pull after it has ended
 // gets the image at once, with no second build.
 func TestBuildOutlivesTheClient(t *testing.T) {
-	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+freshPackageSet(t))
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+testkit.FreshPackageSet(t))
 	url := "http://" + s.addr + "/v2/pause/manifests/latest"
 	impatient := &http.Client{Timeout: 2 * time.Second}
 	if resp, err := impatient.Get(url); err == nil {
@@ -90,7 +71,7 @@ func TestBuildOutlivesTheClient(t *testing.T) {
 // an image that takes longer gets a 4xx (so docker prints it) saying the
 // build goes on and where to follow it.
 func TestPullWaitEndsWithTheBuildsAddress(t *testing.T) {
-	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+freshPackageSet(t), "NIXPORT_PULL_WAIT=2")
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+testkit.FreshPackageSet(t), "NIXPORT_PULL_WAIT=2")
 	start := time.Now()
 	resp, err := http.Get("http://" + s.addr + "/v2/pause/manifests/latest")
 	if err != nil {
@@ -159,7 +140,7 @@ func postBuild(t *testing.T, addr, body string) (*http.Response, map[string]any)
 // a build started without a pull, joined, followed to its end, then
 // answered as built; its page; a bad name refused.
 func TestBuildAPI(t *testing.T) {
-	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+freshPackageSet(t))
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+testkit.FreshPackageSet(t))
 	resp, st := postBuild(t, s.addr, `{"image": "pause"}`)
 	id, _ := st["id"].(string)
 	if resp.StatusCode != http.StatusAccepted || id == "" || resp.Header.Get("Location") != "/api/builds/"+id || st["tag"] != "latest" {
@@ -174,22 +155,12 @@ func TestBuildAPI(t *testing.T) {
 	if resp, body := get(t, "http://"+s.addr+"/builds/"+id); resp.StatusCode != 200 || !strings.Contains(body, "<code>pause:latest</code>") {
 		t.Errorf("the build's page: %s", resp.Status)
 	}
-	// Followed to its end.
+	// Followed to its end: a pull waits for the build it joins, and its
+	// answer comes once the build's record is final.
+	pullManifest(t, s.addr, "pause")
 	var done map[string]any
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		resp, body := get(t, "http://"+s.addr+"/api/builds/"+id)
-		if resp.StatusCode != 200 {
-			t.Fatalf("the build: %s %s", resp.Status, body)
-		}
-		json.Unmarshal([]byte(body), &done)
-		if done["state"] == "done" || done["state"] == "failed" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the build has not ended after 2 minutes: %s", body)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if resp, body := get(t, "http://"+s.addr+"/api/builds/"+id); resp.StatusCode != 200 || json.Unmarshal([]byte(body), &done) != nil {
+		t.Fatalf("the build: %s %s", resp.Status, body)
 	}
 	digest, _ := done["manifest_digest"].(string)
 	if done["state"] != "done" || !strings.HasPrefix(digest, "sha256:") || done["finished_at"] == nil {
@@ -224,6 +195,21 @@ func TestBuildAPI(t *testing.T) {
 	}
 }
 
+// pullManifest pulls image's manifest, which waits for its build.
+func pullManifest(t *testing.T, addr, image string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+addr+"/v2/"+image+"/manifests/latest", nil)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("pull of %s: %s", image, resp.Status)
+	}
+}
+
 // pollBuild follows GET /api/builds/{id} until the build ends, calling
 // seen with every state it shows.
 func pollBuild(t *testing.T, addr, id string, seen func(map[string]any)) map[string]any {
@@ -253,7 +239,7 @@ func pollBuild(t *testing.T, addr, id string, seen func(map[string]any)) map[str
 // with layers to archive) through the status API: its states come in the
 // order of the phases, its progress ends complete, and its log is Nix's.
 func TestBuildPhasesInOrder(t *testing.T) {
-	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+freshPackageSet(t))
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+testkit.FreshPackageSet(t))
 	resp, st := postBuild(t, s.addr, `{"image": "pause/hello/deep"}`)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST: %s %v", resp.Status, st)
@@ -291,9 +277,10 @@ func TestBuildPhasesInOrder(t *testing.T) {
 // TestPostFiveWithOneSlot: with one build slot, five images posted at once
 // make one build run and four wait queued; then all finish.
 func TestPostFiveWithOneSlot(t *testing.T) {
-	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+freshPackageSet(t), "NIXPORT_MAX_BUILDS=1")
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+testkit.FreshPackageSet(t), "NIXPORT_MAX_BUILDS=1")
+	images := []string{"pause", "pause/hello", "pause/deep", "pause/multi", "pause/xorg.xev"}
 	var ids []string
-	for _, image := range []string{"pause", "pause/hello", "pause/deep", "pause/multi", "pause/xorg.xev"} {
+	for _, image := range images {
 		resp, st := postBuild(t, s.addr, `{"image": "`+image+`"}`)
 		if resp.StatusCode != http.StatusAccepted {
 			t.Fatalf("POST %s: %s %v", image, resp.Status, st)
@@ -301,28 +288,27 @@ func TestPostFiveWithOneSlot(t *testing.T) {
 		ids = append(ids, st["id"].(string))
 	}
 	// Once one build has the slot (it takes 4 s: pause), the others wait.
+	s.awaitLog(t, "build started", "", nil)
+	resp, body := get(t, "http://"+s.addr+"/api/builds")
 	var list struct{ Builds []map[string]any }
-	var body string
-	queued := 5
-	for deadline := time.Now().Add(time.Minute); queued == 5 && time.Now().Before(deadline); {
-		var resp *http.Response
-		resp, body = get(t, "http://"+s.addr+"/api/builds")
-		if err := json.Unmarshal([]byte(body), &list); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("GET /api/builds: %s %s", resp.Status, body)
-		}
-		queued = 0
-		for _, b := range list.Builds {
-			if b["state"] == "queued" {
-				queued++
-			}
+	if err := json.Unmarshal([]byte(body), &list); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /api/builds: %s %s", resp.Status, body)
+	}
+	queued := 0
+	for _, b := range list.Builds {
+		if b["state"] == "queued" {
+			queued++
 		}
 	}
 	if len(list.Builds) != 5 || queued != 4 {
 		t.Fatalf("%d builds listed, %d queued; want 5 and 4: %s", len(list.Builds), queued, body)
 	}
-	for _, id := range ids {
-		if st := pollBuild(t, s.addr, id, func(map[string]any) {}); st["state"] != "done" {
-			t.Errorf("build %s of %v ended %v: %v", id, st["image"], st["state"], st["error"])
+	for i, id := range ids {
+		pullManifest(t, s.addr, images[i])
+		var st map[string]any
+		_, body := get(t, "http://"+s.addr+"/api/builds/"+id)
+		if json.Unmarshal([]byte(body), &st); st["state"] != "done" {
+			t.Errorf("build %s of %s ended %v: %v", id, images[i], st["state"], st["error"])
 		}
 	}
 }
@@ -331,7 +317,7 @@ func TestPostFiveWithOneSlot(t *testing.T) {
 // a failing package exits 1 naming it and Nix's message, and builds the
 // rest; the same list again answers the built image at once.
 func TestPrewarm(t *testing.T) {
-	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+freshPackageSet(t))
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+testkit.FreshPackageSet(t))
 	list := filepath.Join(t.TempDir(), "images")
 	if err := os.WriteFile(list, []byte("# what the CI jobs pull\nshell/hello\nhello/broken:latest\n"), 0o644); err != nil {
 		t.Fatal(err)
