@@ -4,17 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +22,7 @@ import (
 
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/storage"
+	"github.com/nixport/nixport/testkit"
 )
 
 // startServer serves h on 127.0.0.1 through a Server made with opts, and
@@ -257,89 +251,27 @@ func TestServerBoundsConnectionsPerClient(t *testing.T) {
 	}
 }
 
-// testCA makes certificates for 127.0.0.1, all signed by one CA.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
+// issueUntil writes a certificate for 127.0.0.1 with the given serial,
+// valid until notAfter, and its key to certFile and keyFile, each
+// replaced by a rename as certbot does.
+func issueUntil(t *testing.T, ca *testkit.CA, serial int64, certFile, keyFile string, notAfter time.Time) {
+	t.Helper()
+	certPEM, keyPEM := ca.Issue(t, serial, notAfter)
+	testkit.Replace(t, certFile, certPEM)
+	testkit.Replace(t, keyFile, keyPEM)
 }
 
-func newTestCA(t *testing.T) *testCA {
+// issue is issueUntil for a certificate valid for an hour.
+func issue(t *testing.T, ca *testkit.CA, serial int64, certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "nixport test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// issue writes a certificate for 127.0.0.1 with the given serial and its
-// key to certFile and keyFile, each replaced by a rename as certbot does.
-func (ca *testCA) issue(t *testing.T, serial int64, certFile, keyFile string) {
-	t.Helper()
-	ca.issueUntil(t, serial, certFile, keyFile, time.Now().Add(time.Hour))
-}
-
-// issueUntil is issue, for a certificate valid until notAfter.
-func (ca *testCA) issueUntil(t *testing.T, serial int64, certFile, keyFile string, notAfter time.Time) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: fmt.Sprintf("nixport %d", serial)},
-		NotBefore:    notAfter.Add(-2 * time.Hour),
-		NotAfter:     notAfter,
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeReplacing(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	writeReplacing(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-}
-
-func writeReplacing(t *testing.T, name string, data []byte) {
-	t.Helper()
-	tmp := name + ".new"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		t.Fatal(err)
-	}
+	issueUntil(t, ca, serial, certFile, keyFile, time.Now().Add(time.Hour))
 }
 
 // servedSerial makes a new TLS connection and returns the serial of the
 // certificate the server presents, and the HTTP version of a GET on it.
-func servedSerial(t *testing.T, ca *testCA, addr string, h2 bool) (int64, int, error) {
+func servedSerial(t *testing.T, ca *testkit.CA, addr string, h2 bool) (int64, int, error) {
 	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: ca.pool},
+		TLSClientConfig:   &tls.Config{RootCAs: ca.Pool},
 		ForceAttemptHTTP2: h2,
 		DisableKeepAlives: true,
 	}
@@ -361,7 +293,7 @@ func servedSerial(t *testing.T, ca *testCA, addr string, h2 bool) (int64, int, e
 // awaitSerial makes new connections until one is served the certificate
 // with serial want, or 100 have not been: a handshake while another one is
 // loading renewed files gets the certificate in use.
-func awaitSerial(t *testing.T, ca *testCA, addr string, want int64) (int64, error) {
+func awaitSerial(t *testing.T, ca *testkit.CA, addr string, want int64) (int64, error) {
 	var got int64
 	var err error
 	for attempt := 0; attempt < 100 && got != want && err == nil; attempt++ {
@@ -372,10 +304,10 @@ func awaitSerial(t *testing.T, ca *testCA, addr string, want int64) (int64, erro
 
 func TestServerTLS(t *testing.T) {
 	f := newFixture(t)
-	ca := newTestCA(t)
+	ca := testkit.NewCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	ca.issue(t, 100, certFile, keyFile)
+	issue(t, ca, 100, certFile, keyFile)
 	warnings := make(chan logrus.Fields, 100)
 	log := logrus.New()
 	log.Out = io.Discard
@@ -427,7 +359,7 @@ func TestServerTLS(t *testing.T) {
 		}()
 	}
 	for serial := int64(101); serial <= 105; serial++ {
-		ca.issue(t, serial, certFile, keyFile)
+		issue(t, ca, serial, certFile, keyFile)
 		// A handshake while another one is loading the files gets the
 		// certificate in use; the next ones get the new one.
 		if got, err := awaitSerial(t, ca, addr, serial); err != nil || got != serial {
@@ -447,7 +379,7 @@ func TestServerTLS(t *testing.T) {
 	for len(warnings) > 0 {
 		<-warnings
 	}
-	writeReplacing(t, keyFile, []byte("not a key"))
+	testkit.Replace(t, keyFile, []byte("not a key"))
 	for range 3 {
 		if got, _, err := servedSerial(t, ca, addr, true); err != nil || got != 105 {
 			t.Errorf("after a broken renewal: serial %d, %v; want 105 kept", got, err)
@@ -458,14 +390,14 @@ func TestServerTLS(t *testing.T) {
 	}
 	<-warnings
 	// So is an expired one.
-	ca.issueUntil(t, 200, certFile, keyFile, time.Now().Add(-time.Minute))
+	issueUntil(t, ca, 200, certFile, keyFile, time.Now().Add(-time.Minute))
 	if got, _, err := servedSerial(t, ca, addr, true); err != nil || got != 105 {
 		t.Errorf("after an expired renewal: serial %d, %v; want 105 kept", got, err)
 	}
 	if w := <-warnings; !strings.Contains(fmt.Sprint(w[logrus.ErrorKey]), "expired") {
 		t.Errorf("warning %v does not say the certificate expired", w)
 	}
-	ca.issue(t, 106, certFile, keyFile)
+	issue(t, ca, 106, certFile, keyFile)
 	if got, err := awaitSerial(t, ca, addr, 106); err != nil || got != 106 {
 		t.Errorf("after a repaired renewal: serial %d, %v; want 106", got, err)
 	}
@@ -476,7 +408,7 @@ func TestNewServerRefusesBadTLS(t *testing.T) {
 	bad := filepath.Join(dir, "bad.pem")
 	os.WriteFile(bad, []byte("junk"), 0o600)
 	expiredCert, expiredKey := filepath.Join(dir, "expired.pem"), filepath.Join(dir, "expired-key.pem")
-	newTestCA(t).issueUntil(t, 1, expiredCert, expiredKey, time.Now().Add(-time.Hour))
+	issueUntil(t, testkit.NewCA(t), 1, expiredCert, expiredKey, time.Now().Add(-time.Hour))
 	h := http.NotFoundHandler()
 	for _, opts := range []ServerOptions{
 		{Handler: h, TLSCert: bad},
@@ -506,10 +438,10 @@ func (s slowImages) ManifestByTag(ctx context.Context, name, tag string, f manif
 // HTTP/2: the bound is on writes, and nothing is written while waiting.
 func TestHTTP2LongWait(t *testing.T) {
 	f := newFixture(t)
-	ca := newTestCA(t)
+	ca := testkit.NewCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	ca.issue(t, 1, certFile, keyFile)
+	issue(t, ca, 1, certFile, keyFile)
 	const write = 200 * time.Millisecond
 	f.handler.(*handler).images = slowImages{f.images, 3 * write} // the wait outlasts the bound
 	_, addr := startServer(t, f.handler, ServerOptions{TLSCert: certFile, TLSKey: keyFile, Timeouts: Timeouts{Write: write}})

@@ -5,16 +5,10 @@ package main
 // crane, skopeo), and a certificate renewed while pulls run.
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -29,91 +23,6 @@ import (
 
 	"github.com/nixport/nixport/testkit"
 )
-
-// testCA is a throwaway certificate authority. Its certificate is dir/ca.crt,
-// so dir is also a skopeo cert dir.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	dir  string
-	file string
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "nixport test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	ca := &testCA{cert: cert, key: key, dir: dir, file: filepath.Join(dir, "ca.crt"), pool: x509.NewCertPool()}
-	ca.pool.AddCert(cert)
-	if err := os.WriteFile(ca.file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return ca
-}
-
-// issue returns a server certificate for 127.0.0.1 with the given serial
-// (and "serial N" in its subject, which the server logs), and its key, both
-// PEM.
-func (ca *testCA) issue(t *testing.T, serial int64) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: fmt.Sprintf("nixport test serial %d", serial)},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
-}
-
-// replaceFile puts data at path as a renewal does: written to a new file
-// beside it and renamed over it.
-func replaceFile(t *testing.T, path string, data []byte) {
-	t.Helper()
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // servedSerial opens a new TLS connection to addr, verifying the server
 // with pool, and returns the serial of the certificate it presents.
@@ -209,21 +118,21 @@ func envWithout(names ...string) []string {
 func TestTLS(t *testing.T) {
 	requireTools(t, "nix-store", "curl", "skopeo")
 	crane := craneBinary(t)
-	ca := newTestCA(t)
+	ca := testkit.NewCA(t)
 	live := t.TempDir()
 	certFile, keyFile := filepath.Join(live, "cert.pem"), filepath.Join(live, "key.pem")
-	certPEM, keyPEM := ca.issue(t, 1001)
-	replaceFile(t, certFile, certPEM)
-	replaceFile(t, keyFile, keyPEM)
+	certPEM, keyPEM := ca.Issue(t, 1001, time.Now().Add(24*time.Hour))
+	testkit.Replace(t, certFile, certPEM)
+	testkit.Replace(t, keyFile, keyPEM)
 
 	s := startServerArgs(t, []string{"-tls-cert", certFile, "-tls-key", keyFile}, "STORAGE_PATH="+t.TempDir())
 	if s.scheme != "https" {
 		t.Fatalf("nixport listening with scheme %q, want https", s.scheme)
 	}
-	s.awaitTLSLog(t, ca.pool, "TLS certificate loaded", 1001)
+	s.awaitTLSLog(t, ca.Pool, "TLS certificate loaded", 1001)
 	base := "https://" + s.addr
 	ref := s.addr + "/shell/hello"
-	craneEnv := append(envWithout("SSL_CERT_FILE", "SSL_CERT_DIR"), "SSL_CERT_FILE="+ca.file)
+	craneEnv := append(envWithout("SSL_CERT_FILE", "SSL_CERT_DIR"), "SSL_CERT_FILE="+ca.File)
 	runCrane := func(args ...string) (string, error) {
 		cmd := exec.Command(crane, args...)
 		cmd.Env = craneEnv
@@ -237,7 +146,7 @@ func TestTLS(t *testing.T) {
 	// One HTTP/2 connection opened now, used again after the renewal: it
 	// must survive it.
 	var reused bool
-	keptTransport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}, ForceAttemptHTTP2: true}
+	keptTransport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}, ForceAttemptHTTP2: true}
 	defer keptTransport.CloseIdleConnections()
 	kept := &http.Client{Timeout: time.Minute, Transport: keptTransport}
 	keptGet := func(t *testing.T) *http.Response {
@@ -259,14 +168,14 @@ func TestTLS(t *testing.T) {
 
 	var digest string // of shell/hello:latest's OCI manifest
 	t.Run("curl", func(t *testing.T) {
-		if v := curlTLS(t, ca.file, nil, "--http2", "-w", "%{http_version}", base+"/v2/"); v != "2" {
+		if v := curlTLS(t, ca.File, nil, "--http2", "-w", "%{http_version}", base+"/v2/"); v != "2" {
 			t.Errorf("curl --http2 /v2/: HTTP version %q, want 2", v)
 		}
-		if v := curlTLS(t, ca.file, nil, "--http1.1", "-w", "%{http_version}", base+"/v2/"); v != "1.1" {
+		if v := curlTLS(t, ca.File, nil, "--http1.1", "-w", "%{http_version}", base+"/v2/"); v != "1.1" {
 			t.Errorf("curl --http1.1 /v2/: HTTP version %q, want 1.1", v)
 		}
 		headers := map[string]string{}
-		got := curlTLS(t, ca.file, headers, "--http2", "-H", "Accept: "+v1.MediaTypeImageManifest,
+		got := curlTLS(t, ca.File, headers, "--http2", "-H", "Accept: "+v1.MediaTypeImageManifest,
 			"-w", "%{http_code} %{http_version}", base+"/v2/shell/hello/manifests/latest")
 		digest = headers["docker-content-digest"]
 		if got != "200 2" || !strings.HasPrefix(digest, "sha256:") || headers["content-type"] != v1.MediaTypeImageManifest {
@@ -297,7 +206,7 @@ func TestTLS(t *testing.T) {
 
 	t.Run("skopeo", func(t *testing.T) {
 		layout := filepath.Join(t.TempDir(), "layout")
-		if err := skopeoCopy(s.addr, "shell/hello:latest", layout, "--src-cert-dir", ca.dir); err != nil {
+		if err := skopeoCopy(s.addr, "shell/hello:latest", layout, "--src-cert-dir", ca.Dir); err != nil {
 			t.Fatal(err)
 		}
 		checkLayout(t, layout, digest)
@@ -317,10 +226,10 @@ func TestTLS(t *testing.T) {
 
 	t.Run("renewal that does not load", func(t *testing.T) {
 		s.drainLogs()
-		bad, _ := ca.issue(t, 1002)
-		replaceFile(t, certFile, bad) // without its key: the pair does not match
-		s.awaitTLSLog(t, ca.pool, "renewed TLS certificate does not load; keeping the certificate in use", 0)
-		if serial, err := servedSerial(s.addr, ca.pool); err != nil || serial != 1001 {
+		bad, _ := ca.Issue(t, 1002, time.Now().Add(24*time.Hour))
+		testkit.Replace(t, certFile, bad) // without its key: the pair does not match
+		s.awaitTLSLog(t, ca.Pool, "renewed TLS certificate does not load; keeping the certificate in use", 0)
+		if serial, err := servedSerial(s.addr, ca.Pool); err != nil || serial != 1001 {
 			t.Errorf("after a renewal that does not load, a new connection got serial %d (%v), want 1001", serial, err)
 		}
 	})
@@ -343,7 +252,7 @@ func TestTLS(t *testing.T) {
 					return
 				default:
 				}
-				err := skopeoCopy(s.addr, "shell/hello:latest", layouts[i], "--src-cert-dir", ca.dir)
+				err := skopeoCopy(s.addr, "shell/hello:latest", layouts[i], "--src-cert-dir", ca.Dir)
 				if err == nil {
 					_, err = runCrane("manifest", ref)
 				}
@@ -378,12 +287,12 @@ func TestTLS(t *testing.T) {
 		// The second pull is under way: renew now, key then certificate,
 		// each renamed over the old file.
 		s.drainLogs()
-		newCert, newKey := ca.issue(t, 1003)
-		replaceFile(t, keyFile, newKey)
-		replaceFile(t, certFile, newCert)
-		s.awaitTLSLog(t, ca.pool, "TLS certificate loaded", 1003)
+		newCert, newKey := ca.Issue(t, 1003, time.Now().Add(24*time.Hour))
+		testkit.Replace(t, keyFile, newKey)
+		testkit.Replace(t, certFile, newCert)
+		s.awaitTLSLog(t, ca.Pool, "TLS certificate loaded", 1003)
 		before := pulls + len(results) // finished when the new certificate was seen
-		if serial, err := servedSerial(s.addr, ca.pool); err != nil || serial != 1003 {
+		if serial, err := servedSerial(s.addr, ca.Pool); err != nil || serial != 1003 {
 			t.Errorf("after the renewal loaded, a new connection got serial %d (%v), want 1003", serial, err)
 		}
 		// The pull under way then, and two started after the new
