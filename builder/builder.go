@@ -20,6 +20,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/metrics"
 	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
@@ -57,6 +58,9 @@ type Options struct {
 	PullWait time.Duration
 	// Clock tells the time for every TTL; nil is time.Now. Tests move it.
 	Clock func() time.Time
+	// Metrics, if set, counts cache lookups and builds, and shows the
+	// builds queued and running.
+	Metrics *metrics.Metrics
 }
 
 // Builder serves images by name and tag. It implements web.Images.
@@ -141,7 +145,7 @@ func New(opts Options) (*Builder, error) {
 		return nil, fmt.Errorf("creating failed build cache: %w", err)
 	}
 	base, cancel := context.WithCancel(context.Background())
-	return &Builder{
+	b := &Builder{
 		opts:     opts,
 		log:      opts.Log,
 		cache:    cache,
@@ -152,7 +156,9 @@ func New(opts Options) (*Builder, error) {
 		cancel:   cancel,
 		now:      clock,
 		holder:   newHolderID(),
-	}, nil
+	}
+	opts.Metrics.BuildStates(b.builds.counts)
+	return b, nil
 }
 
 // Close cancels every build in flight and waits until they have stopped
@@ -249,18 +255,21 @@ func (b *Builder) image(ctx context.Context, name, tag string) (source.Manifests
 // record, or from a recent record of its moving tag (another instance on
 // this storage, or this one before a restart, built it recently enough).
 func (b *Builder) known(ctx context.Context, id identity) (cacheEntry, bool) {
-	if e, ok := b.cached(id.Key, b.now()); ok {
+	e, ok := b.cached(id.Key, b.now())
+	b.opts.Metrics.CacheLookup(metrics.CacheMemory, ok)
+	if ok {
 		return e, true
 	}
-	var e cacheEntry
 	if id.Pinned {
 		m, err := b.pinnedRecord(ctx, id.Key)
+		b.opts.Metrics.CacheLookup(metrics.CachePinned, err == nil)
 		if err != nil {
 			return cacheEntry{}, false
 		}
 		e = cacheEntry{manifests: m, pinned: true, at: b.now()}
 	} else {
 		m, at, ok := b.recentTagRecord(ctx, id.Name, id.Tag)
+		b.opts.Metrics.CacheLookup(metrics.CacheTag, ok)
 		if !ok {
 			return cacheEntry{}, false
 		}
@@ -286,6 +295,7 @@ func (b *Builder) startFlight(ctx context.Context, id identity) (*flight, bool, 
 			m, err := b.runFlight(ctx, id, rec)
 			rec.finish(b.now(), m, err)
 			b.builds.done(rec)
+			b.opts.Metrics.BuildEnded(rec.snapshot(false).Source, buildResult(ctx, err))
 			return m, err
 		})
 }
@@ -310,6 +320,21 @@ func (b *Builder) runFlight(ctx context.Context, id identity, rec *build) (sourc
 	}
 	b.rememberFailure(id.Key, err)
 	return m, err
+}
+
+// buildResult is how a build ended, for metrics: ctx is the flight's
+// own context, which ends when the builder closes or the lease is lost.
+func buildResult(ctx context.Context, err error) string {
+	switch {
+	case err == nil:
+		return metrics.BuildSucceeded
+	case ctx.Err() != nil:
+		return metrics.BuildStopped
+	}
+	if e, ok := errcode.As(err); ok && e.Code.ClientCaused() {
+		return metrics.BuildFailed
+	}
+	return metrics.BuildError
 }
 
 // sourceKind names the source of a request for the build list: the first
@@ -468,8 +493,11 @@ func (b *Builder) build(ctx context.Context, req source.Request, rec *build) (so
 	defer cancel()
 	start := b.now()
 	rec.started(start)
-	log.WithField("queued_ms", start.Sub(rec.snapshot(false).QueuedAt).Milliseconds()).Info("build started")
+	queued := start.Sub(rec.snapshot(false).QueuedAt)
+	b.opts.Metrics.BuildPhase(metrics.PhaseQueued, queued)
+	log.WithField("queued_ms", queued.Milliseconds()).Info("build started")
 	m, fromCache, err := b.planAndBuild(bctx, log, req)
+	b.opts.Metrics.BuildPhase(metrics.PhaseTotal, b.now().Sub(start))
 	if err != nil {
 		log = log.WithField("duration_ms", b.now().Sub(start).Milliseconds())
 		if ctx.Err() != nil {
@@ -512,20 +540,22 @@ func (b *Builder) build(ctx context.Context, req source.Request, rec *build) (so
 // with no build (a moving tag whose packages did not change), and
 // fromCache says so.
 func (b *Builder) planAndBuild(ctx context.Context, log logrus.FieldLogger, req source.Request) (m source.Manifests, fromCache bool, err error) {
+	start := b.now()
 	plan, err := b.opts.Source.Plan(ctx, req)
+	b.opts.Metrics.BuildPhase(metrics.PhasePlan, b.now().Sub(start))
 	if err != nil {
 		return nil, false, err
 	}
 	record := planPrefix + source.Hash(plan.Key)
 	if plan.Pinned {
-		if r, err := source.GetRecord(ctx, b.opts.Storage, record); err == nil {
-			if m, err := r.Manifests(); err == nil && source.Stored(ctx, b.opts.Storage, m) == nil {
-				log.Debug("plan built before: its image is reused")
-				return m, true, nil
-			}
+		if m, ok := b.builtPlan(ctx, record); ok {
+			log.Debug("plan built before: its image is reused")
+			return m, true, nil
 		}
 	}
+	start = b.now()
 	m, err = b.opts.Source.Build(ctx, plan)
+	b.opts.Metrics.BuildPhase(metrics.PhaseBuild, b.now().Sub(start))
 	if err != nil {
 		return nil, false, err
 	}
@@ -537,6 +567,23 @@ func (b *Builder) planAndBuild(ctx context.Context, log logrus.FieldLogger, req 
 		}
 	}
 	return m, false, nil
+}
+
+// builtPlan is the image a pinned plan was built into before, if its
+// record and every blob it names are still stored.
+func (b *Builder) builtPlan(ctx context.Context, record string) (source.Manifests, bool) {
+	hit := false
+	defer func() { b.opts.Metrics.CacheLookup(metrics.CachePlan, hit) }()
+	r, err := source.GetRecord(ctx, b.opts.Storage, record)
+	if err != nil {
+		return nil, false
+	}
+	m, err := r.Manifests()
+	if err != nil || source.Stored(ctx, b.opts.Storage, m) != nil {
+		return nil, false
+	}
+	hit = true
+	return m, true
 }
 
 // stopReason says why a build's context ended: the builder was closed,

@@ -175,6 +175,25 @@ func (r *builds) done(b *build) {
 	}
 }
 
+// counts is how many builds are queued (waiting for a slot or a lease)
+// and how many are running.
+func (r *builds) counts() (queued, running int) {
+	r.mu.Lock()
+	active := make([]*build, 0, len(r.active))
+	for _, b := range r.active {
+		active = append(active, b)
+	}
+	r.mu.Unlock()
+	for _, b := range active {
+		if b.snapshot(false).State == Queued {
+			queued++
+		} else {
+			running++
+		}
+	}
+	return queued, running
+}
+
 func (r *builds) get(id string) (*build, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

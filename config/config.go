@@ -71,6 +71,10 @@ type Config struct {
 	// MaxConnsPerClient bounds the connections one client address holds;
 	// 0: no bound.
 	MaxConnsPerClient int
+	// MetricsAddr, when set, is the only address /metrics is served on
+	// (host:port), so metrics need not be public; empty serves them at
+	// /metrics beside the registry.
+	MetricsAddr string
 }
 
 // Addr is the address to listen on.
@@ -236,6 +240,20 @@ func settings() []setting {
 		}},
 		{"NIXPORT_MAX_CONNS_PER_CLIENT", "max-conns-per-client", "256", "int", "connections one client address may hold at once (0: no bound)", func(c *Config, v string) error {
 			return parseIntIn(v, 0, 1<<20, &c.MaxConnsPerClient)
+		}},
+		{"NIXPORT_METRICS_ADDR", "metrics-addr", "", "host:port", "serve Prometheus metrics only on this address (e.g. 127.0.0.1:9090), not at /metrics beside the registry", func(c *Config, v string) error {
+			host, port, err := net.SplitHostPort(v)
+			if err != nil {
+				return errors.New("accepts host:port, such as 127.0.0.1:9090 or :9090")
+			}
+			if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+				return errors.New("accepts host:port with a port number 0-65535")
+			}
+			if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+				return errors.New("accepts host:port with an IP address or host name")
+			}
+			c.MetricsAddr = v
+			return nil
 		}},
 		{"NIXPORT_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30", "seconds", "seconds to finish in-flight requests on shutdown", func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)

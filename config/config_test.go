@@ -78,6 +78,12 @@ func TestLoad(t *testing.T) {
 		{name: "account without key", env: map[string]string{"GCS_SIGNING_ACCOUNT": "x@y"}, wantErr: "needs GCS_SIGNING_KEY"},
 		{name: "bad log level", env: map[string]string{"NIXPORT_LOG_LEVEL": "loud"}, wantErr: "NIXPORT_LOG_LEVEL"},
 		{name: "budget range", env: map[string]string{"NIXPORT_LAYER_BUDGET": "500"}, wantErr: "from 1 to 124"},
+		{name: "metrics address", args: []string{"-metrics-addr", "127.0.0.1:9090"},
+			check: func(c *Config) bool { return c.MetricsAddr == "127.0.0.1:9090" }},
+		{name: "metrics on any interface", env: map[string]string{"NIXPORT_METRICS_ADDR": ":0"},
+			check: func(c *Config) bool { return c.MetricsAddr == ":0" }},
+		{name: "metrics address without port", env: map[string]string{"NIXPORT_METRICS_ADDR": "127.0.0.1"}, wantErr: `invalid NIXPORT_METRICS_ADDR="127.0.0.1": accepts host:port`},
+		{name: "metrics address bad port", env: map[string]string{"NIXPORT_METRICS_ADDR": "127.0.0.1:99999"}, wantErr: "port number"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
 	}
 	for _, tt := range tests {

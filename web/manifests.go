@@ -14,6 +14,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/metrics"
 	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/storage"
 )
@@ -87,7 +88,9 @@ func (h *handler) manifestByDigest(ctx context.Context, d digest.Digest) (*manif
 // the request's id in the context, for the build's log lines.
 func (h *handler) manifestByTag(w *responseWriter, r *http.Request, name, tag string, f manifest.Format) (*manifestEntry, error) {
 	k := tagKey{name: name, tag: tag, format: f}
-	if e, ok := h.tags.get(k, time.Now()); ok {
+	e, ok := h.tags.get(k, time.Now())
+	h.metrics.CacheLookup(metrics.CacheTagMap, ok)
+	if ok {
 		return e, nil
 	}
 	ctx := requestid.NewContext(r.Context(), w.requestID)
@@ -98,7 +101,7 @@ func (h *handler) manifestByTag(w *responseWriter, r *http.Request, name, tag st
 		}
 		return nil, fmt.Errorf("manifest of %s:%s (%s): %w", name, tag, f, err)
 	}
-	e, err := h.loadManifest(ctx, info)
+	e, err = h.loadManifest(ctx, info)
 	if err != nil {
 		return nil, err
 	}

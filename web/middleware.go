@@ -23,12 +23,14 @@ type middleware func(next handlerFunc) handlerFunc
 // the request id first (every later line carries it), then the access
 // log, which sees whatever status the steps after it chose, then panic
 // recovery (so a panic is logged as the 500 it becomes), then the bounds
-// on reading and writing, then the routes. Metrics and authentication
-// belong in this list too.
+// on reading and writing, then the routes. Metrics, like the log, sit
+// outside recovery, so they count the 500 a panic becomes. Authentication
+// belongs in this list too.
 func (h *handler) chain(last handlerFunc) handlerFunc {
 	steps := []middleware{
 		withRequestID,
 		h.withAccessLog,
+		h.withMetrics,
 		withRecovery,
 		withBounds,
 	}
@@ -55,14 +57,22 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 func (h *handler) route(w *responseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
 	case isRegistryPath(p):
+		w.route = routeNameRegistry // until the path is parsed
 		h.serveRegistry(w, r)
 	case isAPIPath(p):
+		w.route = routeNameAPI
 		h.serveAPI(w, r)
 	case isHealthPath(p):
+		w.route = routeNameHealth
 		h.serveHealth(w, r)
+	case p == metricsPath && h.metricsHandler != nil:
+		w.route = routeNameMetrics
+		h.metricsHandler.ServeHTTP(w, r)
 	case h.builds != nil && isBuildPagePath(p):
+		w.route = routeNamePages
 		h.serveBuildPage(w, r)
 	default:
+		w.route = routeNameSite
 		h.site.serve(w, r)
 	}
 }
@@ -103,6 +113,32 @@ func (h *handler) withAccessLog(next handlerFunc) handlerFunc {
 		next(w, r)
 	}
 }
+
+// withMetrics counts the request when it is done, however it ended, with
+// the bytes of blobs it sent.
+func (h *handler) withMetrics(next handlerFunc) handlerFunc {
+	if h.metrics == nil {
+		return next
+	}
+	return func(w *responseWriter, r *http.Request) {
+		start := time.Now()
+		defer func() {
+			status := w.status
+			if !w.wroteHeader {
+				status = http.StatusOK
+			}
+			if w.route == routeNameBlob {
+				h.metrics.BlobBytes(w.bytes)
+			}
+			h.metrics.Request(w.route, r.Method, status, time.Since(start))
+		}()
+		next(w, r)
+	}
+}
+
+// metricsPath is where the metrics are served, when they are served by
+// this handler.
+const metricsPath = "/metrics"
 
 // withRecovery turns a panic into a 500 UNKNOWN, with the stack for the
 // log, and keeps the server alive.

@@ -21,6 +21,36 @@ const (
 	routeReferrers                      // /v2/<name>/referrers/<digest>
 )
 
+// name is the route's name in metrics: a bounded label, never a path.
+func (k routeKind) name() string {
+	switch k {
+	case routeBase:
+		return routeNameBase
+	case routeManifest:
+		return "manifest"
+	case routeBlob:
+		return routeNameBlob
+	case routeTags:
+		return "tags"
+	case routeReferrers:
+		return "referrers"
+	}
+	return routeNameRegistry
+}
+
+// Route names of metrics for what is not a parsed /v2/ path. Every request
+// gets one of these or a routeKind's name.
+const (
+	routeNameBase     = "v2"
+	routeNameBlob     = "blob"
+	routeNameRegistry = "v2_other" // under /v2/ but no endpoint, or refused before parsing
+	routeNameAPI      = "api_builds"
+	routeNamePages    = "build_pages"
+	routeNameHealth   = "health"
+	routeNameMetrics  = "metrics"
+	routeNameSite     = "site"
+)
+
 // route is a parsed /v2/ path. For manifests, exactly one of tag and digest
 // is set; for blobs and referrers, digest.
 type route struct {

@@ -31,6 +31,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/metrics"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -50,6 +51,10 @@ type Options struct {
 	// Builds, if set, serves the build status API (/api/builds) and the
 	// build pages (/builds); without it they are not found.
 	Builds Builds
+	// Metrics, if set, counts every request. It is served at /metrics
+	// when ServeMetrics is true (else elsewhere, or not at all).
+	Metrics      *metrics.Metrics
+	ServeMetrics bool
 }
 
 // handler is the http.Handler returned by New.
@@ -64,7 +69,10 @@ type handler struct {
 	pages     *buildTemplates // with builds
 	serve     handlerFunc     // the middleware chain around route
 	checks    []Check
-	draining  atomic.Bool // a shutdown has begun: /readyz answers 503
+	metrics   *metrics.Metrics
+	// metricsHandler serves /metrics; nil: not found here.
+	metricsHandler http.Handler
+	draining       atomic.Bool // a shutdown has begun: /readyz answers 503
 	// logger and logBase are log's logger and fields when log is a
 	// *logrus.Logger or *logrus.Entry: request lines are built on them
 	// directly (see logRequest); nil for another FieldLogger.
@@ -103,6 +111,10 @@ func New(opts Options) (http.Handler, error) {
 	}
 	h.setLog(log)
 	h.checks = opts.Checks
+	h.metrics = opts.Metrics
+	if opts.Metrics != nil && opts.ServeMetrics {
+		h.metricsHandler = opts.Metrics.Handler()
+	}
 	h.serve = h.chain(h.route)
 	return h, nil
 }
@@ -128,6 +140,7 @@ func (h *handler) serveRegistry(w *responseWriter, r *http.Request) {
 		return
 	}
 	w.image = rt.name
+	w.route = rt.kind.name()
 	switch rt.kind {
 	case routeBase:
 		serveBase(w)

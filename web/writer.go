@@ -23,7 +23,8 @@ type responseWriter struct {
 	bytes       int64
 	wroteHeader bool
 
-	// Filled by the handlers for the log line.
+	// Filled by the handlers for the log line and metrics.
+	route  string // the endpoint's name (a routeKind's, or routeName*)
 	image  string
 	tag    string
 	digest digest.Digest

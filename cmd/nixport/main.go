@@ -26,6 +26,7 @@ import (
 
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/logsink"
+	"github.com/nixport/nixport/metrics"
 	"github.com/nixport/nixport/prewarm"
 	"github.com/nixport/nixport/version"
 	"github.com/nixport/nixport/web"
@@ -78,6 +79,33 @@ func serve(cfg *config.Config) int {
 	return 0
 }
 
+// serveMetrics serves /metrics alone on addr (NIXPORT_METRICS_ADDR),
+// through the same server code as the registry, until the returned stop.
+func serveMetrics(addr string, m *metrics.Metrics, timeouts web.Timeouts, log *logrus.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	srv, err := web.NewServer(web.ServerOptions{Handler: mux, Timeouts: timeouts, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("metrics server: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s (NIXPORT_METRICS_ADDR): %w", addr, err)
+	}
+	log.WithField("addr", ln.Addr().String()).Info("metrics listening")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.WithError(err).Error("serving metrics")
+		}
+	}()
+	return func() {
+		srv.Close()
+		<-done
+	}, nil
+}
+
 // startupError is a failure before the registry serves: a port in use,
 // storage that cannot be opened, a certificate that does not load.
 type startupError struct{ err error }
@@ -124,6 +152,16 @@ func run(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- front.Serve(ln) }()
+
+	if cfg.MetricsAddr != "" {
+		stopMetrics, err := serveMetrics(cfg.MetricsAddr, app.Metrics, timeouts, log)
+		if err != nil {
+			front.Close()
+			<-serveErr
+			return startupError{err}
+		}
+		defer stopMetrics()
+	}
 
 	select {
 	case err := <-serveErr:

@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/metrics"
 	"github.com/nixport/nixport/nix"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/source/nixsource"
@@ -17,7 +18,7 @@ import (
 // openSource sets up the Nix image source from the configuration.
 // It returns the source, its driver (for readiness checks) and what to
 // close.
-func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, log *logrus.Logger) (source.Source, *nix.Driver, func() error, error) {
+func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, m *metrics.Metrics, log *logrus.Logger) (source.Source, *nix.Driver, func() error, error) {
 	if cfg.Source.Kind == config.SourceBuiltin {
 		log.Warn("no package source configured (NIXERY_CHANNEL, NIXERY_PKGS_REPO or NIXERY_PKGS_PATH): serving the built-in offline test package set")
 	}
@@ -45,6 +46,7 @@ func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, 
 		Names:       nixsource.NameOptions{BasePackages: cfg.BasePackages, MaxPackages: cfg.MaxPackages},
 		LayerBudget: cfg.LayerBudget,
 		Popularity:  pop,
+		Metrics:     m,
 	})
 	if err != nil {
 		driver.Close()

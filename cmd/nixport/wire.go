@@ -14,6 +14,7 @@ import (
 
 	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/metrics"
 	"github.com/nixport/nixport/nix"
 	"github.com/nixport/nixport/source/command"
 	"github.com/nixport/nixport/source/router"
@@ -23,9 +24,11 @@ import (
 	"github.com/nixport/nixport/web"
 )
 
-// app is the wired registry: its HTTP handler and what to close after.
+// app is the wired registry: its HTTP handler, its metrics and what to
+// close after.
 type app struct {
 	Handler http.Handler
+	Metrics *metrics.Metrics
 	closers []func() error
 }
 
@@ -36,15 +39,16 @@ func (a *app) Close() {
 }
 
 func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, error) {
-	a := &app{}
-	store, err := openStorage(ctx, cfg, log)
+	a := &app{Metrics: metrics.New()}
+	backend, err := openStorage(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	if c, ok := store.(io.Closer); ok {
+	if c, ok := backend.(io.Closer); ok {
 		a.closers = append(a.closers, c.Close)
 	}
-	src, driver, closeSrc, err := openSource(ctx, cfg, store, log)
+	store := a.Metrics.Storage(backend)
+	src, driver, closeSrc, err := openSource(ctx, cfg, store, a.Metrics, log)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -75,6 +79,7 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 		BuildTimeout:   buildTimeout,
 		PullWait:       cfg.PullWait,
 		FailedBuildTTL: cfg.FailedBuildTTL,
+		Metrics:        a.Metrics,
 	})
 	if err != nil {
 		a.Close()
@@ -82,7 +87,8 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 	}
 	a.closers = append(a.closers, b.Close)
 	h, err := web.New(web.Options{Storage: store, Images: b, Builds: b, Log: log, WebDir: cfg.WebDir,
-		Checks: readinessChecks(store, driver)})
+		Checks:  readinessChecks(store, driver),
+		Metrics: a.Metrics, ServeMetrics: cfg.MetricsAddr == ""})
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("setting up the registry API: %w", err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nixport/nixport/layers"
 	"github.com/nixport/nixport/manifest"
+	"github.com/nixport/nixport/metrics"
 	"github.com/nixport/nixport/nix"
 	"github.com/nixport/nixport/parallel"
 	"github.com/nixport/nixport/reference"
@@ -55,6 +56,8 @@ type Options struct {
 	// Parallelism bounds layers archived at once. Zero means the cores.
 	Parallelism int
 	Archive     archive.Options
+	// Metrics, if set, counts lookups in the manifest and layer caches.
+	Metrics *metrics.Metrics
 }
 
 // Source builds images from Nix packages: the image name is a list of
@@ -155,10 +158,12 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 	if r, err := source.GetRecord(ctx, s.opts.Storage, recordName); err == nil {
 		if m, err := r.Manifests(); err == nil && source.Stored(ctx, s.opts.Storage, m) == nil {
 			s.stats.ManifestsReused.Add(1)
+			s.opts.Metrics.CacheLookup(metrics.CacheManifest, true)
 			log.Debug("closure unchanged: manifest reused")
 			return m, nil
 		}
 	}
+	s.opts.Metrics.CacheLookup(metrics.CacheManifest, false)
 
 	m, err := s.render(ctx, log, img)
 	if err != nil {
@@ -314,11 +319,13 @@ func (s *Source) layer(ctx context.Context, log logrus.FieldLogger, kind string,
 			if reference.ValidDigest(l.Digest) == nil && reference.ValidDigest(l.DiffID) == nil {
 				if _, err := s.opts.Storage.StatBlob(ctx, l.Digest); err == nil {
 					s.stats.LayersReused.Add(1)
+					s.opts.Metrics.CacheLookup(metrics.CacheLayer, true)
 					return l, nil
 				}
 			}
 		}
 	}
+	s.opts.Metrics.CacheLookup(metrics.CacheLayer, false)
 
 	start := time.Now()
 	w, err := s.opts.Storage.NewBlobWriter(ctx, v1.MediaTypeImageLayerGzip)
