@@ -18,6 +18,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/sirupsen/logrus"
 
+	"github.com/nixport/nixport/caller"
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/metrics"
@@ -61,6 +62,11 @@ type Options struct {
 	// Metrics, if set, counts cache lookups and builds, and shows the
 	// builds queued and running.
 	Metrics *metrics.Metrics
+	// BuildRate bounds the builds one client (caller.Key) starts per
+	// hour; ClientMaxBuilds the builds one client has queued or running
+	// at once. Zero: unbounded. Work without a caller is not limited.
+	BuildRate       int
+	ClientMaxBuilds int
 }
 
 // Builder serves images by name and tag. It implements web.Images.
@@ -74,7 +80,8 @@ type Builder struct {
 	// failures remembers recent client-caused build failures by image key
 	// (FailedBuildTTL).
 	failures *lru.Cache[string, failure]
-	slots    chan struct{}
+	slots    *fairSlots
+	limits   clientLimits
 	flights  flightGroup
 	builds   builds
 
@@ -151,7 +158,8 @@ func New(opts Options) (*Builder, error) {
 		cache:    cache,
 		ids:      ids,
 		failures: failures,
-		slots:    make(chan struct{}, opts.MaxBuilds),
+		slots:    newFairSlots(opts.MaxBuilds),
+		limits:   clientLimits{rate: opts.BuildRate, maxActive: opts.ClientMaxBuilds},
 		base:     base,
 		cancel:   cancel,
 		now:      clock,
@@ -284,15 +292,33 @@ func (b *Builder) known(ctx context.Context, id identity) (cacheEntry, bool) {
 // started says this call started it.
 func (b *Builder) startFlight(ctx context.Context, id identity) (*flight, bool, error) {
 	name, tag := id.Name, id.Tag
+	who, limited := caller.FromContext(ctx)
+	// Refreshing an image built before (a moving tag past its time in
+	// memory) is not a new build a client chose: anyone may cause it, at
+	// most once per image and MovingTagTTL. Only a never-built image
+	// needs credentials and a build of the client's rate.
+	newImage := limited && !b.builtBefore(ctx, id)
 	return b.flights.join(ctx, b.base, id.Key,
-		func() *build {
+		func() (*build, error) {
+			if limited {
+				if err := b.admit(ctx, who, name, tag, newImage); err != nil {
+					return nil, err
+				}
+			}
 			rec := newBuild(name, tag, b.sourceKind(id.Request), requestid.FromContext(ctx), b.now())
 			b.builds.add(rec)
-			requestid.Logger(ctx, b.log).WithFields(logrus.Fields{"image": name, "tag": tag, "build_id": rec.id()}).Info("build queued")
-			return rec
+			fields := logrus.Fields{"image": name, "tag": tag, "build_id": rec.id()}
+			if limited {
+				fields["client"] = who.Key()
+			}
+			requestid.Logger(ctx, b.log).WithFields(fields).Info("build queued")
+			return rec, nil
 		},
 		func(ctx context.Context, rec *build) (source.Manifests, error) {
 			m, err := b.runFlight(ctx, id, rec)
+			if limited {
+				b.limits.done(who)
+			}
 			rec.finish(b.now(), m, err)
 			b.builds.done(rec)
 			b.opts.Metrics.BuildEnded(rec.snapshot(false).Source, buildResult(ctx, err))
@@ -320,6 +346,38 @@ func (b *Builder) runFlight(ctx context.Context, id identity, rec *build) (sourc
 	}
 	b.rememberFailure(id.Key, err)
 	return m, err
+}
+
+// admit lets who start a build of name:tag, or says why not: a new
+// image needs credentials who lacks, or one of who's limits is reached
+// (the rate counts new images only). A refusal is logged and counted.
+func (b *Builder) admit(ctx context.Context, who caller.Caller, name, tag string, newImage bool) error {
+	limit, err := "", error(nil)
+	if newImage && !who.MayBuild {
+		limit = limitAuth
+		err = errcode.New(errcode.Unauthorized,
+			"%s:%s is not built yet, and on this registry only users with credentials start builds; anyone may pull images already built: log in (docker login) and pull again",
+			name, tag)
+	} else {
+		limit, err = b.limits.admit(who, b.now(), newImage)
+	}
+	if err != nil {
+		requestid.Logger(ctx, b.log).WithFields(logrus.Fields{
+			"image": name, "tag": tag, "client": who.Key(), "limit": limit,
+		}).Warn("build refused")
+		b.opts.Metrics.Refused(limit)
+	}
+	return err
+}
+
+// builtBefore says whether id's image was built before, here or by
+// another instance on this storage, however long ago.
+func (b *Builder) builtBefore(ctx context.Context, id identity) bool {
+	if _, ok := b.cache.Peek(id.Key); ok {
+		return true
+	}
+	_, err := b.opts.Storage.GetObject(ctx, tagObject(id.Name, id.Tag))
+	return err == nil
 }
 
 // buildResult is how a build ended, for metrics: ctx is the flight's
@@ -480,14 +538,14 @@ func (b *Builder) identify(name, tag string) (identity, error) {
 func (b *Builder) build(ctx context.Context, req source.Request, rec *build) (source.Manifests, error) {
 	key, name, tag, pinned := req.Key, req.Name, req.Tag, req.Pinned
 	log := requestid.Logger(ctx, b.log).WithFields(logrus.Fields{"image": name, "tag": tag, "build_id": rec.id()})
-	select {
-	case b.slots <- struct{}{}:
-	case <-ctx.Done():
-		err := errcode.Wrap(errcode.Unavailable, ctx.Err(), "gave up waiting for a build slot for %s:%s", name, tag)
+	// Internal work (no caller) queues as a client of its own.
+	who, _ := caller.FromContext(ctx)
+	if err := b.slots.acquire(ctx, who.Key()); err != nil {
+		err := errcode.Wrap(errcode.Unavailable, err, "gave up waiting for a build slot for %s:%s", name, tag)
 		log.WithError(err).WithField("reason", b.stopReason(ctx)).Info("build stopped before it started")
 		return nil, err
 	}
-	defer func() { <-b.slots }()
+	defer b.slots.release()
 
 	bctx, cancel := context.WithTimeout(source.WithProgress(ctx, rec), b.opts.BuildTimeout)
 	defer cancel()

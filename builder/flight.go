@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/nixport/nixport/caller"
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/source"
@@ -34,9 +35,10 @@ type flight struct {
 }
 
 // join returns the flight of key, starting one that runs fn with a new
-// build record (from rec) when there is none. The flight's context takes
-// the request id of ctx, the request that started it.
-func (g *flightGroup) join(ctx, base context.Context, key string, rec func() *build, fn func(context.Context, *build) (source.Manifests, error)) (*flight, bool, error) {
+// build record (from rec) when there is none; rec may refuse to start one
+// (a limit), and its error is join's. The flight's context takes the
+// request id and the caller of ctx, the request that started it.
+func (g *flightGroup) join(ctx, base context.Context, key string, rec func() (*build, error), fn func(context.Context, *build) (source.Manifests, error)) (*flight, bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
@@ -48,9 +50,16 @@ func (g *flightGroup) join(ctx, base context.Context, key string, rec func() *bu
 	if g.flights == nil {
 		g.flights = map[string]*flight{}
 	}
-	f := &flight{done: make(chan struct{}), build: rec()}
+	r, err := rec()
+	if err != nil {
+		return nil, false, err
+	}
+	f := &flight{done: make(chan struct{}), build: r}
 	g.flights[key] = f
 	bctx := requestid.NewContext(base, requestid.FromContext(ctx))
+	if c, ok := caller.FromContext(ctx); ok {
+		bctx = caller.NewContext(bctx, c)
+	}
 	g.running.Go(func() {
 		f.result, f.err = fn(bctx, f.build)
 		g.forget(key, f)

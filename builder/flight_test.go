@@ -27,7 +27,7 @@ func TestFlightOutlivesItsCallers(t *testing.T) {
 	const key = "k"
 	started, finish := make(chan struct{}), make(chan struct{})
 	stopped := make(chan error, 1)
-	rec := func() *build { return newBuild("img", "latest", "nix", "", time.Now()) }
+	rec := func() (*build, error) { return newBuild("img", "latest", "nix", "", time.Now()), nil }
 	f, isNew, err := g.join(base, base, key, rec, func(ctx context.Context, _ *build) (source.Manifests, error) {
 		close(started)
 		select {

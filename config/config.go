@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/nixport/nixport/auth"
 )
 
 // Config is the whole configuration of one nixport instance.
@@ -71,6 +74,19 @@ type Config struct {
 	// MaxConnsPerClient bounds the connections one client address holds;
 	// 0: no bound.
 	MaxConnsPerClient int
+	// AuthHtpasswd names an htpasswd file of bcrypt entries; AuthRequired
+	// says which requests need credentials from it. AuthInsecure allows
+	// credentials over plain HTTP on a listener that is not loopback
+	// (behind a proxy that terminates TLS).
+	AuthHtpasswd string
+	AuthRequired auth.Mode
+	AuthInsecure bool
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// BuildRate bounds the builds one client starts per hour,
+	// ClientMaxBuilds those it has queued or running; 0: no bound.
+	BuildRate       int
+	ClientMaxBuilds int
 	// MetricsAddr, when set, is the only address /metrics is served on
 	// (host:port), so metrics need not be public; empty serves them at
 	// /metrics beside the registry.
@@ -255,6 +271,52 @@ func settings() []setting {
 			c.MetricsAddr = v
 			return nil
 		}},
+		{"NIXPORT_AUTH_HTPASSWD", "auth-htpasswd", "", "file", "htpasswd file of bcrypt entries (htpasswd -B) whose users may log in; read again when it changes", func(c *Config, v string) error {
+			c.AuthHtpasswd = v
+			return nil
+		}},
+		{"NIXPORT_AUTH_REQUIRED", "auth-required", "none", "mode", "what needs credentials: none, builds (anyone pulls what is built; starting a build needs them) or all", func(c *Config, v string) error {
+			m, err := auth.ParseMode(v)
+			if err != nil {
+				return errors.New("accepts none, builds or all")
+			}
+			c.AuthRequired = m
+			return nil
+		}},
+		{"NIXPORT_AUTH_INSECURE", "auth-insecure", "false", "bool", "accept credentials over plain HTTP on a listener that is not loopback (only behind a proxy that terminates TLS)", func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("accepts true or false")
+			}
+			c.AuthInsecure = b
+			return nil
+		}},
+		{"NIXPORT_TRUSTED_PROXIES", "trusted-proxies", "", "list", "comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-For names the client", func(c *Config, v string) error {
+			c.TrustedProxies = nil
+			for _, part := range strings.Split(v, ",") {
+				part = strings.TrimSpace(part)
+				if part == "" {
+					continue
+				}
+				if p, err := netip.ParsePrefix(part); err == nil {
+					c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+					continue
+				}
+				a, err := netip.ParseAddr(part)
+				if err != nil {
+					return fmt.Errorf("accepts IP addresses and CIDR ranges; %q is neither", part)
+				}
+				a = a.Unmap()
+				c.TrustedProxies = append(c.TrustedProxies, netip.PrefixFrom(a, a.BitLen()))
+			}
+			return nil
+		}},
+		{"NIXPORT_BUILD_RATE", "build-rate", "0", "int", "builds one client (user, else address) may start per hour, refilled evenly (0: no bound)", func(c *Config, v string) error {
+			return parseIntIn(v, 0, 1<<20, &c.BuildRate)
+		}},
+		{"NIXPORT_CLIENT_MAX_BUILDS", "client-max-builds", "0", "int", "builds one client may have queued or running at once (0: no bound)", func(c *Config, v string) error {
+			return parseIntIn(v, 0, 1<<20, &c.ClientMaxBuilds)
+		}},
 		{"NIXPORT_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30", "seconds", "seconds to finish in-flight requests on shutdown", func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
@@ -404,12 +466,28 @@ func (c *Config) validate() error {
 			return fmt.Errorf("invalid %s=%q: accepts a readable PEM file", f.name, f.path)
 		}
 	}
+	if c.AuthRequired != auth.None && c.AuthHtpasswd == "" {
+		return fmt.Errorf("invalid NIXPORT_AUTH_REQUIRED=%s: needs NIXPORT_AUTH_HTPASSWD, the file of users", c.AuthRequired)
+	}
+	if c.AuthHtpasswd != "" && c.TLSCert == "" && !c.AuthInsecure && !isLoopback(c.ListenAddr) {
+		return fmt.Errorf("invalid NIXPORT_AUTH_HTPASSWD: passwords would cross the network in the clear on %s; serve TLS (NIXPORT_TLS_CERT and NIXPORT_TLS_KEY), listen on loopback (NIXPORT_LISTEN_ADDR=127.0.0.1), or, behind a proxy that terminates TLS, set NIXPORT_AUTH_INSECURE=true", c.Addr())
+	}
 	if c.GCSSigningKey != "" {
 		if _, err := os.Stat(c.GCSSigningKey); err != nil {
 			return fmt.Errorf("invalid GCS_SIGNING_KEY=%q: accepts a readable PEM or service-account JSON key file", c.GCSSigningKey)
 		}
 	}
 	return nil
+}
+
+// isLoopback says whether a listen address (host part) reaches only this
+// machine. Empty means every interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // parseSeconds reads a whole number of seconds, at least lo.

@@ -84,6 +84,22 @@ func TestLoad(t *testing.T) {
 			check: func(c *Config) bool { return c.MetricsAddr == ":0" }},
 		{name: "metrics address without port", env: map[string]string{"NIXPORT_METRICS_ADDR": "127.0.0.1"}, wantErr: `invalid NIXPORT_METRICS_ADDR="127.0.0.1": accepts host:port`},
 		{name: "metrics address bad port", env: map[string]string{"NIXPORT_METRICS_ADDR": "127.0.0.1:99999"}, wantErr: "port number"},
+		{name: "auth on loopback", env: map[string]string{"NIXPORT_AUTH_HTPASSWD": "/etc/nixport/htpasswd", "NIXPORT_AUTH_REQUIRED": "builds", "NIXPORT_LISTEN_ADDR": "127.0.0.1"},
+			check: func(c *Config) bool { return c.AuthRequired == "builds" && c.AuthHtpasswd == "/etc/nixport/htpasswd" }},
+		{name: "auth insecure behind a proxy", env: map[string]string{"NIXPORT_AUTH_HTPASSWD": "/x", "NIXPORT_AUTH_INSECURE": "true"},
+			check: func(c *Config) bool { return c.AuthInsecure && c.AuthRequired == "none" }},
+		{name: "auth over plain HTTP refused", env: map[string]string{"NIXPORT_AUTH_HTPASSWD": "/x", "NIXPORT_AUTH_REQUIRED": "all"}, wantErr: "in the clear on :8080"},
+		{name: "auth mode needs a file", env: map[string]string{"NIXPORT_AUTH_REQUIRED": "all"}, wantErr: "needs NIXPORT_AUTH_HTPASSWD"},
+		{name: "bad auth mode", env: map[string]string{"NIXPORT_AUTH_REQUIRED": "pulls"}, wantErr: "accepts none, builds or all"},
+		{name: "bad insecure", env: map[string]string{"NIXPORT_AUTH_INSECURE": "maybe"}, wantErr: "NIXPORT_AUTH_INSECURE"},
+		{name: "trusted proxies", env: map[string]string{"NIXPORT_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,::1"},
+			check: func(c *Config) bool {
+				return len(c.TrustedProxies) == 3 && c.TrustedProxies[1].String() == "192.168.1.7/32" && c.TrustedProxies[2].String() == "::1/128"
+			}},
+		{name: "bad trusted proxy", env: map[string]string{"NIXPORT_TRUSTED_PROXIES": "10.0.0.0/8,proxy.example"}, wantErr: `"proxy.example" is neither`},
+		{name: "build limits", env: map[string]string{"NIXPORT_BUILD_RATE": "20", "NIXPORT_CLIENT_MAX_BUILDS": "2"},
+			check: func(c *Config) bool { return c.BuildRate == 20 && c.ClientMaxBuilds == 2 }},
+		{name: "bad build rate", env: map[string]string{"NIXPORT_BUILD_RATE": "-1"}, wantErr: "NIXPORT_BUILD_RATE"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
 	}
 	for _, tt := range tests {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Code is an OCI distribution-spec error code.
@@ -38,7 +39,11 @@ const (
 	Unsupported     Code = "UNSUPPORTED"
 	Denied          Code = "DENIED"
 	TooManyRequests Code = "TOOMANYREQUESTS"
-	RangeInvalid    Code = "RANGE_INVALID"
+	// Unauthorized: the request needs credentials it did not bring, or
+	// brought wrong ones. 401 with a WWW-Authenticate challenge (web adds
+	// it), which is what makes docker login and credential helpers work.
+	Unauthorized Code = "UNAUTHORIZED"
+	RangeInvalid Code = "RANGE_INVALID"
 
 	// BuildFailed: the image the client named cannot be built. A package
 	// fails to evaluate or is refused by the package set (unfree, broken),
@@ -86,6 +91,8 @@ func (c Code) Status() int {
 		return http.StatusBadRequest
 	case Unsupported:
 		return http.StatusMethodNotAllowed
+	case Unauthorized:
+		return http.StatusUnauthorized
 	case Denied:
 		return http.StatusForbidden
 	case TooManyRequests:
@@ -105,10 +112,12 @@ func (c Code) Status() int {
 
 // ClientCaused says whether the code is answered with a 4xx because the
 // failure follows from what the client asked for, so that asking again the
-// same way fails the same way (not BUILD_IN_PROGRESS, which is no failure).
+// same way fails the same way: not BUILD_IN_PROGRESS, which is no
+// failure, and not a refusal of who asked or how often (UNAUTHORIZED,
+// TOOMANYREQUESTS), which says nothing of the image.
 func (c Code) ClientCaused() bool {
 	s := c.Status()
-	return s >= 400 && s < 500 && c != BuildInProgress
+	return s >= 400 && s < 500 && c != BuildInProgress && c != Unauthorized && c != TooManyRequests
 }
 
 // Error is an error a client is meant to see: Code and Message go into the
@@ -118,6 +127,9 @@ type Error struct {
 	Message string
 	Detail  any
 	Err     error
+	// RetryAfter, when positive, is when asking again may succeed: the
+	// answer's Retry-After (a limit's refill).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

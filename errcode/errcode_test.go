@@ -22,7 +22,8 @@ func TestStatus(t *testing.T) {
 		{ManifestInvalid, http.StatusBadRequest, true},
 		{Unsupported, http.StatusMethodNotAllowed, true},
 		{Denied, http.StatusForbidden, true},
-		{TooManyRequests, http.StatusTooManyRequests, true},
+		{TooManyRequests, http.StatusTooManyRequests, false},
+		{Unauthorized, http.StatusUnauthorized, false},
 		{RangeInvalid, http.StatusRequestedRangeNotSatisfiable, true},
 		// A 4xx: clients show the message of a 4xx only.
 		{BuildFailed, http.StatusUnprocessableEntity, true},

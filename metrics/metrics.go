@@ -67,6 +67,8 @@ type Metrics struct {
 
 	storageOps *prometheus.CounterVec
 
+	refusals *prometheus.CounterVec
+
 	nixStoreBytes prometheus.Gauge
 	nixGCRuns     *prometheus.CounterVec
 	nixGCFreed    prometheus.Counter
@@ -105,6 +107,10 @@ func New() *Metrics {
 			Name: "nixport_storage_operations_total",
 			Help: "Operations on the storage backend, by backend, operation and result (ok, not_found, exists, held, mismatch, error).",
 		}, []string{"backend", "op", "result"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixport_refusals_total",
+			Help: "Requests refused by access control or a limit, by limit (auth: missing or wrong credentials, build_rate, client_builds, image_size).",
+		}, []string{"limit"}),
 		nixStoreBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nixport_nix_store_bytes",
 			Help: "Size of the Nix store (the sum of its valid paths' NAR sizes), as last measured.",
@@ -133,7 +139,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.httpRequests, m.httpDuration, m.blobBytes,
-		m.builds, m.buildDuration, lookups, m.storageOps,
+		m.builds, m.buildDuration, lookups, m.storageOps, m.refusals,
 		m.nixStoreBytes, m.nixGCRuns, m.nixGCFreed,
 	)
 	return m
@@ -242,6 +248,18 @@ func (m *Metrics) BuildPhase(phase string, d time.Duration) {
 		return
 	}
 	m.buildDuration.WithLabelValues(phase).Observe(d.Seconds())
+}
+
+// Refusal limits, the values of nixport_refusals_total's limit label.
+var refusalLimits = map[string]bool{"auth": true, "build_rate": true, "client_builds": true, "image_size": true}
+
+// Refused records a request refused by limit (auth, build_rate,
+// client_builds, image_size); other names are not counted.
+func (m *Metrics) Refused(limit string) {
+	if m == nil || !refusalLimits[limit] {
+		return
+	}
+	m.refusals.WithLabelValues(limit).Inc()
 }
 
 // NixStoreBytes records the Nix store's measured size.

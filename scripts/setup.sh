@@ -16,7 +16,7 @@ setup_mode=${1:-test}
 pkgs=(nix-bin nix-setup-systemd busybox-static git ca-certificates)
 case "$setup_mode" in
 run) ;;
-test) pkgs+=(skopeo pigz wrk nginx-light curl openssl bazel-bootstrap) ;;
+test) pkgs+=(skopeo pigz wrk nginx-light curl openssl bazel-bootstrap apache2-utils) ;;
 *)
 	echo "setup: unknown mode $setup_mode (run or test)" >&2
 	exit 2

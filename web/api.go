@@ -144,7 +144,7 @@ func (h *handler) startBuild(w *responseWriter, r *http.Request) {
 		return
 	}
 	w.image, w.tag = req.Image, req.Tag
-	ctx := requestid.NewContext(r.Context(), w.requestID)
+	ctx := h.callerContext(requestid.NewContext(r.Context(), w.requestID), w, r)
 	st, built, err := h.builds.Start(ctx, req.Image, req.Tag)
 	if err != nil {
 		writeError(w, err)

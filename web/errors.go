@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/nixport/nixport/errcode"
 )
@@ -73,6 +74,12 @@ func writeError(w *responseWriter, err error) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	if body.Code == errcode.Unsupported && h.Get("Allow") == "" {
 		h.Set("Allow", "GET, HEAD") // the registry's; an API route sets its own first
+	}
+	if e, ok := errcode.As(err); ok && e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	}
+	if body.Code == errcode.Unauthorized {
+		h.Set("WWW-Authenticate", authChallenge)
 	}
 	w.WriteHeader(status(body.Code))
 	if !w.head {

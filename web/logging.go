@@ -41,6 +41,9 @@ func (h *handler) logRequest(w *responseWriter, r *http.Request, start time.Time
 	if w.image != "" {
 		fields["image"] = w.image
 	}
+	if w.user != "" {
+		fields["user"] = w.user
+	}
 	if w.tag != "" {
 		fields["tag"] = w.tag
 	}

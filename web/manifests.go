@@ -93,7 +93,7 @@ func (h *handler) manifestByTag(w *responseWriter, r *http.Request, name, tag st
 	if ok {
 		return e, nil
 	}
-	ctx := requestid.NewContext(r.Context(), w.requestID)
+	ctx := h.callerContext(requestid.NewContext(r.Context(), w.requestID), w, r)
 	info, fresh, err := h.images.ManifestByTag(ctx, name, tag, f)
 	if err != nil {
 		if _, ok := errcode.As(err); ok {

@@ -25,7 +25,7 @@ type middleware func(next handlerFunc) handlerFunc
 // recovery (so a panic is logged as the 500 it becomes), then the bounds
 // on reading and writing, then the routes. Metrics, like the log, sit
 // outside recovery, so they count the 500 a panic becomes. Authentication
-// belongs in this list too.
+// comes last, right before the routes.
 func (h *handler) chain(last handlerFunc) handlerFunc {
 	steps := []middleware{
 		withRequestID,
@@ -33,6 +33,7 @@ func (h *handler) chain(last handlerFunc) handlerFunc {
 		h.withMetrics,
 		withRecovery,
 		withBounds,
+		h.withAuth,
 	}
 	next := last
 	for i := len(steps) - 1; i >= 0; i-- {

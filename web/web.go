@@ -26,10 +26,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/nixport/nixport/auth"
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/metrics"
 	"github.com/nixport/nixport/storage"
@@ -55,6 +57,13 @@ type Options struct {
 	// when ServeMetrics is true (else elsewhere, or not at all).
 	Metrics      *metrics.Metrics
 	ServeMetrics bool
+	// Auth, if set, checks the credentials clients send; AuthMode says
+	// which requests need them (none when empty).
+	Auth     Verifier
+	AuthMode auth.Mode
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client, for per-client limits.
+	TrustedProxies []netip.Prefix
 }
 
 // handler is the http.Handler returned by New.
@@ -72,6 +81,9 @@ type handler struct {
 	metrics   *metrics.Metrics
 	// metricsHandler serves /metrics; nil: not found here.
 	metricsHandler http.Handler
+	verifier       Verifier // nil: credentials are not checked
+	authMode       auth.Mode
+	trustedProxies []netip.Prefix
 	draining       atomic.Bool // a shutdown has begun: /readyz answers 503
 	// logger and logBase are log's logger and fields when log is a
 	// *logrus.Logger or *logrus.Entry: request lines are built on them
@@ -112,6 +124,13 @@ func New(opts Options) (http.Handler, error) {
 	h.setLog(log)
 	h.checks = opts.Checks
 	h.metrics = opts.Metrics
+	h.verifier, h.authMode, h.trustedProxies = opts.Auth, opts.AuthMode, opts.TrustedProxies
+	if h.authMode == "" {
+		h.authMode = auth.None
+	}
+	if h.authMode != auth.None && h.verifier == nil {
+		return nil, fmt.Errorf("web: authentication mode %s needs a verifier", h.authMode)
+	}
 	if opts.Metrics != nil && opts.ServeMetrics {
 		h.metricsHandler = opts.Metrics.Handler()
 	}

@@ -25,6 +25,7 @@ type responseWriter struct {
 
 	// Filled by the handlers for the log line and metrics.
 	route  string // the endpoint's name (a routeKind's, or routeName*)
+	user   string // the authenticated user, if any
 	image  string
 	tag    string
 	digest digest.Digest

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/nixport/nixport/auth"
 	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/metrics"
@@ -71,24 +72,36 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 		buildTimeout = max(buildTimeout, d+command.DefaultKillGrace+time.Minute)
 	}
 	b, err := builder.New(builder.Options{
-		Storage:        store,
-		Source:         router,
-		Log:            log,
-		MaxBuilds:      cfg.MaxBuilds,
-		MovingTagTTL:   cfg.MovingTagTTL,
-		BuildTimeout:   buildTimeout,
-		PullWait:       cfg.PullWait,
-		FailedBuildTTL: cfg.FailedBuildTTL,
-		Metrics:        a.Metrics,
+		Storage:         store,
+		Source:          router,
+		Log:             log,
+		MaxBuilds:       cfg.MaxBuilds,
+		MovingTagTTL:    cfg.MovingTagTTL,
+		BuildTimeout:    buildTimeout,
+		PullWait:        cfg.PullWait,
+		FailedBuildTTL:  cfg.FailedBuildTTL,
+		Metrics:         a.Metrics,
+		BuildRate:       cfg.BuildRate,
+		ClientMaxBuilds: cfg.ClientMaxBuilds,
 	})
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
 	a.closers = append(a.closers, b.Close)
-	h, err := web.New(web.Options{Storage: store, Images: b, Builds: b, Log: log, WebDir: cfg.WebDir,
+	opts := web.Options{Storage: store, Images: b, Builds: b, Log: log, WebDir: cfg.WebDir,
 		Checks:  readinessChecks(store, driver),
-		Metrics: a.Metrics, ServeMetrics: cfg.MetricsAddr == ""})
+		Metrics: a.Metrics, ServeMetrics: cfg.MetricsAddr == "",
+		AuthMode: cfg.AuthRequired, TrustedProxies: cfg.TrustedProxies}
+	if cfg.AuthHtpasswd != "" {
+		users, err := auth.OpenHtpasswd(cfg.AuthHtpasswd, log)
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("NIXPORT_AUTH_HTPASSWD: %w", err)
+		}
+		opts.Auth = users
+	}
+	h, err := web.New(opts)
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("setting up the registry API: %w", err)
