@@ -1,35 +1,50 @@
 package web
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 
+	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nixport/nixport/referrers"
 )
 
-// emptyReferrers is the referrers list of every subject: nixport builds
-// images and takes no pushes, so nothing ever refers to a manifest.
-var (
-	emptyReferrers       = []byte(`{"schemaVersion":2,"mediaType":"` + v1.MediaTypeImageIndex + `","manifests":[]}`)
-	emptyReferrersLength = []string{strconv.Itoa(len(emptyReferrers))}
-	indexType            = []string{v1.MediaTypeImageIndex}
-)
+var indexType = []string{v1.MediaTypeImageIndex}
 
 // serveReferrers answers GET and HEAD /v2/<name>/referrers/<digest> (OCI
-// distribution spec 1.1) with an empty image index. Answering rather than
-// 404 tells clients the API is supported, so they need not fall back to
-// the tag schema, which would cost them a manifest request per image.
-func serveReferrers(w *responseWriter, r *http.Request, rt route) {
+// distribution spec 1.1) with an image index of the manifests that name
+// the digest as their subject, filtered by ?artifactType= when given
+// (and OCI-Filters-Applied then says so). A subject nothing refers to
+// gets an empty index, not a 404: that tells clients the API is
+// supported, so they need not fall back to the tag schema.
+func (h *handler) serveReferrers(w *responseWriter, r *http.Request, rt route) {
 	w.digest = rt.digest
-	h := w.Header()
-	if r.URL.Query().Has("artifactType") {
-		// Filtering an empty list gives an empty list.
-		h.Set("OCI-Filters-Applied", "artifactType")
+	artifactType := r.URL.Query().Get("artifactType")
+	list, err := referrers.List(r.Context(), h.storage, rt.digest, artifactType)
+	if err != nil {
+		writeError(w, fmt.Errorf("referrers of %s: %w", rt.digest, err))
+		return
 	}
-	h["Content-Type"] = indexType
-	h["Content-Length"] = emptyReferrersLength
+	body, err := json.Marshal(v1.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: v1.MediaTypeImageIndex,
+		Manifests: list,
+	})
+	if err != nil {
+		writeError(w, fmt.Errorf("encoding the referrers of %s: %w", rt.digest, err))
+		return
+	}
+	hdr := w.Header()
+	if artifactType != "" {
+		hdr.Set("OCI-Filters-Applied", "artifactType")
+	}
+	hdr["Content-Type"] = indexType
+	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(http.StatusOK)
 	if !w.head {
-		w.Write(emptyReferrers)
+		w.Write(body)
 	}
 }

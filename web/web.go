@@ -170,7 +170,7 @@ func (h *handler) serveRegistry(w *responseWriter, r *http.Request) {
 	case routeTags:
 		h.serveTags(w, r, rt)
 	case routeReferrers:
-		serveReferrers(w, r, rt)
+		h.serveReferrers(w, r, rt)
 	}
 }
 
