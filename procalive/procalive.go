@@ -107,6 +107,19 @@ var self = sync.OnceValues(func() (ID, error) {
 // Self returns this process's ID. It fails where /proc cannot tell it.
 func Self() (ID, error) { return self() }
 
+// Of returns the ID of the running process pid of this pid space.
+func Of(pid int) (ID, error) {
+	me, err := Self()
+	if err != nil {
+		return ID{}, err
+	}
+	st, err := readStat(pid)
+	if err != nil {
+		return ID{}, fmt.Errorf("reading the start time of process %d: %w", pid, err)
+	}
+	return ID{PID: pid, Start: st.start, Space: me.Space}, nil
+}
+
 // thisSpace names this process's pid space: its kernel boot and its PID
 // namespace.
 func thisSpace() (string, error) {

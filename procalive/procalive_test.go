@@ -77,12 +77,11 @@ func start(t *testing.T) (*exec.Cmd, ID) {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	st, err := readStat(cmd.Process.Pid)
+	id, err := Of(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	me := mustSelf(t)
-	return cmd, ID{PID: cmd.Process.Pid, Start: st.start, Space: me.Space}
+	return cmd, id
 }
 
 func mustSelf(t *testing.T) ID {
