@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/procalive"
 	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
@@ -21,7 +24,9 @@ import (
 // one build per image is arbitrated by a lease in storage: the instance
 // that takes it builds; the others wait for its result (the records it
 // writes) or for the lease to be released or to expire, then try again. A
-// crashed instance's lease expires after leaseTTL; a live one renews it.
+// crashed instance's lease expires after leaseTTL (a live one renews it),
+// or is taken over at once when the crashed instance ran on this machine
+// (holderGone).
 const (
 	leasePrefix = "builds/"
 	// leaseTTL bounds how long a crashed instance blocks an image.
@@ -33,13 +38,34 @@ const (
 	clockSkew = 5 * time.Second
 )
 
-// newHolderID names this instance in leases: host, process and a random
-// part, so that two instances never share an identity.
+// newHolderID names this instance in leases: "host/process/random". The
+// process is its procalive.ID (pid, start time, pid space), so that an
+// instance on the same machine can tell the holder has died (holderGone);
+// where that cannot be known, the pid alone. The random part keeps two
+// instances in one process (tests) apart.
 func newHolderID() string {
 	host, _ := os.Hostname()
+	proc := strconv.Itoa(os.Getpid())
+	if me, err := procalive.Self(); err == nil {
+		proc = me.String()
+	}
 	var r [6]byte
 	rand.Read(r[:])
-	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(r[:]))
+	return fmt.Sprintf("%s/%s/%s", host, proc, hex.EncodeToString(r[:]))
+}
+
+// holderGone says whether a lease's holder, named by newHolderID, is a
+// process known to have died: a crashed server on this machine. Its lease
+// is then taken over at once, not at its expiry. Holders of other
+// machines, and those named without a procalive.ID (older servers), are
+// never known to be gone.
+func holderGone(holder string) bool {
+	parts := strings.Split(holder, "/")
+	if len(parts) != 3 {
+		return false
+	}
+	id, err := procalive.Parse(parts[1])
+	return err == nil && procalive.Dead(id)
 }
 
 // leased runs build holding the image's lease, or returns the result
@@ -54,7 +80,7 @@ func (b *Builder) leased(ctx context.Context, key, name, tag string, pinned bool
 	waitStart := b.now()
 	waiting := false
 	for {
-		lease, err := leaser.TryLease(ctx, leaseName, b.holder, leaseTTL)
+		lease, err := leaser.TryLease(ctx, leaseName, b.holder, leaseTTL, storage.TakeOverGone(holderGone))
 		var held *storage.LeaseHeldError
 		switch {
 		case err == nil:

@@ -15,6 +15,10 @@
 //     Grace either (exec.Cmd.WaitDelay).
 //   - Once it has ended, whatever is left of its group is killed: nothing
 //     it started outlives it.
+//   - It dies with the server: when the server dies, however (kill -9, a
+//     crash), the kernel sends the process SIGTERM (Linux's parent death
+//     signal), on which Nix stops its builders and exits. See fork.go for
+//     why that holds in a Go program.
 //   - Its output is bounded: stdout is captured up to a limit (or goes to
 //     the caller's writer), stderr (or both, combined) is kept as a tail of
 //     a bounded size, where programs print why they failed.
@@ -49,6 +53,10 @@ const (
 	DefaultTailSize = 256 << 10
 	// DefaultStdoutLimit bounds the stdout captured in Result.Stdout.
 	DefaultStdoutLimit = 64 << 20
+	// DefaultParentDeathSignal is what a process gets when the server
+	// dies: SIGTERM, on which Nix kills its builders (which run in
+	// sessions of their own) and exits; SIGKILL would leave them running.
+	DefaultParentDeathSignal = syscall.SIGTERM
 )
 
 // ErrTimeout is wrapped by the error of a process stopped because its
@@ -89,10 +97,11 @@ type Cmd struct {
 	Combined bool
 	// TailSize bounds Result.Tail; zero: DefaultTailSize.
 	TailSize int
-	// ParentDeathSignal, if not zero, is sent to the process by the
-	// kernel when the thread that started it dies (Linux's
-	// PR_SET_PDEATHSIG): a test binary that dies leaves no emulator
-	// behind.
+	// ParentDeathSignal is sent to the process by the kernel when the
+	// server dies (Linux's PR_SET_PDEATHSIG; see fork.go); zero:
+	// DefaultParentDeathSignal. It reaches the process only, not its
+	// group: what the process started is its own to stop (Nix stops its
+	// builders on SIGTERM).
 	ParentDeathSignal syscall.Signal
 }
 
@@ -168,6 +177,9 @@ func Start(ctx context.Context, c Cmd) (*Process, error) {
 	if c.StdoutLimit <= 0 {
 		c.StdoutLimit = DefaultStdoutLimit
 	}
+	if c.ParentDeathSignal == 0 {
+		c.ParentDeathSignal = DefaultParentDeathSignal
+	}
 	p := &Process{ctx: ctx, c: c, tail: &tailBuffer{max: c.TailSize}, done: make(chan struct{})}
 	if c.Timeout > 0 {
 		p.tctx, p.cancel = context.WithTimeout(ctx, c.Timeout)
@@ -201,7 +213,7 @@ func Start(ctx context.Context, c Cmd) (*Process, error) {
 	p.cmd = cmd
 
 	p.start = time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := startOnForkThread(cmd); err != nil {
 		p.cancel()
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,3 +374,114 @@ func TestOutputSeesWhatTheTailKeeps(t *testing.T) {
 type failingWriter struct{}
 
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("nobody listens") }
+
+// TestParentDeath: when the server dies by SIGKILL (here a helper process
+// standing in for it), what it ran gets SIGTERM from the kernel, and not
+// only once it would have ended by itself.
+func TestParentDeath(t *testing.T) {
+	if os.Getenv("PROCRUN_TEST_PARENT") != "" {
+		runParent()
+		return
+	}
+	marker := filepath.Join(t.TempDir(), "signalled")
+	helper := exec.Command(os.Args[0], "-test.run=^TestParentDeath$")
+	helper.Env = append(os.Environ(), "PROCRUN_TEST_PARENT="+marker)
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer helper.Wait()
+	defer helper.Process.Kill()
+	// The helper prints the pid of the process it started once that
+	// process is ready (its trap set).
+	var line [64]byte
+	n, err := out.Read(line[:])
+	if err != nil {
+		t.Fatalf("reading the helper's child's pid: %v", err)
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(string(line[:n])))
+	if err != nil {
+		t.Fatalf("the helper printed %q", line[:n])
+	}
+	helper.Process.Signal(syscall.SIGKILL)
+	helper.Wait()
+	testkit.WaitGone(t, child) // it would sleep for 600 s
+	got, err := os.ReadFile(marker)
+	if err != nil || string(got) != "TERM\n" {
+		t.Errorf("the child ended without SIGTERM: %q %v", got, err)
+	}
+}
+
+// runParent is the helper of TestParentDeath: it runs a shell that writes
+// "TERM" to the marker file on SIGTERM, prints the shell's pid, and waits
+// to be killed.
+func runParent() {
+	marker := os.Getenv("PROCRUN_TEST_PARENT")
+	ready := newWatch("ready")
+	p, err := Start(context.Background(), Cmd{
+		Argv:   []string{"/bin/sh", "-c", `trap 'echo TERM > "$0"; kill $!; exit 0' TERM; sleep 600 & echo ready; wait`, marker},
+		Stdout: ready,
+	})
+	if err != nil {
+		os.Exit(3)
+	}
+	<-ready.ready
+	os.Stdout.WriteString(strconv.Itoa(p.Pid()) + "\n")
+	select {}
+}
+
+// TestForkThreadOutlivesLockedThreads: a process started from a goroutine
+// whose thread the runtime then ends (it returns while locked to its
+// thread) does not get the parent death signal: procrun forks from a
+// thread of its own that never ends.
+func TestForkThreadOutlivesLockedThreads(t *testing.T) {
+	const n = 8
+	type started struct {
+		p   *Process
+		tid int
+		err error
+	}
+	results := make(chan started, n)
+	for range n {
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			p, err := Start(t.Context(), Cmd{Argv: []string{"sleep", "600"}})
+			results <- started{p, syscall.Gettid(), err}
+		}()
+	}
+	var procs []*Process
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		procs = append(procs, r.p)
+		if r.tid == os.Getpid() {
+			continue // the main thread: the runtime never ends it
+		}
+		// Wait for the kernel to be done with the thread: the parent
+		// death signal, were it due, has been sent by then.
+		task := "/proc/self/task/" + strconv.Itoa(r.tid)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if _, err := os.Stat(task); errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("thread %d still runs 30 s after its locked goroutine returned", r.tid)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// A process that got SIGTERM already dies of it whatever comes next.
+	for _, p := range procs {
+		syscall.Kill(p.Pid(), syscall.SIGKILL)
+		res, _ := p.Wait()
+		if res.Signal != syscall.SIGKILL {
+			t.Errorf("process %d ended by %s, want the test's SIGKILL: it was signalled when a thread ended", res.Pid, res.How())
+		}
+	}
+}

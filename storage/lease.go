@@ -33,8 +33,23 @@ type Leaser interface {
 	// (an instance restarted under the same identity takes its lease back;
 	// its earlier Lease value then fails to renew). Otherwise it returns a
 	// *LeaseHeldError, which wraps ErrLeaseHeld. Of several concurrent
-	// callers with different holders, at most one gets the lease.
-	TryLease(ctx context.Context, name, holder string, ttl time.Duration) (Lease, error)
+	// callers with different holders, at most one gets the lease. Options
+	// (TakeOverGone) are passed to NewLeaseBase.
+	TryLease(ctx context.Context, name, holder string, ttl time.Duration, opts ...LeaseOption) (Lease, error)
+}
+
+// LeaseOption adjusts one TryLease.
+type LeaseOption func(*LeaseBase)
+
+// TakeOverGone makes TryLease count a lease as expired when gone says its
+// holder is gone (the caller knows its holder names, say a process known
+// to have died), so that it is taken over at once rather than at its
+// expiry, by the same conditional write that takes over an expired lease.
+// gone is never asked about the caller's own holder. It must answer true
+// only when sure: a live holder judged gone would lose its lease to a
+// second holder.
+func TakeOverGone(gone func(holder string) bool) LeaseOption {
+	return func(l *LeaseBase) { l.gone = gone }
 }
 
 // Lease is a lease taken with TryLease. Its methods are safe for concurrent
@@ -117,6 +132,7 @@ type LeaseBase struct {
 	name   string
 	holder string
 	ttl    time.Duration
+	gone   func(holder string) bool // TakeOverGone's; nil: none is
 
 	mu      sync.Mutex // guards the fields below
 	token   string     // identifies our record among all records of the lease
@@ -124,12 +140,16 @@ type LeaseBase struct {
 }
 
 // NewLeaseBase checks the arguments of TryLease (ValidLeaseArgs) and
-// returns the base of a lease not yet taken.
-func NewLeaseBase(name, holder string, ttl time.Duration) (*LeaseBase, error) {
+// returns the base of a lease not yet taken, with TryLease's options.
+func NewLeaseBase(name, holder string, ttl time.Duration, opts ...LeaseOption) (*LeaseBase, error) {
 	if err := ValidLeaseArgs(name, holder, ttl); err != nil {
 		return nil, err
 	}
-	return &LeaseBase{name: name, holder: holder, ttl: ttl}, nil
+	l := &LeaseBase{name: name, holder: holder, ttl: ttl}
+	for _, opt := range opts {
+		opt(l)
+	}
+	return l, nil
 }
 
 // Update runs fn, one of the holder's updates of the lease (a renewal, a
@@ -188,11 +208,25 @@ func (l *LeaseBase) Released() {
 }
 
 // CanTake returns nil if the holder may take the lease whose stored record
-// is current: it has expired, or it is the holder's own. Otherwise it
-// returns a *LeaseHeldError saying who holds it and until when.
+// is current: it has expired, it is the holder's own, or its holder is
+// gone (TakeOverGone). Otherwise it returns a *LeaseHeldError saying who
+// holds it and until when.
 func (l *LeaseBase) CanTake(current LeaseRecord) error {
-	if current.HeldAgainst(l.holder, time.Now()) {
-		return &LeaseHeldError{Name: l.name, Holder: current.Holder, Expires: current.Expires}
+	_, err := l.TakeoverReason(current)
+	return err
+}
+
+// TakeoverReason is CanTake that also says, for logs, why the holder may
+// take the lease: "own" (the holder's own record), "expired", or "holder
+// gone" (TakeOverGone).
+func (l *LeaseBase) TakeoverReason(current LeaseRecord) (string, error) {
+	switch {
+	case current.Holder == l.holder:
+		return "own", nil
+	case !current.HeldAgainst(l.holder, time.Now()):
+		return "expired", nil
+	case l.gone != nil && l.gone(current.Holder):
+		return "holder gone", nil
 	}
-	return nil
+	return "", &LeaseHeldError{Name: l.name, Holder: current.Holder, Expires: current.Expires}
 }

@@ -113,26 +113,50 @@ func TestLeaseBaseRecords(t *testing.T) {
 }
 
 func TestLeaseBaseCanTake(t *testing.T) {
-	l, err := storage.NewLeaseBase("build/x", "instance-a", time.Hour)
+	// instance-dead is gone; everyone else is not.
+	gone := storage.TakeOverGone(func(holder string) bool {
+		if holder == "instance-a" {
+			t.Errorf("gone asked about the holder itself")
+		}
+		return holder == "instance-dead"
+	})
+	l, err := storage.NewLeaseBase("build/x", "instance-a", time.Hour, gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := storage.NewLeaseBase("build/x", "instance-a", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
 	tests := []struct {
-		name     string
-		current  storage.LeaseRecord
-		wantHeld bool
+		name       string
+		current    storage.LeaseRecord
+		wantHeld   bool
+		wantReason string
+		plainHeld  bool // held against a lease without TakeOverGone
 	}{
-		{"another holder's, unexpired", storage.LeaseRecord{Holder: "instance-b", Expires: now.Add(time.Minute)}, true},
-		{"another holder's, expired", storage.LeaseRecord{Holder: "instance-b", Expires: now.Add(-time.Millisecond)}, false},
-		{"our holder's, unexpired", storage.LeaseRecord{Holder: "instance-a", Expires: now.Add(time.Minute)}, false},
-		{"our holder's, expired", storage.LeaseRecord{Holder: "instance-a", Expires: now.Add(-time.Minute)}, false},
-		{"without an expiry (damaged)", storage.LeaseRecord{Holder: "instance-b"}, false},
-		{"without a holder, unexpired", storage.LeaseRecord{Expires: now.Add(time.Minute)}, true},
+		{"another holder's, unexpired", storage.LeaseRecord{Holder: "instance-b", Expires: now.Add(time.Minute)}, true, "", true},
+		{"another holder's, expired", storage.LeaseRecord{Holder: "instance-b", Expires: now.Add(-time.Millisecond)}, false, "expired", false},
+		{"our holder's, unexpired", storage.LeaseRecord{Holder: "instance-a", Expires: now.Add(time.Minute)}, false, "own", false},
+		{"our holder's, expired", storage.LeaseRecord{Holder: "instance-a", Expires: now.Add(-time.Minute)}, false, "own", false},
+		{"without an expiry (damaged)", storage.LeaseRecord{Holder: "instance-b"}, false, "expired", false},
+		{"without a holder, unexpired", storage.LeaseRecord{Expires: now.Add(time.Minute)}, true, "", true},
+		{"a gone holder's, unexpired", storage.LeaseRecord{Holder: "instance-dead", Expires: now.Add(time.Hour)}, false, "holder gone", true},
+		{"a gone holder's, expired", storage.LeaseRecord{Holder: "instance-dead", Expires: now.Add(-time.Minute)}, false, "expired", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := l.CanTake(tt.current)
+			if err := plain.CanTake(tt.current); (err != nil) != tt.plainHeld {
+				t.Errorf("CanTake without TakeOverGone = %v, want held %v", err, tt.plainHeld)
+			}
+			reason, err := l.TakeoverReason(tt.current)
+			if reason != tt.wantReason {
+				t.Errorf("TakeoverReason = %q, want %q", reason, tt.wantReason)
+			}
+			if cerr := l.CanTake(tt.current); (cerr == nil) != (err == nil) {
+				t.Errorf("CanTake = %v, TakeoverReason's error %v", cerr, err)
+			}
 			if !tt.wantHeld {
 				if err != nil {
 					t.Errorf("CanTake = %v, want nil", err)

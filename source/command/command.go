@@ -30,6 +30,7 @@ import (
 
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/ocilayout"
+	"github.com/nixport/nixport/procalive"
 	"github.com/nixport/nixport/procrun"
 	"github.com/nixport/nixport/requestid"
 	"github.com/nixport/nixport/source"
@@ -116,6 +117,7 @@ func New(opts Options) (*Source, error) {
 		return nil, err
 	}
 	id := strings.Join([]string{opts.Route, strings.Join(opts.Argv, "\x00"), opts.Dir, strings.Join(opts.Env, "\x00")}, "\x01")
+	removeDeadOutputs(opts.TempDir, opts.Log.WithField("route", opts.Route))
 	return &Source{
 		opts: opts,
 		argv: argv,
@@ -307,7 +309,7 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 		return nil, err
 	}
 	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": name, "tag": tag})
-	out, err := os.MkdirTemp(s.opts.TempDir, "nixport-out-")
+	out, err := makeOutput(s.opts.TempDir)
 	if err != nil {
 		return nil, fmt.Errorf("making the output directory of a build command: %w", err)
 	}
@@ -383,6 +385,40 @@ func (s *Source) run(ctx context.Context, log logrus.FieldLogger, name, tag stri
 	}
 	log.Debug("build command done")
 	return nil
+}
+
+// outPrefix starts the names of output directories, which go on with the
+// server's process (procalive.NamePrefix), so that removeDeadOutputs can
+// tell a crashed server's.
+const outPrefix = "nixport-out-"
+
+// makeOutput makes a fresh output directory in tempDir (empty:
+// os.TempDir()), named for this server.
+func makeOutput(tempDir string) (string, error) {
+	return os.MkdirTemp(tempDir, procalive.NamePrefix(outPrefix))
+}
+
+// removeDeadOutputs removes the output directories in tempDir (empty:
+// os.TempDir()) whose server is known to have died while its command ran.
+// The others are left alone: a live server's are in use, and those of
+// other machines or of older servers cannot be judged.
+func removeDeadOutputs(tempDir string, log logrus.FieldLogger) {
+	if tempDir == "" {
+		tempDir = os.TempDir()
+	}
+	entries, err := os.ReadDir(tempDir)
+	if err != nil {
+		log.WithError(err).WithField("dir", tempDir).Warn("listing the output directories of build commands")
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !procalive.DeadWriter(e.Name(), outPrefix) {
+			continue
+		}
+		dir := filepath.Join(tempDir, e.Name())
+		RemoveTree(dir, log)
+		log.WithField("dir", dir).Info("removed the output directory of a crashed server's build command")
+	}
 }
 
 // RemoveTree removes dir, making directories writable first if a command

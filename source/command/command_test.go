@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/errcode"
+	"github.com/nixport/nixport/procalive"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/testkit"
 )
@@ -317,5 +319,63 @@ func TestClientTail(t *testing.T) {
 				t.Errorf("Suffix = %q", w)
 			}
 		})
+	}
+}
+
+// TestNewRemovesDeadServersOutputs: the output directories a crashed
+// server's commands were writing are removed when a command source starts;
+// a live server's, another machine's and an older server's stay.
+func TestNewRemovesDeadServersOutputs(t *testing.T) {
+	outs := t.TempDir()
+	crashed := exec.Command("sleep", "600")
+	if err := crashed.Start(); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := procalive.Of(crashed.Process.Pid)
+	crashed.Process.Kill()
+	crashed.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := dead
+	other.Space = strings.Repeat("0", len(dead.Space))
+	deadDir := filepath.Join(outs, outPrefix+dead.String()+"-123")
+	// A Bazel output is read-only.
+	if err := os.MkdirAll(filepath.Join(deadDir, "blobs", "sha256"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WriteFile(t, filepath.Join(deadDir, "blobs", "sha256", "x"), []byte("partial"))
+	os.Chmod(filepath.Join(deadDir, "blobs", "sha256"), 0o555)
+	live, err := makeOutput(outs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := []string{
+		filepath.Base(live), // this process's: a live server's
+		outPrefix + other.String() + "-123",
+		outPrefix + "123456789", // an older server's
+		"unrelated-" + dead.String() + "-123",
+	}
+	for _, name := range kept[1:] {
+		if err := os.Mkdir(filepath.Join(outs, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, _ := testkit.NewFSStore(t)
+	if _, err := New(Options{Argv: []string{"/bin/true", "{out}"}, Timeout: time.Minute, TempDir: outs, Storage: store, Log: testkit.QuietLog()}); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(outs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	slices.Sort(left)
+	slices.Sort(kept)
+	if !slices.Equal(left, kept) {
+		t.Errorf("left %q, want %q", left, kept)
 	}
 }

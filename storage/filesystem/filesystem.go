@@ -15,7 +15,10 @@
 // final name with a single atomic step (link for create-if-absent, rename for
 // replace), followed by an fsync of the directory. A reader therefore sees
 // either nothing or the whole file, and a crash leaves at most stray files in
-// tmp/, which New removes once they are an hour old.
+// tmp/. A temporary file's name holds its writer (procalive.NamePrefix): New
+// removes at once those whose writer is known dead (a crashed server of this
+// machine), and the others once they are an hour old (a writer of another
+// machine sharing the directory, or a name of an older server).
 //
 // All file access goes through an os.Root opened on the root directory, so on
 // top of the strict validation of object names, the kernel refuses any path
@@ -32,11 +35,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/nixport/nixport/procalive"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -56,9 +61,10 @@ const (
 	filePerm fs.FileMode = 0o644
 )
 
-// staleTempAge is how old a file in tmp/ must be before New treats it as the
-// leftover of a crashed writer. A live writer touches its file on every
-// write, so only a writer idle for this long could lose its file.
+// staleTempAge is how old a file in tmp/ whose writer is not known dead
+// must be before New treats it as the leftover of a crashed writer. A live
+// writer touches its file on every write, so only a writer idle for this
+// long could lose its file.
 const staleTempAge = time.Hour
 
 // Backend stores blobs and objects under one directory. It is safe for
@@ -116,9 +122,10 @@ func (b *Backend) Dir() string { return b.dir }
 // afterwards.
 func (b *Backend) Close() error { return b.root.Close() }
 
-// removeStaleTemps deletes files in tmp/ last modified before now minus
-// staleTempAge. Failures are logged, not returned: leftovers waste space but
-// never affect correctness, so they must not stop the registry starting.
+// removeStaleTemps deletes the files in tmp/ whose writer is known dead,
+// and the others last modified before now minus staleTempAge. Failures are
+// logged, not returned: leftovers waste space but never affect
+// correctness, so they must not stop the registry starting.
 func (b *Backend) removeStaleTemps(now time.Time) {
 	entries, err := fs.ReadDir(b.root.FS(), tempDir)
 	if err != nil {
@@ -131,11 +138,12 @@ func (b *Backend) removeStaleTemps(now time.Time) {
 			continue // removed meanwhile
 		}
 		age := now.Sub(info.ModTime())
-		if age < staleTempAge {
+		deadWriter := tempWriterDead(entry.Name())
+		if !deadWriter && age < staleTempAge {
 			continue
 		}
 		name := path.Join(tempDir, entry.Name())
-		log := b.log.WithFields(logrus.Fields{"file": name, "age": age.Round(time.Second).String()})
+		log := b.log.WithFields(logrus.Fields{"file": name, "age": age.Round(time.Second).String(), "writer_dead": deadWriter})
 		if err := b.root.RemoveAll(name); err != nil {
 			log.WithError(err).Warn("removing stale temporary file")
 			continue
@@ -144,11 +152,20 @@ func (b *Backend) removeStaleTemps(now time.Time) {
 	}
 }
 
+// tempWriterDead says whether the temporary file called name (createTemp's
+// "kind-writer-random") was written by a process known to have died.
+func tempWriterDead(name string) bool {
+	kind, _, ok := strings.Cut(name, "-")
+	return ok && procalive.DeadWriter(name, kind+"-")
+}
+
 // createTemp creates a new, empty file in tmp/ and returns it with its name
-// relative to the root. os.CreateTemp is not used because it fixes the mode
-// at 0600, and the file keeps its mode when it is published.
+// relative to the root: "kind-writer-random", where writer is this process
+// (procalive.NamePrefix), so that a later New can tell whether it died.
+// os.CreateTemp is not used because it fixes the mode at 0600, and the file
+// keeps its mode when it is published.
 func (b *Backend) createTemp(kind string) (*os.File, string, error) {
-	name := tempDir + "/" + kind + "-" + rand.Text()
+	name := tempDir + "/" + procalive.NamePrefix(kind+"-") + rand.Text()
 	f, err := b.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
 	if err != nil {
 		return nil, "", fmt.Errorf("creating temporary file: %w", err)

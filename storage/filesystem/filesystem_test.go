@@ -1,12 +1,16 @@
 package filesystem_test
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/nixport/nixport/procalive"
 	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/storage/filesystem"
 	"github.com/nixport/nixport/storage/storagetest"
@@ -102,6 +107,118 @@ func TestNewRemovesStaleTemporaryFiles(t *testing.T) {
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("fresh temporary file removed: %v", err)
 	}
+}
+
+// TestNewRemovesDeadWritersTemps: a server killed while it writes a blob
+// leaves its temporary file; the next New removes it at once, and leaves
+// those of live writers (this process's, another machine's) alone.
+func TestNewRemovesDeadWritersTemps(t *testing.T) {
+	if dir := os.Getenv("NIXPORT_FS_TEST_WRITER"); dir != "" {
+		writeForever(dir)
+		return
+	}
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, "tmp")
+	// This process writes a blob of its own meanwhile; a writer of
+	// another machine has just written to its file.
+	live, err := newBackend(t, dir).NewBlobWriter(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Cancel()
+	live.Write([]byte("partial"))
+	other := mustSelf(t)
+	other.Space = strings.Repeat("0", len(other.Space))
+	otherName := "blob-" + other.String() + "-ABCDEFGH"
+	if err := os.WriteFile(filepath.Join(tmp, otherName), []byte("partial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	helper := exec.Command(os.Args[0], "-test.run=^TestNewRemovesDeadWritersTemps$")
+	helper.Env = append(os.Environ(), "NIXPORT_FS_TEST_WRITER="+dir)
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer helper.Wait()
+	defer helper.Process.Kill()
+	helperID, err := procalive.Of(helper.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "writing\n" {
+		t.Fatalf("the writer said %q (%v)", line, err)
+	}
+	helper.Process.Kill()
+	helper.Wait()
+	var dead []string
+	for _, name := range listDir(t, tmp) {
+		if strings.Contains(name, helperID.String()) {
+			dead = append(dead, name)
+		}
+	}
+	if len(dead) == 0 {
+		t.Fatalf("the killed writer left nothing in tmp/ (%v): nothing to test", listDir(t, tmp))
+	}
+
+	before := listDir(t, tmp)
+
+	newBackend(t, dir)
+	after := listDir(t, tmp)
+	for _, name := range dead {
+		if slices.Contains(after, name) {
+			t.Errorf("the dead writer's %s is still there", name)
+		}
+	}
+	for _, name := range before {
+		if !slices.Contains(dead, name) && !slices.Contains(after, name) {
+			t.Errorf("%s, a live writer's, was removed", name)
+		}
+	}
+	if !slices.Contains(after, otherName) || len(after) != len(before)-len(dead) {
+		t.Errorf("tmp/ holds %v after New, was %v", after, before)
+	}
+}
+
+// writeForever is the writer of TestNewRemovesDeadWritersTemps: it writes
+// part of a blob under dir, says so, and waits to be killed.
+func writeForever(dir string) {
+	b, err := filesystem.New(dir, nil)
+	if err != nil {
+		os.Exit(3)
+	}
+	w, err := b.NewBlobWriter(context.Background(), "")
+	if err != nil {
+		os.Exit(3)
+	}
+	w.Write(bytes.Repeat([]byte("x"), 1<<20))
+	os.Stdout.WriteString("writing\n")
+	select {}
+}
+
+func mustSelf(t *testing.T) procalive.ID {
+	t.Helper()
+	me, err := procalive.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return me
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }
 
 func TestObjectNamesStayInsideRoot(t *testing.T) {

@@ -56,8 +56,8 @@ func leasePaths(name string) (record, lock string) {
 }
 
 // TryLease implements storage.Leaser.
-func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Duration) (storage.Lease, error) {
-	base, err := storage.NewLeaseBase(name, holder, ttl)
+func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Duration, opts ...storage.LeaseOption) (storage.Lease, error) {
+	base, err := storage.NewLeaseBase(name, holder, ttl, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -76,11 +76,12 @@ func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Du
 		case err != nil:
 			return err
 		}
-		if err := l.CanTake(current); err != nil {
+		reason, err := l.TakeoverReason(current)
+		if err != nil {
 			return err
 		}
 		b.log.WithFields(logrus.Fields{
-			"lease": name, "holder": holder, "previous_holder": current.Holder, "expired": current.Expires,
+			"lease": name, "holder": holder, "previous_holder": current.Holder, "expires": current.Expires, "reason": reason,
 		}).Info("taking over lease")
 		return l.write(ctx, b.root.Rename)
 	})

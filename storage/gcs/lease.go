@@ -46,8 +46,8 @@ const (
 const leaseRounds = 5
 
 // TryLease implements storage.Leaser.
-func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Duration) (storage.Lease, error) {
-	base, err := storage.NewLeaseBase(name, holder, ttl)
+func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Duration, opts ...storage.LeaseOption) (storage.Lease, error) {
+	base, err := storage.NewLeaseBase(name, holder, ttl, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -73,13 +73,15 @@ func (b *Backend) TryLease(ctx context.Context, name, holder string, ttl time.Du
 			log.Debug("lease taken (the response to our create was lost)")
 			return l, nil
 		}
-		if err := l.CanTake(current); err != nil {
+		reason, err := l.TakeoverReason(current)
+		if err != nil {
 			return nil, err
 		}
-		// Expired, or our holder's: replace exactly the generation read.
+		// Expired, our holder's, or its holder gone: replace exactly the
+		// generation read.
 		err = l.write(ctx, gstorage.Conditions{GenerationMatch: gen})
 		if err == nil {
-			log.WithFields(logrus.Fields{"previous_holder": current.Holder, "expired": current.Expires}).Info("took over lease")
+			log.WithFields(logrus.Fields{"previous_holder": current.Holder, "expires": current.Expires, "reason": reason}).Info("took over lease")
 			return l, nil
 		}
 		if !isPreconditionFailed(err) {

@@ -123,6 +123,46 @@ func runLeaseTests(t *testing.T, newBackend func(t *testing.T) storage.Backend) 
 		}
 	})
 
+	// A lease whose holder the taker knows to be gone (a crashed process)
+	// is taken over at once, as an expired one is; others still wait.
+	t.Run("GoneHolderTakeover", func(t *testing.T) {
+		b := leaser(t)
+		var asked sync.Map
+		gone := storage.TakeOverGone(func(holder string) bool {
+			asked.Store(holder, true)
+			return holder == "crashed"
+		})
+		crashed := tryLease(t, b, "image", "crashed", long)
+		taker, err := b.TryLease(t.Context(), "image", "instance-b", long, gone)
+		if err != nil {
+			t.Fatalf("TryLease of a gone holder's lease: %v", err)
+		}
+		if err := crashed.Renew(t.Context()); !errors.Is(err, storage.ErrLeaseLost) {
+			t.Errorf("Renew by the gone holder: %v, want ErrLeaseLost", err)
+		}
+		// instance-b is not gone: its lease holds against the same option.
+		if _, err := b.TryLease(t.Context(), "image", "instance-c", long, gone); !errors.Is(err, storage.ErrLeaseHeld) {
+			t.Errorf("TryLease of a live holder's lease: %v, want ErrLeaseHeld", err)
+		}
+		// The option is never asked about the taker's own holder.
+		if _, err := b.TryLease(t.Context(), "image", "instance-b", long, gone); err != nil {
+			t.Errorf("TryLease by the holder itself: %v", err)
+		}
+		if _, ok := asked.Load("instance-b"); !ok {
+			t.Error("gone was not asked about instance-b")
+		}
+		taker.Release(t.Context())
+		if _, ok := asked.Load("crashed"); !ok {
+			t.Error("gone was not asked about the crashed holder")
+		}
+		// Of many takers of a gone holder's lease, exactly one wins.
+		for round := range 3 {
+			name := fmt.Sprintf("image-%d", round)
+			tryLease(t, b, name, "crashed", long)
+			concurrentTakers(t, b, name, gone)
+		}
+	})
+
 	t.Run("SeparateFromObjects", func(t *testing.T) {
 		b := leaser(t)
 		objects := b.(storage.Backend)
@@ -158,7 +198,7 @@ func runLeaseTests(t *testing.T, newBackend func(t *testing.T) storage.Backend) 
 
 // concurrentTakers has several holders try the lease at once and checks
 // that exactly one wins.
-func concurrentTakers(t *testing.T, b storage.Leaser, name string) {
+func concurrentTakers(t *testing.T, b storage.Leaser, name string, opts ...storage.LeaseOption) {
 	t.Helper()
 	const takers = 8
 	leases := make([]storage.Lease, takers)
@@ -168,7 +208,7 @@ func concurrentTakers(t *testing.T, b storage.Leaser, name string) {
 	for i := range takers {
 		wg.Go(func() {
 			<-start
-			leases[i], errs[i] = b.TryLease(t.Context(), name, fmt.Sprintf("taker-%d", i), time.Hour)
+			leases[i], errs[i] = b.TryLease(t.Context(), name, fmt.Sprintf("taker-%d", i), time.Hour, opts...)
 		})
 	}
 	close(start)
