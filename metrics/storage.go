@@ -172,8 +172,12 @@ type countedLeaser struct {
 	leaser storage.Leaser
 }
 
-func (c *countedLeaser) TryLease(ctx context.Context, name, holder string, ttl time.Duration) (storage.Lease, error) {
-	l, err := c.leaser.TryLease(ctx, name, holder, ttl)
+// The wrapper must stay a Leaser whatever TryLease's signature becomes:
+// else builds would silently run without leases.
+var _ storage.Leaser = (*countedLeaser)(nil)
+
+func (c *countedLeaser) TryLease(ctx context.Context, name, holder string, ttl time.Duration, opts ...storage.LeaseOption) (storage.Lease, error) {
+	l, err := c.leaser.TryLease(ctx, name, holder, ttl, opts...)
 	c.m.storageOp(c.name, opTryLease, err)
 	if err != nil {
 		return nil, err
