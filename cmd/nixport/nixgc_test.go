@@ -210,3 +210,57 @@ func TestNixStoreCollection(t *testing.T) {
 	}
 	s.stop(t)
 }
+
+// TestDeadServersRootsRemoved: a server killed mid-build leaves its GC
+// roots (its plan's); the next server to start on this host removes them,
+// so Nix no longer keeps what the dead server's builds needed.
+func TestDeadServersRootsRemoved(t *testing.T) {
+	requireTools(t, "nix-store")
+	pkgs, fifo := gatedPackageSet(t)
+	env := []string{"STORAGE_PATH=" + t.TempDir(), "NIXERY_PKGS_PATH=" + pkgs}
+	s1 := startServer(t, env...)
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(fifo, os.O_RDWR, 0); err == nil {
+			f.Close()
+		}
+	})
+	go http.Get("http://" + s1.addr + "/v2/gated/manifests/latest")
+	opened := make(chan *os.File, 1)
+	go func() {
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			opened <- f
+		}
+	}()
+	var gate *os.File
+	select {
+	case gate = <-opened:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the gated build's builder did not start within 2 minutes")
+	}
+	defer gate.Close()
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("nixport-nix-%d-*", s1.cmd.Process.Pid)))
+	if len(dirs) != 1 {
+		t.Fatalf("the server's directories: %v", dirs)
+	}
+	if roots, _ := filepath.Glob(filepath.Join(dirs[0], "gcroots", "*", "*")); len(roots) == 0 {
+		t.Fatalf("no GC roots in %s while a build runs", dirs[0])
+	}
+	s1.cmd.Process.Kill()
+	<-s1.done
+
+	s2 := startServer(t, env...)
+	// Other dead servers' directories may go too: the line for this one.
+	for {
+		line := s2.awaitLog(t, "removed the GC roots of a server that is no longer running", "", nil)
+		if line["dir"] == dirs[0] {
+			if line["pid"] != float64(s1.cmd.Process.Pid) {
+				t.Errorf("removed %s of pid %v, want %d", dirs[0], line["pid"], s1.cmd.Process.Pid)
+			}
+			break
+		}
+	}
+	if _, err := os.Lstat(dirs[0]); !os.IsNotExist(err) {
+		t.Errorf("%s is still there: %v", dirs[0], err)
+	}
+	s2.stop(t)
+}
