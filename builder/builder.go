@@ -604,6 +604,13 @@ func (b *Builder) planAndBuild(ctx context.Context, log logrus.FieldLogger, req 
 	if err != nil {
 		return nil, false, err
 	}
+	// What the plan holds (the GC roots of a Nix plan's derivations) is
+	// needed until it is built, or found built before.
+	defer func() {
+		if err := plan.Release(); err != nil {
+			log.WithError(err).Warn("releasing the plan")
+		}
+	}()
 	record := planPrefix + source.Hash(plan.Key)
 	if plan.Pinned {
 		if m, ok := b.builtPlan(ctx, record); ok {

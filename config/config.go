@@ -22,6 +22,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/auth"
+	"github.com/nixport/nixport/bytesize"
 )
 
 // Config is the whole configuration of one nixport instance.
@@ -61,6 +62,13 @@ type Config struct {
 	// client asked for is answered with the same error without building
 	// again; zero never remembers a failure.
 	FailedBuildTTL time.Duration
+
+	// NixStoreMax is the size (the sum of the NAR sizes of its valid
+	// paths) past which the Nix store is collected; 0: never collected.
+	// NixStoreLow is the size a collection frees it down to: below
+	// NixStoreMax, by default 80% of it.
+	NixStoreMax, NixStoreLow int64
+	nixStoreLowSet           bool
 
 	LogLevel        logrus.Level
 	ShutdownTimeout time.Duration
@@ -230,6 +238,22 @@ func settings() []setting {
 				return errors.New("accepts a whole number of seconds (0: never remember a failure)")
 			}
 			c.FailedBuildTTL = time.Duration(n) * time.Second
+			return nil
+		}},
+		{"NIXPORT_NIX_STORE_MAX", "nix-store-max", "", "bytes", "collect the Nix store's garbage when it holds more than this (e.g. 50GiB; empty: never)", func(c *Config, v string) error {
+			n, err := bytesize.Parse(v)
+			if err != nil || n < 1 {
+				return errors.New(bytesize.Usage + ", above 0")
+			}
+			c.NixStoreMax = n
+			return nil
+		}},
+		{"NIXPORT_NIX_STORE_LOW", "nix-store-low", "", "bytes", "a collection of the Nix store frees it down to this (default: 80% of -nix-store-max)", func(c *Config, v string) error {
+			n, err := bytesize.Parse(v)
+			if err != nil {
+				return errors.New(bytesize.Usage)
+			}
+			c.NixStoreLow, c.nixStoreLowSet = n, true
 			return nil
 		}},
 		{"NIXPORT_LOG_LEVEL", "log-level", "info", "level", "log level: debug, info, warning, error", func(c *Config, v string) error {
@@ -471,6 +495,16 @@ func (c *Config) validate() error {
 	}
 	if c.AuthHtpasswd != "" && c.TLSCert == "" && !c.AuthInsecure && !isLoopback(c.ListenAddr) {
 		return fmt.Errorf("invalid NIXPORT_AUTH_HTPASSWD: passwords would cross the network in the clear on %s; serve TLS (NIXPORT_TLS_CERT and NIXPORT_TLS_KEY), listen on loopback (NIXPORT_LISTEN_ADDR=127.0.0.1), or, behind a proxy that terminates TLS, set NIXPORT_AUTH_INSECURE=true", c.Addr())
+	}
+	if c.nixStoreLowSet && c.NixStoreMax == 0 {
+		return errors.New("invalid NIXPORT_NIX_STORE_LOW: needs NIXPORT_NIX_STORE_MAX (the size that starts a collection)")
+	}
+	if c.nixStoreLowSet && c.NixStoreLow >= c.NixStoreMax {
+		return fmt.Errorf("invalid NIXPORT_NIX_STORE_LOW=%s: must be below NIXPORT_NIX_STORE_MAX=%s",
+			bytesize.Format(c.NixStoreLow), bytesize.Format(c.NixStoreMax))
+	}
+	if !c.nixStoreLowSet {
+		c.NixStoreLow = c.NixStoreMax / 5 * 4
 	}
 	if c.GCSSigningKey != "" {
 		if _, err := os.Stat(c.GCSSigningKey); err != nil {

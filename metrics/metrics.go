@@ -262,6 +262,21 @@ func (m *Metrics) Refused(limit string) {
 	m.refusals.WithLabelValues(limit).Inc()
 }
 
+// NixStore returns what the Nix store's collector reports to (its
+// nixgc.Observer): the store's size and what each collection freed.
+func (m *Metrics) NixStore() NixStoreObserver { return NixStoreObserver{m} }
+
+// NixStoreObserver hears the Nix store's collector.
+type NixStoreObserver struct{ m *Metrics }
+
+// StoreBytes records the store's measured size.
+func (o NixStoreObserver) StoreBytes(n int64) { o.m.NixStoreBytes(n) }
+
+// Collected records one collection.
+func (o NixStoreObserver) Collected(freed int64, _ time.Duration, err error) {
+	o.m.NixCollected(freed, err)
+}
+
 // NixStoreBytes records the Nix store's measured size.
 func (m *Metrics) NixStoreBytes(n int64) {
 	if m == nil {

@@ -9,6 +9,7 @@
 //	         outputs to install; every missing name reported together
 //	Realise  nix-store --realise: build or substitute them all, with GC
 //	         roots so a garbage collection cannot race the image build
+//	         (Resolve roots the derivations likewise; see gcroots.go)
 //	Closure  nix path-info --json --recursive: the runtime closure as a
 //	         plain Go graph (paths, references, NAR sizes and hashes)
 //
@@ -55,6 +56,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/config"
+	"github.com/nixport/nixport/procalive"
 	"github.com/nixport/nixport/procrun"
 )
 
@@ -110,7 +112,7 @@ type Driver struct {
 	resolveFile string // dir/resolve.nix
 	pkgsDir     string // the package set directory, for builtin and path sources
 	checkout    string // a path source that is a git checkout: its directory
-	rootsDir    string // GC roots of images being built
+	rootsDir    string // GC roots of plans and images being built
 	procs       atomic.Int64
 	rootSeq     atomic.Int64
 }
@@ -165,10 +167,13 @@ func New(opts Options) (*Driver, error) {
 		return nil, fmt.Errorf("nix: unknown package source kind %q", opts.Source.Kind)
 	}
 
-	dir, err := os.MkdirTemp("", "nixport-nix-")
+	// The directory names its owner, so that a later driver can tell
+	// whether it is dead and remove the GC roots it left (see gcroots.go).
+	dir, err := os.MkdirTemp("", procalive.NamePrefix(driverDirPrefix)+"*")
 	if err != nil {
 		return nil, fmt.Errorf("nix: creating the driver's directory: %w", err)
 	}
+	removeDeadOwners(filepath.Dir(dir), d.log)
 	d.dir = dir
 	d.resolveFile = filepath.Join(dir, "resolve.nix")
 	d.rootsDir = filepath.Join(dir, "gcroots")

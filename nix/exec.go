@@ -35,15 +35,22 @@ func (d *Driver) runGit(ctx context.Context, log logrus.FieldLogger, args ...str
 // it in the log ("nix", "git"), and only Nix processes count in
 // ProcessCount.
 func (d *Driver) exec(ctx context.Context, log logrus.FieldLogger, kind, dir, name string, args ...string) (procrun.Result, error) {
-	cmd := procrun.Cmd{
-		Argv:    append([]string{name}, args...),
-		Dir:     dir,
-		Env:     d.env,
-		Timeout: d.opts.Timeout,
-		Grace:   killGrace,
-		// The end of stderr is kept (procrun.DefaultTailSize), where Nix
-		// prints its errors.
+	return d.execCmd(ctx, log, kind, procrun.Cmd{Argv: append([]string{name}, args...), Dir: dir})
+}
+
+// execCmd is exec for a command that needs more of procrun.Cmd (its
+// stdout streamed): cmd's Argv, and Dir and Stdout if set, are kept; the
+// rest is the driver's.
+func (d *Driver) execCmd(ctx context.Context, log logrus.FieldLogger, kind string, cmd procrun.Cmd) (procrun.Result, error) {
+	name, args := cmd.Argv[0], cmd.Argv[1:]
+	if cmd.Dir == "" {
+		cmd.Dir = d.dir
 	}
+	cmd.Env = d.env
+	cmd.Timeout = d.opts.Timeout
+	cmd.Grace = killGrace
+	// The end of stderr is kept (procrun.DefaultTailSize), where Nix
+	// prints its errors.
 	if ob := observationOf(ctx); ob != nil && kind == "nix" {
 		cmd.Output = &logWriter{ob: ob}
 	}

@@ -188,12 +188,18 @@ func TestBuildHello(t *testing.T) {
 	if !slices.Equal(names, []string{"busybox", "greeting", "hello"}) {
 		t.Errorf("closure %v", names)
 	}
-	// The GC root exists while the image is held.
+	// The GC roots exist while the image is held: its output, and the
+	// resolution file that refers to its derivation.
 	roots, _ := filepath.Glob(filepath.Join(d.rootsDir, "*", "*"))
-	if len(roots) != 1 {
-		t.Errorf("GC roots %v", roots)
-	} else if target, _ := os.Readlink(roots[0]); target != hello {
-		t.Errorf("root %s -> %s", roots[0], target)
+	targets := map[string]string{}
+	for _, r := range roots {
+		targets[filepath.Base(r)], _ = os.Readlink(r)
+	}
+	if len(roots) != 2 || targets["r"] != hello || !strings.HasSuffix(targets["resolution"], "-nixport-resolution.json") {
+		t.Errorf("GC roots %v -> %v", roots, targets)
+	}
+	if refs := references(t, targets["resolution"]); !slices.Equal(refs, []string{img.Resolution.Packages[0].DrvPath}) {
+		t.Errorf("the resolution refers to %v, want hello's derivation", refs)
 	}
 	if err := img.Release(); err != nil {
 		t.Fatal(err)

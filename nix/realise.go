@@ -3,10 +3,8 @@ package nix
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -16,25 +14,6 @@ import (
 	"github.com/nixport/nixport/requestid"
 )
 
-// Roots are the GC roots that keep an image's outputs (and so their
-// closures) alive while the image is built. Release them once the layers
-// are archived.
-type Roots struct {
-	dir string
-}
-
-// Release removes the roots; the next garbage collection may delete the
-// paths. Safe to call more than once and on nil.
-func (r *Roots) Release() error {
-	if r == nil || r.dir == "" {
-		return nil
-	}
-	if err := os.RemoveAll(r.dir); err != nil {
-		return fmt.Errorf("nix: releasing GC roots %s: %w", r.dir, err)
-	}
-	return nil
-}
-
 // builderFailed is how Nix names a derivation whose builder failed.
 var builderFailed = regexp.MustCompile(`builder for '([^']+)' failed(?: with exit code (\d+))?`)
 
@@ -43,16 +22,12 @@ var builderFailed = regexp.MustCompile(`builder for '([^']+)' failed(?: with exi
 // of the driver's until Release. A failed build is BUILD_FAILED naming
 // the derivations whose builders failed, with the end of the build output;
 // the log gets the stderr tail.
-//
-// Between Resolve and Realise the derivation files are not rooted: a
-// garbage collection in that window (tens of milliseconds) makes Realise
-// fail, and a retry resolves again.
+// The derivations stay rooted by the Resolution until it is released.
 func (d *Driver) Realise(ctx context.Context, res *Resolution) (*Roots, error) {
-	dir := filepath.Join(d.rootsDir, strconv.FormatInt(d.rootSeq.Add(1), 10))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("nix: creating GC roots directory: %w", err)
+	roots, err := d.newRoots()
+	if err != nil {
+		return nil, err
 	}
-	roots := &Roots{dir: dir}
 	if len(res.Packages) == 0 {
 		return roots, nil
 	}
@@ -70,7 +45,7 @@ func (d *Driver) Realise(ctx context.Context, res *Resolution) (*Roots, error) {
 			outs[p.DrvPath] = append(outs[p.DrvPath], o.Name)
 		}
 	}
-	args := []string{"--realise", "--add-root", filepath.Join(dir, "r")}
+	args := []string{"--realise", "--add-root", filepath.Join(roots.dir, "r")}
 	for _, drv := range order {
 		args = append(args, drv+"!"+strings.Join(sortedUnique(outs[drv]), ","))
 	}

@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -46,6 +49,20 @@ type Resolution struct {
 	// package), in request order. Resolve returns them with a
 	// MANIFEST_UNKNOWN error.
 	Missing []string
+
+	// roots keep the derivations (and the resolution file that refers to
+	// them) alive until Release.
+	roots *Roots
+}
+
+// Release drops the GC roots of the resolution's derivations: call it once
+// the plan it is part of has been built (its outputs are rooted by then)
+// or abandoned. Safe on nil and more than once.
+func (r *Resolution) Release() error {
+	if r == nil {
+		return nil
+	}
+	return r.roots.Release()
 }
 
 // Package is one resolved name.
@@ -105,7 +122,8 @@ type resolved struct {
 
 // Resolve looks up every name in the package set at tag, for system (such
 // as x86_64-linux), in one nix-instantiate evaluation, which also writes
-// the derivations to the store. A dot addresses a nested attribute; a
+// the derivations to the store and roots them (see gcroots.go): they stay
+// alive until the Resolution is released. A dot addresses a nested attribute; a
 // top-level attribute that does not exist is looked up again ignoring
 // case (an exact match wins, else the lexicographically smallest).
 //
@@ -134,7 +152,19 @@ func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string
 		return res, nil
 	}
 
-	out, err := d.evaluate(ctx, log, spec, system, names)
+	roots, err := d.newRoots()
+	if err != nil {
+		return nil, err
+	}
+	kept := false
+	defer func() {
+		if !kept {
+			if err := roots.Release(); err != nil {
+				log.WithError(err).Warn("releasing GC roots")
+			}
+		}
+	}()
+	out, err := d.evaluate(ctx, log, spec, system, names, filepath.Join(roots.dir, "resolution"))
 	if err != nil {
 		return nil, err
 	}
@@ -174,26 +204,32 @@ func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string
 		log.WithField("missing", res.Missing).Info("packages not found")
 		return res, missingError(res.Missing, notPackages)
 	}
+	res.roots, kept = roots, true
 	return res, nil
 }
 
-// evaluate runs resolve.nix. A git tag that is not a branch of a remote
-// repository is retried once as a git tag (refs/tags/…): fetchGit looks
-// names up under refs/heads/ only, and which one a tag names is unknown
-// until the remote answers.
-func (d *Driver) evaluate(ctx context.Context, log logrus.FieldLogger, spec sourceSpec, system string, names []string) ([]byte, error) {
+// maxResolution bounds the resolution file read back from the store: a
+// few hundred bytes per name.
+const maxResolution = 16 << 20
+
+// evaluate runs resolve.nix, which writes its answer to a file in the
+// store that root (a link) roots, and returns the answer. A git tag that
+// is not a branch of a remote repository is retried once as a git tag
+// (refs/tags/…): fetchGit looks names up under refs/heads/ only, and
+// which one a tag names is unknown until the remote answers.
+func (d *Driver) evaluate(ctx context.Context, log logrus.FieldLogger, spec sourceSpec, system string, names []string, root string) ([]byte, error) {
 	namesJSON, err := json.Marshal(names)
 	if err != nil {
 		return nil, fmt.Errorf("nix: encoding names: %w", err)
 	}
 	for attempt := 0; ; attempt++ {
-		args := []string{"--eval", "--strict", "--json", "--read-write-mode"}
+		args := []string{d.resolveFile, "--add-root", root}
 		if spec.Kind == "git" {
 			// See a branch's new commits at once (fetchGit caches refs
 			// for an hour by default).
 			args = append(args, "--option", "tarball-ttl", "0")
 		}
-		args = append(args, d.resolveFile,
+		args = append(args,
 			"--argstr", "names", string(namesJSON),
 			"--argstr", "source", spec.json(),
 			"--argstr", "system", system)
@@ -202,7 +238,7 @@ func (d *Driver) evaluate(ctx context.Context, log logrus.FieldLogger, spec sour
 			return nil, err
 		}
 		if res.ExitCode == 0 {
-			return res.Stdout, nil
+			return readRooted(root)
 		}
 		if attempt == 0 && spec.Kind == "git" && spec.Git.Ref != "" && spec.Git.Ref != "HEAD" &&
 			strings.Contains(res.Tail, "couldn't find remote ref refs/heads/"+spec.Git.Ref) {
@@ -220,6 +256,30 @@ func (d *Driver) evaluate(ctx context.Context, log logrus.FieldLogger, spec sour
 		}
 		return nil, failure(d.evalWhat(), "nix-instantiate", res)
 	}
+}
+
+// readRooted reads the store file that the GC root link points to.
+func readRooted(link string) ([]byte, error) {
+	target, err := os.Readlink(link)
+	if err != nil {
+		return nil, fmt.Errorf("nix: reading the resolution's GC root: %w", err)
+	}
+	if !storePathPattern.MatchString(target) {
+		return nil, fmt.Errorf("nix: the resolution's GC root points to %q, not a store path", target)
+	}
+	f, err := os.Open(target)
+	if err != nil {
+		return nil, fmt.Errorf("nix: reading the resolution: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxResolution+1))
+	if err != nil {
+		return nil, fmt.Errorf("nix: reading the resolution: %w", err)
+	}
+	if len(data) > maxResolution {
+		return nil, fmt.Errorf("nix: the resolution %s is larger than %d bytes", target, maxResolution)
+	}
+	return data, nil
 }
 
 // unknownGitRevision matches what git and Nix print when a ref or commit

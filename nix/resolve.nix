@@ -2,7 +2,7 @@
 #
 # The Go driver (resolve.go) runs
 #
-#   nix-instantiate --eval --strict --json --read-write-mode resolve.nix \
+#   nix-instantiate resolve.nix --add-root DIR/resolution \
 #     --argstr names '["hello","xorg.xev"]' \
 #     --argstr source '{"kind":"git","git":{"url":"…","ref":"main"}}' \
 #     --argstr system x86_64-linux
@@ -32,6 +32,14 @@
 # the first of duplicate names). Nested keys are exact.
 # Outputs are meta.outputsToInstall if set, else the default output; a name
 # that selects an output (multi.dev) gives just that output.
+#
+# The result is that list as JSON in a file of the store, which refers to
+# every derivation it names (their .drv files, not their outputs, which may
+# not exist yet). The file is returned as what nix-instantiate takes for a
+# derivation: nix-instantiate writes it and the derivations, and roots it
+# with --add-root, before it exits. The derivations a plan needs are so
+# rooted from the moment they exist; the driver reads the file through the
+# root and releases the root with the plan.
 { names, source, system }:
 
 let
@@ -99,8 +107,18 @@ let
     else {
       inherit name attr;
       status = "ok";
-      drvPath = v.drvPath;
-      outputs = map (o: { name = o; path = v.${o}.outPath; }) outputNames;
+      # A reference to the .drv file alone, not to its outputs.
+      drvPath = builtins.unsafeDiscardOutputDependency v.drvPath;
+      # Text: outputs not built yet cannot be referred to.
+      outputs = map (o: { name = o; path = builtins.unsafeDiscardStringContext v.${o}.outPath; }) outputNames;
     };
+
+  answer = builtins.toFile "nixport-resolution.json" (builtins.toJSON (map resolve requested));
 in
-map resolve requested
+{
+  type = "derivation";
+  name = "nixport-resolution";
+  outputName = "out";
+  drvPath = answer;
+  outPath = answer;
+}

@@ -62,6 +62,24 @@ type Plan struct {
 	Pinned bool
 	// Work is everything the source's Build needs, fixed at planning.
 	Work any
+	// Held is what the source keeps for the plan until it is built or
+	// abandoned (the Nix source: the GC roots of its derivations), or
+	// nil. Whoever called Plan calls Release once done with the plan.
+	Held Releaser
+}
+
+// Releaser lets go of what a source holds for a plan.
+type Releaser interface {
+	Release() error
+}
+
+// Release lets go of what the source holds for the plan: call it once the
+// plan is built, or will not be. Safe on a plan that holds nothing.
+func (p Plan) Release() error {
+	if p.Held == nil {
+		return nil
+	}
+	return p.Held.Release()
 }
 
 // Manifests are the stored manifests of one image, one per format. A
@@ -90,6 +108,7 @@ func BuildOnce(ctx context.Context, src Source, name, tag string) (Manifests, er
 	if err != nil {
 		return nil, err
 	}
+	defer plan.Release()
 	return src.Build(ctx, plan)
 }
 

@@ -24,7 +24,7 @@ func TestBinaryExplainsItself(t *testing.T) {
 		want     []string // in the output
 		lines    int      // output lines; 0: not checked
 	}{
-		{"help", []string{"-h"}, 0, []string{"container registry that builds images on demand", "-port int", "-tls-cert file", "-nix-timeout seconds", "(env PORT, default 8080)"}, 0},
+		{"help", []string{"-h"}, 0, []string{"container registry that builds images on demand", "-port int", "-tls-cert file", "-nix-timeout seconds", "-nix-store-max bytes", "(env PORT, default 8080)"}, 0},
 		{"version", []string{"-version"}, 0, []string{"nixport ", "go1."}, 1},
 		{"commands in the help", []string{"-h"}, 0, []string{"Usage:\n  nixport [flags]                serve the registry\n  nixport prewarm [flags] FILE   build the images"}, 0},
 		{"prewarm help", []string{"prewarm", "-h"}, 0, []string{"Usage: nixport prewarm [-server URL] [-timeout DURATION] FILE", "-server URL", "(env NIXPORT_SERVER, default http://127.0.0.1:8080)"}, 0},

@@ -58,6 +58,10 @@ type Options struct {
 	Archive     archive.Options
 	// Metrics, if set, counts lookups in the manifest and layer caches.
 	Metrics *metrics.Metrics
+	// AfterBuild, if set, is called after every build that realised
+	// something, whether it succeeded or not: the Nix store may have
+	// grown (the store's collector measures it again).
+	AfterBuild func()
 }
 
 // Source builds images from Nix packages: the image name is a list of
@@ -134,7 +138,9 @@ func (s *Source) Plan(ctx context.Context, req source.Request) (source.Plan, err
 	if err != nil {
 		return source.Plan{}, err
 	}
-	return source.Plan{Request: req, Key: "nix|" + s.planKey(res), Pinned: true, Work: res}, nil
+	// The plan holds the GC roots of its derivations until the caller
+	// releases it.
+	return source.Plan{Request: req, Key: "nix|" + s.planKey(res), Pinned: true, Work: res, Held: res}, nil
 }
 
 // Build realises the planned packages, then makes the image from the
@@ -147,6 +153,9 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": plan.Request.Name, "tag": plan.Request.Tag})
 	progress := source.ProgressOf(ctx)
 	progress.Phase(source.Realising)
+	if s.opts.AfterBuild != nil {
+		defer s.opts.AfterBuild()
+	}
 	img, err := s.opts.Driver.BuildResolved(nix.WithObserver(ctx, progress), res)
 	if err != nil {
 		return nil, err
