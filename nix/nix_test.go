@@ -602,8 +602,11 @@ func smallNames(n int) []string {
 	return names
 }
 
+// TestEvaluationFailureIsOneLine: nixpkgs' abort on too old a Nix, from a
+// package set that keeps its minimum in default.nix (as nixpkgs did before
+// lib/minver.nix), is recognised on stderr and told as one message naming
+// both versions.
 func TestEvaluationFailureIsOneLine(t *testing.T) {
-	// What nixpkgs since 2025 does on Nix 2.8 (lib/minver.nix).
 	dir := t.TempDir()
 	expr := `let requiredVersion = "99.1"; in
 if builtins.compareVersions requiredVersion builtins.nixVersion == 1 then
@@ -620,7 +623,8 @@ else { }
 	d, _ := newDriver(t, Options{Source: config.PackageSource{Kind: config.SourcePath, Value: dir}})
 	_, err := d.Build(context.Background(), LatestTag, hostSystem, []string{"hello"})
 	e := wantCode(t, err, errcode.BuildFailed)
-	want := "evaluating the package set failed: This version of Nixpkgs requires Nix >= 99.1, please upgrade"
+	want := "the package set at " + dir + " needs Nix 99.1 or newer; this server runs Nix " + d.NixVersion() +
+		": ask the registry's operator to run a newer Nix, or to point the registry at an older package set"
 	if e.Message != want {
 		t.Errorf("message\n %q, want\n %q", e.Message, want)
 	}

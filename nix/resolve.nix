@@ -22,7 +22,19 @@
 # overlays = [ ]; } its function declares (nixpkgs declares all three; the
 # empty config and overlays keep ~/.config/nixpkgs out of the result).
 #
-# For every name, in order, the result holds
+# The package set states the oldest Nix that can evaluate it in
+# lib/minver.nix, as nixpkgs does; nixpkgs' default.nix aborts on an older
+# Nix with a long message. It is checked here first, the way nixpkgs checks
+# it (builtins.compareVersions), so that a package set too new for this Nix
+# is answered as such, without importing it:
+#   { rev; nixTooOld = true; required = "2.18"; nixVersion = "2.8.0"; }
+# Otherwise the result is
+#   { rev; evaluated = true; packages = [ … ]; }
+# where evaluated forces the package set itself (with no names, this is the
+# readiness check's evaluation). rev is the commit evaluated where it is
+# known (fetchGit's rev, or a channel's .git-revision), else null.
+#
+# For every name, in order, packages holds
 #   { name; status = "ok"; attr; drvPath; outputs = [ { name; path; } ]; }
 #   { name; status = "missing"; }          no such attribute
 #   { name; status = "notPackage"; attr; } an attribute that is no derivation
@@ -32,23 +44,38 @@
 # the first of duplicate names). Nested keys are exact.
 # Outputs are meta.outputsToInstall if set, else the default output; a name
 # that selects an output (multi.dev) gives just that output.
+#
+# An empty system means the host's (builtins.currentSystem).
 { names, source, system }:
 
 let
   src = builtins.fromJSON source;
   requested = builtins.fromJSON names;
 
-  root =
-    if src.kind == "path" then src.path
+  fetched =
+    if src.kind == "path" then { outPath = src.path; }
     else if src.kind == "git" then builtins.fetchGit src.git
-    else if src.kind == "channel" then builtins.fetchTarball src.url
+    else if src.kind == "channel" then { outPath = builtins.fetchTarball src.url; }
     else throw "nixport: unknown package source kind ${src.kind}";
+  root = fetched.outPath;
+
+  revisionFile = root + "/.git-revision";
+  rev =
+    if fetched ? rev then fetched.rev
+    else if src.kind == "channel" && builtins.pathExists revisionFile
+    then builtins.head (builtins.match "[[:space:]]*([^[:space:]]*)[[:space:]]*" (builtins.readFile revisionFile))
+    else null;
+
+  minverFile = root + "/lib/minver.nix";
+  required = if builtins.pathExists minverFile then import minverFile else null;
+  nixTooOld = builtins.isString required
+    && builtins.compareVersions required builtins.nixVersion == 1;
 
   imported = import root;
   pkgs =
     if builtins.isFunction imported
     then imported (builtins.intersectAttrs (builtins.functionArgs imported) {
-      inherit system;
+      system = if system == "" then builtins.currentSystem else system;
       config = { };
       overlays = [ ];
     })
@@ -103,4 +130,10 @@ let
       outputs = map (o: { name = o; path = v.${o}.outPath; }) outputNames;
     };
 in
-map resolve requested
+if nixTooOld
+then { inherit rev required nixTooOld; inherit (builtins) nixVersion; }
+else {
+  inherit rev;
+  evaluated = builtins.isAttrs pkgs;
+  packages = map resolve requested;
+}
