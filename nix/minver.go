@@ -226,22 +226,30 @@ func (d *Driver) nixTooOld(spec sourceSpec, tag, rev, required, running string) 
 		advice = "pull a tag that names an older revision of the package set (a commit hash), or ask the registry's operator to run a newer Nix"
 	}
 	required, running = shownVersion(required), shownVersion(running)
+	what := "the package set"
+	if at := describe(spec, tag, rev); at != "" {
+		what += " at " + at
+	}
+	where := what
+	if spec.Kind == "path" {
+		where += " in " + spec.Path // for the log; a client has no use for the server's directories
+	}
 	return errcode.Wrap(errcode.BuildFailed,
-		fmt.Errorf("lib/minver.nix of %s requires Nix %s; running Nix %s", d.describe(spec, tag, rev), required, running),
-		"the package set at %s needs Nix %s or newer; this server runs Nix %s: %s",
-		d.describe(spec, tag, rev), required, running, advice)
+		fmt.Errorf("lib/minver.nix of %s requires Nix %s; running Nix %s", where, required, running),
+		"%s needs Nix %s or newer; this server runs Nix %s: %s", what, required, running, advice)
 }
 
-// describe names the package set a spec stands for in messages: its
-// directory, or its commit (short) and the tag that named it.
-func (d *Driver) describe(spec sourceSpec, tag, rev string) string {
+// describe names the version of the package set a spec stands for, for
+// messages: its commit (short) and the tag that named it, or the channel;
+// "" for a directory.
+func describe(spec sourceSpec, tag, rev string) string {
 	short := rev
 	if len(short) > 12 {
 		short = short[:12]
 	}
 	switch {
 	case spec.Kind == "path":
-		return spec.Path
+		return ""
 	case short != "" && commitHash.MatchString(tag):
 		return short
 	case short != "":

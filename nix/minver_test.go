@@ -249,7 +249,7 @@ func TestPathSourceNeedsNewerNix(t *testing.T) {
 		t.Fatalf("start-up warnings naming both versions: %v, want one with fields", w)
 	}
 
-	want := "the package set at " + dir + " needs Nix 99.0 or newer; this server runs Nix " + running +
+	want := "the package set needs Nix 99.0 or newer; this server runs Nix " + running +
 		": ask the registry's operator to run a newer Nix, or to point the registry at an older package set"
 	for range 3 {
 		if n := pullFast(t, d, pl, LatestTag, want); n != 0 {
@@ -378,7 +378,7 @@ func TestPathCheckoutNeedsNewerNix(t *testing.T) {
 	}
 	advice := ": pull a tag that names an older revision of the package set (a commit hash), or ask the registry's operator to run a newer Nix"
 	versions := " needs Nix 99.0 or newer; this server runs Nix " + d.NixVersion()
-	if n := pullFast(t, d, pl, LatestTag, "the package set at "+dir+versions+advice); n != 0 {
+	if n := pullFast(t, d, pl, LatestTag, "the package set"+versions+advice); n != 0 {
 		t.Errorf("latest: %d Nix processes", n)
 	}
 	if n := pullFast(t, d, pl, "main", "the package set at "+tooNew[:12]+` (tag "main")`+versions+advice); n != 1 {
@@ -389,5 +389,25 @@ func TestPathCheckoutNeedsNewerNix(t *testing.T) {
 	}
 	if _, err := d.Resolve(context.Background(), older, hostSystem, []string{"hello"}); err != nil {
 		t.Errorf("the older commit: %v", err)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	const rev = "3f1e2a7b9c0123456789abcdef0123456789abcd"
+	for _, tc := range []struct {
+		spec     sourceSpec
+		tag, rev string
+		want     string
+	}{
+		{sourceSpec{Kind: "path", Path: "/srv/nixpkgs"}, LatestTag, "", ""},
+		{sourceSpec{Kind: "git", Git: &gitSpec{URL: "https://example.org/nixpkgs", Ref: "HEAD"}}, LatestTag, rev, `3f1e2a7b9c01 (tag "latest")`},
+		{sourceSpec{Kind: "git", Git: &gitSpec{URL: "file:///srv/nixpkgs", Rev: rev}}, rev, rev, "3f1e2a7b9c01"},
+		{sourceSpec{Kind: "channel", URL: channelArchive + "nixos-unstable.tar.gz"}, LatestTag, "", `nixos-unstable (tag "latest")`},
+		{sourceSpec{Kind: "channel", URL: channelArchive + "nixos-unstable.tar.gz"}, LatestTag, rev, `3f1e2a7b9c01 (tag "latest")`},
+		{sourceSpec{Kind: "git", Git: &gitSpec{URL: "https://example.org/nixpkgs", Ref: "main"}}, "main", "", `tag "main"`},
+	} {
+		if got := describe(tc.spec, tc.tag, tc.rev); got != tc.want {
+			t.Errorf("describe(%+v, %q, %q) = %q, want %q", tc.spec, tc.tag, tc.rev, got, tc.want)
+		}
 	}
 }

@@ -623,7 +623,7 @@ else { }
 	d, _ := newDriver(t, Options{Source: config.PackageSource{Kind: config.SourcePath, Value: dir}})
 	_, err := d.Build(context.Background(), LatestTag, hostSystem, []string{"hello"})
 	e := wantCode(t, err, errcode.BuildFailed)
-	want := "the package set at " + dir + " needs Nix 99.1 or newer; this server runs Nix " + d.NixVersion() +
+	want := "the package set needs Nix 99.1 or newer; this server runs Nix " + d.NixVersion() +
 		": ask the registry's operator to run a newer Nix, or to point the registry at an older package set"
 	if e.Message != want {
 		t.Errorf("message\n %q, want\n %q", e.Message, want)

@@ -47,6 +47,9 @@ type Options struct {
 	WebDir string
 	// Checks are what /readyz runs: the instance is ready when all pass.
 	Checks []Check
+	// Instance, if set, says what /readyz reports of the Nix version and
+	// the package source.
+	Instance func() Instance
 	// Builds, if set, serves the build status API (/api/builds) and the
 	// build pages (/builds); without it they are not found.
 	Builds Builds
@@ -63,8 +66,9 @@ type handler struct {
 	site      *site
 	pages     *buildTemplates // with builds
 	serve     handlerFunc     // the middleware chain around route
-	checks    []Check
-	draining  atomic.Bool // a shutdown has begun: /readyz answers 503
+	checks    *readiness
+	instance  func() Instance // nil: /readyz names no Nix or source
+	draining  atomic.Bool     // a shutdown has begun: /readyz answers 503
 	// logger and logBase are log's logger and fields when log is a
 	// *logrus.Logger or *logrus.Entry: request lines are built on them
 	// directly (see logRequest); nil for another FieldLogger.
@@ -102,7 +106,8 @@ func New(opts Options) (http.Handler, error) {
 		pages:     pages,
 	}
 	h.setLog(log)
-	h.checks = opts.Checks
+	h.checks = newReadiness(opts.Checks)
+	h.instance = opts.Instance
 	h.serve = h.chain(h.route)
 	return h, nil
 }

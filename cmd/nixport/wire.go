@@ -26,7 +26,10 @@ import (
 // app is the wired registry: its HTTP handler and what to close after.
 type app struct {
 	Handler http.Handler
-	closers []func() error
+	// Instance says which Nix runs and which package source is served,
+	// for /readyz and the start-up log line.
+	Instance func() web.Instance
+	closers  []func() error
 }
 
 func (a *app) Close() {
@@ -81,8 +84,11 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 		return nil, err
 	}
 	a.closers = append(a.closers, b.Close)
+	a.Instance = func() web.Instance {
+		return web.Instance{NixVersion: driver.NixVersion(), Source: string(cfg.Source.Kind), SourceRevision: driver.Revision()}
+	}
 	h, err := web.New(web.Options{Storage: store, Images: b, Builds: b, Log: log, WebDir: cfg.WebDir,
-		Checks: readinessChecks(store, driver)})
+		Checks: readinessChecks(store, driver), Instance: a.Instance})
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("setting up the registry API: %w", err)
@@ -126,8 +132,17 @@ func openStorage(ctx context.Context, cfg *config.Config, log *logrus.Logger) (s
 	}
 }
 
+// sourceCheckEvery is how often readiness evaluates the package source:
+// an evaluation of nixpkgs costs seconds, and load balancers probe every
+// few seconds.
+const sourceCheckEvery = 30 * time.Second
+
 // readinessChecks are what /readyz asks: storage takes a small object and
-// gives it back, and Nix runs.
+// gives it back, Nix runs, and the package source evaluates at latest
+// (every sourceCheckEvery; it fails with the reason when the package set
+// needs a newer Nix). Names routed to command or layout sources need no
+// Nix, but every other name goes to the Nix source, so it is always
+// checked.
 func readinessChecks(store storage.Backend, driver *nix.Driver) []web.Check {
 	host, _ := os.Hostname()
 	name := fmt.Sprintf("health/%s-%d", host, os.Getpid())
@@ -150,5 +165,6 @@ func readinessChecks(store storage.Backend, driver *nix.Driver) []web.Check {
 			_, err := driver.Version(ctx)
 			return err
 		}},
+		{Name: "source", Every: sourceCheckEvery, Run: driver.CheckSource},
 	}
 }
