@@ -171,15 +171,15 @@ func (d *Driver) CheckSource(ctx context.Context) error {
 // source at latest whose lib/minver.nix demands a newer Nix, or a commit
 // already found to.
 func (d *Driver) knownTooOld(spec sourceSpec, tag string) error {
-	switch {
-	case spec.Kind == "path" && d.opts.Source.Kind == config.SourcePath:
+	if spec.Kind == "path" && d.opts.Source.Kind == config.SourcePath {
 		// Read again at every pull: the directory may change, both ways.
 		required, err := readMinVer(spec.Path)
 		if err == nil && required != "" && CompareVersions(required, d.minver.nixVersion) > 0 {
 			return d.nixTooOld(spec, tag, "", required, d.minver.nixVersion)
 		}
-	case pinnedRev(spec, tag) != "":
-		rev := pinnedRev(spec, tag)
+		return nil
+	}
+	if rev := pinnedRev(spec, tag); rev != "" {
 		if required, ok := d.minver.tooNew.Get(rev); ok {
 			return d.nixTooOld(spec, tag, rev, required, d.minver.nixVersion)
 		}
