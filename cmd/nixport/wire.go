@@ -25,11 +25,12 @@ import (
 
 // app is the wired registry: its HTTP handler and what to close after.
 type app struct {
-	Handler http.Handler
 	// Instance says which Nix runs and which package source is served,
 	// for /readyz and the start-up log line.
 	Instance func() web.Instance
-	closers  []func() error
+
+	Handler http.Handler
+	closers []func() error
 }
 
 func (a *app) Close() {
