@@ -66,15 +66,15 @@ func (h *handler) serveHealth(w *responseWriter, r *http.Request) {
 	}
 	body := health{Status: "ok", Version: version.String(), Go: version.Go()}
 	if r.URL.Path == "/readyz" {
-		if h.instance != nil {
-			body.Instance = h.instance()
+		if h.ready.instance != nil {
+			body.Instance = h.ready.instance()
 		}
 		if h.draining.Load() {
 			body.Status, body.Reason = "unavailable", "shutting down"
 		} else {
 			body.Checks = map[string]string{}
-			for _, c := range h.checks.all {
-				if err := c.result(r.Context(), h.checks.ctx); err != nil {
+			for _, c := range h.ready.all {
+				if err := c.result(r.Context(), h.ready.ctx); err != nil {
 					body.Checks[c.Name] = err.Error()
 					if body.Reason == "" {
 						body.Status, body.Reason = "unavailable", c.Name+": "+err.Error()
@@ -107,22 +107,24 @@ func isHealthPath(p string) bool { return p == "/healthz" || p == "/readyz" }
 // Periodic checks stop.
 func (h *handler) drain() {
 	h.draining.Store(true)
-	h.checks.stop()
+	h.ready.stop()
 }
 
-// readiness is the handler's checks, and the lifetime of the periodic
-// checks' runs: it ends when a shutdown begins.
+// readiness is the handler's checks with their state, what /readyz says
+// of the instance, and the lifetime of the periodic checks' runs: it ends
+// when a shutdown begins.
 type readiness struct {
-	all  []*check
-	ctx  context.Context
-	stop context.CancelFunc
+	all      []*check
+	instance func() Instance // nil: /readyz names no Nix or source
+	ctx      context.Context
+	stop     context.CancelFunc
 }
 
 // newReadiness makes the checks and starts the first run of the periodic
 // ones.
-func newReadiness(checks []Check) *readiness {
+func newReadiness(checks []Check, instance func() Instance) *readiness {
 	ctx, stop := context.WithCancel(context.Background())
-	r := &readiness{ctx: ctx, stop: stop}
+	r := &readiness{instance: instance, ctx: ctx, stop: stop}
 	for _, c := range checks {
 		ch := &check{Check: c}
 		if c.Every > 0 {

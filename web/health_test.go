@@ -32,7 +32,7 @@ func TestHealth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h.checks = newReadiness(tt.checks)
+			h.ready = newReadiness(tt.checks, nil)
 			h.draining.Store(tt.draining)
 			w := f.do("GET", tt.path, nil)
 			if w.Code != tt.status {
@@ -60,12 +60,11 @@ func TestHealth(t *testing.T) {
 func TestReadinessNamesNixAndSource(t *testing.T) {
 	f := newFixture(t)
 	h := f.handler.(*handler)
-	h.checks = newReadiness(nil)
 	asked := 0
-	h.instance = func() Instance {
+	h.ready = newReadiness(nil, func() Instance {
 		asked++
 		return Instance{NixVersion: "2.8.0", Source: "git", SourceRevision: "3f1e2a7b9c0123456789abcdef0123456789abcd"}
-	}
+	})
 	w := f.do("GET", "/readyz", nil)
 	var body map[string]any
 	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
@@ -87,11 +86,11 @@ func TestPeriodicCheckRunsOncePerPeriod(t *testing.T) {
 	f := newFixture(t)
 	h := f.handler.(*handler)
 	var runs atomic.Int64
-	h.checks = newReadiness([]Check{{Name: "source", Every: time.Hour, Run: func(context.Context) error {
+	h.ready = newReadiness([]Check{{Name: "source", Every: time.Hour, Run: func(context.Context) error {
 		runs.Add(1)
 		return errors.New("the package set at /srv/nixpkgs needs Nix 2.18 or newer; this server runs Nix 2.8.0")
-	}}})
-	t.Cleanup(h.checks.stop)
+	}}}, nil)
+	t.Cleanup(h.ready.stop)
 	for range 20 {
 		w := f.do("GET", "/readyz", nil)
 		var body health
@@ -124,7 +123,7 @@ func TestPeriodicCheckAnswersAtOnce(t *testing.T) {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	}}})
+	}}}, nil)
 	c := r.all[0]
 	// finish gives the run in progress its result and waits for its end.
 	finish := func(err error) {

@@ -66,14 +66,17 @@ type handler struct {
 	site      *site
 	pages     *buildTemplates // with builds
 	serve     handlerFunc     // the middleware chain around route
-	checks    *readiness
-	instance  func() Instance // nil: /readyz names no Nix or source
-	draining  atomic.Bool     // a shutdown has begun: /readyz answers 503
+	checks    []Check
+	draining  atomic.Bool // a shutdown has begun: /readyz answers 503
 	// logger and logBase are log's logger and fields when log is a
 	// *logrus.Logger or *logrus.Entry: request lines are built on them
 	// directly (see logRequest); nil for another FieldLogger.
 	logger  *logrus.Logger
 	logBase logrus.Fields
+
+	// ready is the state of the checks, and what /readyz says of the
+	// instance (health.go).
+	ready *readiness
 }
 
 // New returns the handler of the whole HTTP surface.
@@ -106,9 +109,9 @@ func New(opts Options) (http.Handler, error) {
 		pages:     pages,
 	}
 	h.setLog(log)
-	h.checks = newReadiness(opts.Checks)
-	h.instance = opts.Instance
+	h.checks = opts.Checks
 	h.serve = h.chain(h.route)
+	h.ready = newReadiness(h.checks, opts.Instance)
 	return h, nil
 }
 
