@@ -31,7 +31,9 @@
 // message) when the package set fails to evaluate or refuses a package
 // (Nix's first meaningful error line), when a package fails to build (the
 // packages that failed and the last lines of the build output) and when a
-// Nix step runs past NIX_TIMEOUT (the message names the limit). The log
+// Nix step runs past NIX_TIMEOUT (the message names the limit), and when
+// the package set needs a newer Nix than the one running (its
+// lib/minver.nix; the message names both versions: minver.go). The log
 // gets the tail of Nix's stderr. A step stopped because its caller's
 // context ended returns an error wrapping ctx.Err(): the caller knows why.
 //
@@ -115,6 +117,7 @@ type Driver struct {
 	rootsDir    string // GC roots of plans and images being built
 	procs       atomic.Int64
 	rootSeq     atomic.Int64
+	minver      minverState // the Nix version and what package sets need of it (minver.go)
 }
 
 // New checks the options, finds the Nix tools on PATH and unpacks the
@@ -178,6 +181,10 @@ func New(opts Options) (*Driver, error) {
 	d.resolveFile = filepath.Join(dir, "resolve.nix")
 	d.rootsDir = filepath.Join(dir, "gcroots")
 	if err := d.unpack(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := d.start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}

@@ -134,7 +134,7 @@ const maxMessage = 300
 func firstError(stderr string) string {
 	lines := stderrLines(stderr)
 	var fatal string
-	for _, l := range lines {
+	for i, l := range lines {
 		t := strings.TrimSpace(l)
 		if fatal == "" && strings.HasPrefix(t, "fatal: ") {
 			fatal = t
@@ -148,6 +148,11 @@ func firstError(stderr string) string {
 		}
 		if rest, ok := strings.CutPrefix(msg, "evaluation aborted with the following error message: '"); ok {
 			msg = strings.TrimSuffix(rest, "'")
+			// A message that starts on a line of its own (nixpkgs'
+			// indented strings): its first line.
+			if msg == "" && i+1 < len(lines) {
+				msg = strings.TrimSuffix(strings.TrimSpace(lines[i+1]), "'")
+			}
 		}
 		return clip(strings.TrimRight(msg, ": "))
 	}

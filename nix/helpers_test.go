@@ -49,6 +49,12 @@ func (p *procLog) record(argv []string, pid int) {
 	}
 }
 
+func (p *procLog) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.argv, p.pids = nil, nil
+}
+
 func (p *procLog) all() ([][]string, []int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -92,6 +98,9 @@ func newDriver(t testing.TB, opts Options) (*Driver, *procLog) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	// The tests count the processes of requests, not the driver's
+	// start-up (nix-store --version, git rev-parse HEAD).
+	pl.reset()
 	t.Cleanup(func() {
 		if err := d.Close(); err != nil {
 			t.Errorf("Close: %v", err)

@@ -390,10 +390,15 @@ func TestRefusedPackages(t *testing.T) {
 
 // slowBuild starts the slow package and returns the error and every
 // process the Nix process had as children (the builders) while it ran.
-func slowBuild(t *testing.T, timeout time.Duration, ctx context.Context) (error, []int, map[int]string, time.Duration) {
+// running, if set, is called once the slow builder (its shell and sleep)
+// has been seen.
+func slowBuild(t *testing.T, timeout time.Duration, ctx context.Context, running func()) (error, []int, map[int]string, time.Duration) {
 	var (
 		mu       sync.Mutex
 		builders = map[int]string{}
+		shell    bool
+		sleep    bool
+		slowSeen sync.Once
 	)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -431,7 +436,13 @@ func slowBuild(t *testing.T, timeout time.Duration, ctx context.Context) (error,
 							continue
 						}
 						t.Logf("process %d: %s", c, cmd)
+						shell = shell || strings.Contains(builders[c], "nixport-slow-build")
+						sleep = sleep || strings.Contains(builders[c], "/bin/sleep 600")
+						both := shell && sleep
 						mu.Unlock()
+						if both && running != nil {
+							slowSeen.Do(running)
+						}
 					}
 				}
 			}
@@ -482,7 +493,7 @@ func TestTimeoutKillsBuild(t *testing.T) {
 	}
 	needNix(t)
 	const timeout = 3 * time.Second
-	err, nixPids, builders, took := slowBuild(t, timeout, context.Background())
+	err, nixPids, builders, took := slowBuild(t, timeout, context.Background(), nil)
 	e := wantCode(t, err, errcode.BuildFailed)
 	if !strings.HasPrefix(e.Message, "building the packages took longer than 3s, the limit NIX_TIMEOUT sets on a build, and was stopped") ||
 		!strings.Contains(e.Message, "raises NIX_TIMEOUT; the last lines of its output:\n") || !strings.HasSuffix(e.Message, "-slow.drv'...") {
@@ -499,9 +510,11 @@ func TestCancelKillsBuild(t *testing.T) {
 		t.Skip("takes a few seconds")
 	}
 	needNix(t)
+	// Cancelled once the slow builder runs: what a client that goes away
+	// mid-build does.
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(1500*time.Millisecond, cancel)
-	err, nixPids, builders, _ := slowBuild(t, time.Minute, ctx)
+	defer cancel()
+	err, nixPids, builders, _ := slowBuild(t, time.Minute, ctx, cancel)
 	if !isErr(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
@@ -608,8 +621,11 @@ func smallNames(n int) []string {
 	return names
 }
 
+// TestEvaluationFailureIsOneLine: nixpkgs' abort on too old a Nix, from a
+// package set that keeps its minimum in default.nix (as nixpkgs did before
+// lib/minver.nix), is recognised on stderr and told as one message naming
+// both versions.
 func TestEvaluationFailureIsOneLine(t *testing.T) {
-	// What nixpkgs since 2025 does on Nix 2.8 (lib/minver.nix).
 	dir := t.TempDir()
 	expr := `let requiredVersion = "99.1"; in
 if builtins.compareVersions requiredVersion builtins.nixVersion == 1 then
@@ -626,7 +642,8 @@ else { }
 	d, _ := newDriver(t, Options{Source: config.PackageSource{Kind: config.SourcePath, Value: dir}})
 	_, err := d.Build(context.Background(), LatestTag, hostSystem, []string{"hello"})
 	e := wantCode(t, err, errcode.BuildFailed)
-	want := "evaluating the package set failed: This version of Nixpkgs requires Nix >= 99.1, please upgrade"
+	want := "the package set needs Nix 99.1 or newer; this server runs Nix " + d.NixVersion() +
+		": ask the registry's operator to run a newer Nix, or to point the registry at an older package set"
 	if e.Message != want {
 		t.Errorf("message\n %q, want\n %q", e.Message, want)
 	}

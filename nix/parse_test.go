@@ -80,6 +80,13 @@ error: evaluation aborted with the following error message: 'This version of Nix
        '
 (use '--show-trace' to show detailed location information)
 `, "This version of Nixpkgs requires Nix >= 2.18, please upgrade"},
+		{"minver abort as Nix 2.8 prints it", `error: evaluation aborted with the following error message: '
+       This version of Nixpkgs requires Nix >= 99.0, please upgrade:
+
+       - If you are running NixOS, ` + "`nixos-rebuild'" + ` can be used to upgrade your system.
+       '
+(use '--show-trace' to show detailed location information)
+`, "This version of Nixpkgs requires Nix >= 99.0, please upgrade"},
 		{"throw", "error: nixport test packages cannot build hello for aarch64-linux\n(use '--show-trace' to show detailed location information)\n",
 			"nixport test packages cannot build hello for aarch64-linux"},
 		{"colours", "\x1b[31;1merror:\x1b[0m undefined variable '\x1b[35;1mfoo\x1b[0m'\n\n       at /tmp/x.nix:1:1:\n",

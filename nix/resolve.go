@@ -122,8 +122,7 @@ type resolved struct {
 
 // Resolve looks up every name in the package set at tag, for system (such
 // as x86_64-linux), in one nix-instantiate evaluation, which also writes
-// the derivations to the store and roots them (see gcroots.go): they stay
-// alive until the Resolution is released. A dot addresses a nested attribute; a
+// the derivations to the store. A dot addresses a nested attribute; a
 // top-level attribute that does not exist is looked up again ignoring
 // case (an exact match wins, else the lexicographically smallest).
 //
@@ -131,7 +130,8 @@ type resolved struct {
 // MANIFEST_UNKNOWN naming each of them. A tag that names no version of the
 // package set is MANIFEST_UNKNOWN too, naming the tags that work. A package
 // set that fails to evaluate gives BUILD_FAILED with Nix's first error
-// line; a name or tag that fails validation gives NAME_INVALID or
+// line, and one that needs a newer Nix BUILD_FAILED naming both versions
+// (at once, without Nix, where that is already known); a name or tag that fails validation gives NAME_INVALID or
 // TAG_INVALID without running Nix (see CheckTag).
 func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string) (*Resolution, error) {
 	if !systemPattern.MatchString(system) {
@@ -164,14 +164,11 @@ func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string
 			}
 		}
 	}()
-	out, err := d.evaluate(ctx, log, spec, system, names, filepath.Join(roots.dir, "resolution"))
+	ev, err := d.evaluate(ctx, log, "nix", spec, tag, system, names, filepath.Join(roots.dir, "resolution"))
 	if err != nil {
 		return nil, err
 	}
-	var answer []resolved
-	if err := json.Unmarshal(out, &answer); err != nil {
-		return nil, fmt.Errorf("nix: reading the resolution: %w", err)
-	}
+	answer := ev.Packages
 	if len(answer) != len(names) {
 		return nil, fmt.Errorf("nix: the resolution has %d entries for %d names", len(answer), len(names))
 	}
@@ -208,16 +205,39 @@ func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string
 	return res, nil
 }
 
-// maxResolution bounds the resolution file read back from the store: a
-// few hundred bytes per name.
-const maxResolution = 16 << 20
+// evaluation is resolve.nix's answer.
+type evaluation struct {
+	// Rev is the commit evaluated, where it is known (git; a channel
+	// whose tarball says it).
+	Rev string `json:"rev"`
+	// NixTooOld: the package set's lib/minver.nix demands Nix Required or
+	// newer, and NixVersion is older. Nothing else was evaluated.
+	NixTooOld  bool   `json:"nixTooOld"`
+	Required   string `json:"required"`
+	NixVersion string `json:"nixVersion"`
+	// Evaluated: the package set evaluates to an attribute set.
+	Evaluated bool       `json:"evaluated"`
+	Packages  []resolved `json:"packages"`
+}
 
-// evaluate runs resolve.nix, which writes its answer to a file in the
-// store that root (a link) roots, and returns the answer. A git tag that
-// is not a branch of a remote repository is retried once as a git tag
-// (refs/tags/…): fetchGit looks names up under refs/heads/ only, and
-// which one a tag names is unknown until the remote answers.
-func (d *Driver) evaluate(ctx context.Context, log logrus.FieldLogger, spec sourceSpec, system string, names []string, root string) ([]byte, error) {
+// evaluate runs resolve.nix for names (none: the package set is only
+// evaluated) in the package set that spec, from tag, stands for; kind
+// names the process for exec ("nix" for a build's, counted; "check").
+// resolve.nix writes its answer to a file in the store that root (a link)
+// roots, with the derivations the answer names (see gcroots.go).
+//
+// A package set known to need a newer Nix fails at once (knownTooOld). A
+// git tag that is not a branch of a remote repository is retried once as
+// a git tag (refs/tags/…): fetchGit looks names up under refs/heads/ only,
+// and which one a tag names is unknown until the remote answers.
+func (d *Driver) evaluate(ctx context.Context, log logrus.FieldLogger, kind string, spec sourceSpec, tag, system string, names []string, root string) (*evaluation, error) {
+	if err := d.knownTooOld(spec, tag); err != nil {
+		log.WithError(err).Debug("the package set needs a newer Nix: not evaluated")
+		return nil, err
+	}
+	if names == nil {
+		names = []string{}
+	}
 	namesJSON, err := json.Marshal(names)
 	if err != nil {
 		return nil, fmt.Errorf("nix: encoding names: %w", err)
@@ -233,12 +253,16 @@ func (d *Driver) evaluate(ctx context.Context, log logrus.FieldLogger, spec sour
 			"--argstr", "names", string(namesJSON),
 			"--argstr", "source", spec.json(),
 			"--argstr", "system", system)
-		res, err := d.run(ctx, log, "nix-instantiate", args...)
+		res, err := d.exec(ctx, log, kind, d.dir, "nix-instantiate", args...)
 		if err != nil {
 			return nil, err
 		}
 		if res.ExitCode == 0 {
-			return readRooted(root)
+			data, err := readRooted(root)
+			if err != nil {
+				return nil, err
+			}
+			return d.readEvaluation(log, spec, tag, data)
 		}
 		if attempt == 0 && spec.Kind == "git" && spec.Git.Ref != "" && spec.Git.Ref != "HEAD" &&
 			strings.Contains(res.Tail, "couldn't find remote ref refs/heads/"+spec.Git.Ref) {
@@ -254,9 +278,17 @@ func (d *Driver) evaluate(ctx context.Context, log logrus.FieldLogger, spec sour
 				"tag %q names no branch, tag or commit of the package repository; tags that work: %s, a branch, a git tag or a full commit hash",
 				d.tagOf(spec), LatestTag)
 		}
+		if required, ok := abortedForNix(res.Tail); ok {
+			log.WithField("required_nix", required).Info("the package set aborted: it needs a newer Nix")
+			return nil, d.tooOld(spec, tag, &evaluation{Required: required})
+		}
 		return nil, failure(d.evalWhat(), "nix-instantiate", res)
 	}
 }
+
+// maxResolution bounds the resolution file read back from the store: a
+// few hundred bytes per name.
+const maxResolution = 16 << 20
 
 // readRooted reads the store file that the GC root link points to.
 func readRooted(link string) ([]byte, error) {
@@ -280,6 +312,31 @@ func readRooted(link string) ([]byte, error) {
 		return nil, fmt.Errorf("nix: the resolution %s is larger than %d bytes", target, maxResolution)
 	}
 	return data, nil
+}
+
+// readEvaluation reads resolve.nix's answer: the packages, or that the
+// package set needs a newer Nix (an error); the revision of "latest" is
+// noted.
+func (d *Driver) readEvaluation(log logrus.FieldLogger, spec sourceSpec, tag string, out []byte) (*evaluation, error) {
+	var ev evaluation
+	if err := json.Unmarshal(out, &ev); err != nil {
+		return nil, fmt.Errorf("nix: reading the resolution: %w", err)
+	}
+	if ev.Rev != "" && !commitHash.MatchString(ev.Rev) {
+		log.WithField("rev", clip(ev.Rev)).Debug("the package set names no commit as its revision")
+		ev.Rev = ""
+	}
+	if ev.NixTooOld {
+		log.WithFields(logrus.Fields{"required_nix": ev.Required, "rev": ev.Rev}).Info("the package set needs a newer Nix")
+		return nil, d.tooOld(spec, tag, &ev)
+	}
+	if !ev.Evaluated {
+		return nil, errcode.New(errcode.BuildFailed, "%s: the package set is not an attribute set of packages", d.evalWhat())
+	}
+	if tag == LatestTag && spec.Kind != "path" {
+		d.noteRevision(ev.Rev)
+	}
+	return &ev, nil
 }
 
 // unknownGitRevision matches what git and Nix print when a ref or commit

@@ -22,7 +22,19 @@
 # overlays = [ ]; } its function declares (nixpkgs declares all three; the
 # empty config and overlays keep ~/.config/nixpkgs out of the result).
 #
-# For every name, in order, the result holds
+# The package set states the oldest Nix that can evaluate it in
+# lib/minver.nix, as nixpkgs does; nixpkgs' default.nix aborts on an older
+# Nix with a long message. It is checked here first, the way nixpkgs checks
+# it (builtins.compareVersions), so that a package set too new for this Nix
+# is answered as such, without importing it:
+#   { rev; nixTooOld = true; required = "2.18"; nixVersion = "2.8.0"; }
+# Otherwise the result is
+#   { rev; evaluated = true; packages = [ … ]; }
+# where evaluated forces the package set itself (with no names, this is the
+# readiness check's evaluation). rev is the commit evaluated where it is
+# known (fetchGit's rev, or a channel's .git-revision), else null.
+#
+# For every name, in order, packages holds
 #   { name; status = "ok"; attr; drvPath; outputs = [ { name; path; } ]; }
 #   { name; status = "missing"; }          no such attribute
 #   { name; status = "notPackage"; attr; } an attribute that is no derivation
@@ -33,9 +45,11 @@
 # Outputs are meta.outputsToInstall if set, else the default output; a name
 # that selects an output (multi.dev) gives just that output.
 #
-# The result is that list as JSON in a file of the store, which refers to
-# every derivation it names (their .drv files, not their outputs, which may
-# not exist yet). The file is returned as what nix-instantiate takes for a
+# An empty system means the host's (builtins.currentSystem).
+#
+# The answer is JSON in a file of the store, which refers to every
+# derivation it names (their .drv files, not their outputs, which may not
+# exist yet). The file is returned as what nix-instantiate takes for a
 # derivation: nix-instantiate writes it and the derivations, and roots it
 # with --add-root, before it exits. The derivations a plan needs are so
 # rooted from the moment they exist; the driver reads the file through the
@@ -46,17 +60,30 @@ let
   src = builtins.fromJSON source;
   requested = builtins.fromJSON names;
 
-  root =
-    if src.kind == "path" then src.path
+  fetched =
+    if src.kind == "path" then { outPath = src.path; }
     else if src.kind == "git" then builtins.fetchGit src.git
-    else if src.kind == "channel" then builtins.fetchTarball src.url
+    else if src.kind == "channel" then { outPath = builtins.fetchTarball src.url; }
     else throw "nixport: unknown package source kind ${src.kind}";
+  root = fetched.outPath;
+
+  revisionFile = root + "/.git-revision";
+  rev =
+    if fetched ? rev then fetched.rev
+    else if src.kind == "channel" && builtins.pathExists revisionFile
+    then builtins.head (builtins.match "[[:space:]]*([^[:space:]]*)[[:space:]]*" (builtins.readFile revisionFile))
+    else null;
+
+  minverFile = root + "/lib/minver.nix";
+  required = if builtins.pathExists minverFile then import minverFile else null;
+  nixTooOld = builtins.isString required
+    && builtins.compareVersions required builtins.nixVersion == 1;
 
   imported = import root;
   pkgs =
     if builtins.isFunction imported
     then imported (builtins.intersectAttrs (builtins.functionArgs imported) {
-      inherit system;
+      system = if system == "" then builtins.currentSystem else system;
       config = { };
       overlays = [ ];
     })
@@ -113,7 +140,16 @@ let
       outputs = map (o: { name = o; path = builtins.unsafeDiscardStringContext v.${o}.outPath; }) outputNames;
     };
 
-  answer = builtins.toFile "nixport-resolution.json" (builtins.toJSON (map resolve requested));
+  result =
+    if nixTooOld
+    then { inherit rev required nixTooOld; inherit (builtins) nixVersion; }
+    else {
+      inherit rev;
+      evaluated = builtins.isAttrs pkgs;
+      packages = map resolve requested;
+    };
+
+  answer = builtins.toFile "nixport-resolution.json" (builtins.toJSON result);
 in
 {
   type = "derivation";

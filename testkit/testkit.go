@@ -298,3 +298,39 @@ func FreshPackageSet(t testing.TB) string {
 	WriteFile(t, filepath.Join(dir, "default.nix"), bytes.Replace(src, []byte(anchor), []byte(nonce), 1))
 	return dir
 }
+
+// DemandNix makes the package set in dir (a FreshPackageSet) state the Nix
+// it needs the way nixpkgs does: lib/minver.nix holds required, and
+// default.nix aborts with nixpkgs' message on an older Nix before it
+// imports the packages (moved to pkgs.nix). With a required version newer
+// than the host's Nix ("99.0"), every evaluation of it fails as current
+// nixpkgs fails on Debian's Nix 2.8.
+func DemandNix(t testing.TB, dir, required string) {
+	t.Helper()
+	if err := os.Rename(filepath.Join(dir, "default.nix"), filepath.Join(dir, "pkgs.nix")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	WriteFile(t, filepath.Join(dir, "lib", "minver.nix"),
+		[]byte("# Expose the minimum required version for evaluating this package set\n\""+required+"\"\n"))
+	WriteFile(t, filepath.Join(dir, "default.nix"), []byte(`let requiredVersion = import ./lib/minver.nix; in
+
+if ! builtins ? nixVersion || builtins.compareVersions requiredVersion builtins.nixVersion == 1 then
+
+  abort ''
+
+    This version of Nixpkgs requires Nix >= ${requiredVersion}, please upgrade:
+
+    - If you are running NixOS, `+"`nixos-rebuild'"+` can be used to upgrade your system.
+
+    - Alternatively, with Nix > 2.0 `+"`nix upgrade-nix'"+` can be used to imperatively
+      upgrade Nix. You may use `+"`nix-env --version'"+` to check which version you have.
+  ''
+
+else
+
+  import ./pkgs.nix
+`))
+}

@@ -50,6 +50,9 @@ type Options struct {
 	WebDir string
 	// Checks are what /readyz runs: the instance is ready when all pass.
 	Checks []Check
+	// Instance, if set, says what /readyz reports of the Nix version and
+	// the package source.
+	Instance func() Instance
 	// Builds, if set, serves the build status API (/api/builds) and the
 	// build pages (/builds); without it they are not found.
 	Builds Builds
@@ -90,6 +93,10 @@ type handler struct {
 	// directly (see logRequest); nil for another FieldLogger.
 	logger  *logrus.Logger
 	logBase logrus.Fields
+
+	// ready is the state of the checks, and what /readyz says of the
+	// instance (health.go).
+	ready *readiness
 }
 
 // New returns the handler of the whole HTTP surface.
@@ -135,6 +142,7 @@ func New(opts Options) (http.Handler, error) {
 		h.metricsHandler = opts.Metrics.Handler()
 	}
 	h.serve = h.chain(h.route)
+	h.ready = newReadiness(h.checks, opts.Instance)
 	return h, nil
 }
 

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixport/nixport/testkit"
 )
 
 // Bounds on single docker commands. A pull includes nixport's build of the
@@ -167,6 +169,23 @@ func TestDockerPullShowsBuildFailure(t *testing.T) {
 	}
 	if !strings.Contains(message, buildLine) {
 		t.Errorf("docker pull's output lacks the failing build's output %q", buildLine)
+	}
+	s.stop(t)
+}
+
+// TestDockerPullShowsNixTooOld: docker pull of an image from a package set
+// that needs a newer Nix than the server runs prints the registry's one
+// message naming both versions.
+func TestDockerPullShowsNixTooOld(t *testing.T) {
+	requireDocker(t)
+	requireTools(t, "nix-store")
+	dir := testkit.FreshPackageSet(t)
+	testkit.DemandNix(t, dir, "99.0")
+	s := startServer(t, "STORAGE_PATH="+t.TempDir(), "NIXERY_PKGS_PATH="+dir)
+	r := dockerPull(t, s.addr+"/hello:latest")
+	t.Logf("docker pull:\n%s", r.output())
+	if r.err == nil || !strings.Contains(r.output(), "needs Nix 99.0 or newer; this server runs Nix ") {
+		t.Errorf("docker pull: %v, want the message naming both versions", r.err)
 	}
 	s.stop(t)
 }

@@ -141,13 +141,19 @@ func run(ctx context.Context, cfg *config.Config, log *logrus.Logger) error {
 	if front.TLS() {
 		scheme = "https"
 	}
+	instance := app.Instance()
 	log.WithFields(logrus.Fields{
-		"addr":    ln.Addr().String(),
-		"scheme":  scheme,
-		"storage": cfg.StorageBackend,
-		"source":  string(cfg.Source.Kind),
-		"version": version.String(),
-		"go":      version.Go(),
+		"addr":        ln.Addr().String(),
+		"scheme":      scheme,
+		"storage":     cfg.StorageBackend,
+		"source":      string(cfg.Source.Kind),
+		"version":     version.String(),
+		"go":          version.Go(),
+		"nix_version": instance.NixVersion,
+		// Known at start for builtin and a git checkout; a git or
+		// channel source's is logged by its first evaluation ("package
+		// source at latest").
+		"source_revision": instance.SourceRevision,
 	}).Info("nixport listening")
 
 	serveErr := make(chan error, 1)

@@ -28,6 +28,10 @@ import (
 // app is the wired registry: its HTTP handler, its metrics and what to
 // close after.
 type app struct {
+	// Instance says which Nix runs and which package source is served,
+	// for /readyz and the start-up log line.
+	Instance func() web.Instance
+
 	Handler http.Handler
 	Metrics *metrics.Metrics
 	closers []func() error
@@ -89,10 +93,14 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 		return nil, err
 	}
 	a.closers = append(a.closers, b.Close)
+	a.Instance = func() web.Instance {
+		return web.Instance{NixVersion: driver.NixVersion(), Source: string(cfg.Source.Kind), SourceRevision: driver.Revision()}
+	}
 	opts := web.Options{Storage: store, Images: b, Builds: b, Log: log, WebDir: cfg.WebDir,
 		Checks:  readinessChecks(store, driver),
 		Metrics: a.Metrics, ServeMetrics: cfg.MetricsAddr == "",
-		AuthMode: cfg.AuthRequired, TrustedProxies: cfg.TrustedProxies}
+		AuthMode: cfg.AuthRequired, TrustedProxies: cfg.TrustedProxies,
+		Instance: a.Instance}
 	if cfg.AuthHtpasswd != "" {
 		users, err := auth.OpenHtpasswd(cfg.AuthHtpasswd, log)
 		if err != nil {
@@ -145,8 +153,17 @@ func openStorage(ctx context.Context, cfg *config.Config, log *logrus.Logger) (s
 	}
 }
 
+// sourceCheckEvery is how often readiness evaluates the package source:
+// an evaluation of nixpkgs costs seconds, and load balancers probe every
+// few seconds.
+const sourceCheckEvery = 30 * time.Second
+
 // readinessChecks are what /readyz asks: storage takes a small object and
-// gives it back, and Nix runs.
+// gives it back, Nix runs, and the package source evaluates at latest
+// (every sourceCheckEvery; it fails with the reason when the package set
+// needs a newer Nix). Names routed to command or layout sources need no
+// Nix, but every other name goes to the Nix source, so it is always
+// checked.
 func readinessChecks(store storage.Backend, driver *nix.Driver) []web.Check {
 	host, _ := os.Hostname()
 	name := fmt.Sprintf("health/%s-%d", host, os.Getpid())
@@ -169,5 +186,6 @@ func readinessChecks(store storage.Backend, driver *nix.Driver) []web.Check {
 			_, err := driver.Version(ctx)
 			return err
 		}},
+		{Name: "source", Every: sourceCheckEvery, Run: driver.CheckSource},
 	}
 }
