@@ -95,6 +95,8 @@ type Config struct {
 	// ClientMaxBuilds those it has queued or running; 0: no bound.
 	BuildRate       int
 	ClientMaxBuilds int
+	// MaxImageBytes bounds one image's closure; 0: no bound.
+	MaxImageBytes int64
 	// MetricsAddr, when set, is the only address /metrics is served on
 	// (host:port), so metrics need not be public; empty serves them at
 	// /metrics beside the registry.
@@ -340,6 +342,14 @@ func settings() []setting {
 		}},
 		{"NIXPORT_CLIENT_MAX_BUILDS", "client-max-builds", "0", "int", "builds one client may have queued or running at once (0: no bound)", func(c *Config, v string) error {
 			return parseIntIn(v, 0, 1<<20, &c.ClientMaxBuilds)
+		}},
+		{"NIXPORT_MAX_IMAGE_BYTES", "max-image-bytes", "", "bytes", "largest closure an image may have (such as 20GiB), checked before anything is archived (unset: no bound)", func(c *Config, v string) error {
+			n, err := bytesize.Parse(v)
+			if err != nil || n <= 0 {
+				return errors.New("accepts a size in bytes, such as 20GiB or 500MB")
+			}
+			c.MaxImageBytes = n
+			return nil
 		}},
 		{"NIXPORT_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30", "seconds", "seconds to finish in-flight requests on shutdown", func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)

@@ -113,6 +113,9 @@ func TestLoad(t *testing.T) {
 		{name: "nix store low without max", env: map[string]string{"NIXPORT_NIX_STORE_LOW": "1GiB"}, wantErr: "invalid NIXPORT_NIX_STORE_LOW: needs NIXPORT_NIX_STORE_MAX"},
 		{name: "nix store low not below max", env: map[string]string{"NIXPORT_NIX_STORE_MAX": "1GiB", "NIXPORT_NIX_STORE_LOW": "1024MiB"},
 			wantErr: "invalid NIXPORT_NIX_STORE_LOW=1.00 GiB: must be below NIXPORT_NIX_STORE_MAX=1.00 GiB"},
+		{name: "max image bytes", env: map[string]string{"NIXPORT_MAX_IMAGE_BYTES": "20GiB"},
+			check: func(c *Config) bool { return c.MaxImageBytes == 20<<30 }},
+		{name: "bad max image bytes", env: map[string]string{"NIXPORT_MAX_IMAGE_BYTES": "huge"}, wantErr: `invalid NIXPORT_MAX_IMAGE_BYTES="huge": accepts a size`},
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
 	}
 	for _, tt := range tests {

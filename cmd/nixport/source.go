@@ -55,14 +55,15 @@ func openSource(ctx context.Context, cfg *config.Config, store storage.Backend, 
 		closeAll = func() error { return errors.Join(gc.Close(), driver.Close()) }
 	}
 	src, err := nixsource.New(nixsource.Options{
-		Driver:      driver,
-		Storage:     store,
-		Log:         log,
-		Names:       nixsource.NameOptions{BasePackages: cfg.BasePackages, MaxPackages: cfg.MaxPackages},
-		LayerBudget: cfg.LayerBudget,
-		Popularity:  pop,
-		Metrics:     m,
-		AfterBuild:  afterBuild,
+		Driver:        driver,
+		Storage:       store,
+		Log:           log,
+		Names:         nixsource.NameOptions{BasePackages: cfg.BasePackages, MaxPackages: cfg.MaxPackages},
+		LayerBudget:   cfg.LayerBudget,
+		Popularity:    pop,
+		Metrics:       m,
+		AfterBuild:    afterBuild,
+		MaxImageBytes: cfg.MaxImageBytes,
 	})
 	if err != nil {
 		closeAll()

@@ -19,6 +19,9 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
+	"github.com/nixport/nixport/bytesize"
+	"github.com/nixport/nixport/caller"
+	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/layers"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/metrics"
@@ -58,6 +61,10 @@ type Options struct {
 	Archive     archive.Options
 	// Metrics, if set, counts lookups in the manifest and layer caches.
 	Metrics *metrics.Metrics
+	// MaxImageBytes bounds an image's closure (the sum of its store
+	// paths' NAR sizes), checked once the closure is known and before
+	// anything is archived; zero: no bound.
+	MaxImageBytes int64
 	// AfterBuild, if set, is called after every build that realised
 	// something, whether it succeeded or not: the Nix store may have
 	// grown (the store's collector measures it again).
@@ -161,6 +168,9 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 		return nil, err
 	}
 	defer img.Release()
+	if err := s.checkSize(ctx, log, plan.Request, img.Closure.NarSize()); err != nil {
+		return nil, err
+	}
 
 	inputKey := s.inputKey(img)
 	recordName := manifestRecordPrefix + inputKey
@@ -303,6 +313,23 @@ func packageAttrs(r *nix.Resolution) []string {
 		attrs = append(attrs, p.Attr)
 	}
 	return attrs
+}
+
+// checkSize refuses an image whose closure is over MaxImageBytes: DENIED,
+// naming both sizes, logged with who asked and counted.
+func (s *Source) checkSize(ctx context.Context, log logrus.FieldLogger, req source.Request, size int64) error {
+	if s.opts.MaxImageBytes <= 0 || size <= s.opts.MaxImageBytes {
+		return nil
+	}
+	fields := logrus.Fields{"limit": "image_size", "closure_bytes": size, "max_bytes": s.opts.MaxImageBytes}
+	if who, ok := caller.FromContext(ctx); ok {
+		fields["client"] = who.Key()
+	}
+	log.WithFields(fields).Warn("build refused")
+	s.opts.Metrics.Refused("image_size")
+	return errcode.New(errcode.Denied,
+		"the packages of %s:%s come to %s, over this registry's limit of %s per image (NIXPORT_MAX_IMAGE_BYTES): ask for fewer or smaller packages",
+		req.Name, req.Tag, bytesize.Format(size), bytesize.Format(s.opts.MaxImageBytes))
 }
 
 // layerRecord is the layer cache entry: a layer made once, ever, for the
