@@ -129,7 +129,9 @@ func TestServerLetsAStalledReaderGo(t *testing.T) {
 	log.Out = io.Discard
 	log.AddHook(requestHook(done))
 	f.handler.(*handler).setLog(log)
-	_, addr := startServer(t, f.handler, ServerOptions{Timeouts: Timeouts{Write: 500 * time.Millisecond}})
+	// Each write must finish within this; the blob takes several.
+	const writeTimeout = 2 * time.Second
+	_, addr := startServer(t, f.handler, ServerOptions{Timeouts: Timeouts{Write: writeTimeout}})
 	path := "/v2/hello/blobs/" + info.Digest.String()
 
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
@@ -153,7 +155,10 @@ func TestServerLetsAStalledReaderGo(t *testing.T) {
 	}
 
 	// A slow reader that keeps reading gets every byte: each write has its
-	// own deadline, the whole answer none.
+	// own deadline, the whole answer none. It pauses after every chunk the
+	// server writes under one deadline, so the answer takes longer than
+	// one deadline in all; reading a chunk itself is quick, so a loaded
+	// machine does not make it miss one.
 	c2, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -164,18 +169,34 @@ func TestServerLetsAStalledReaderGo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := io.Copy(io.Discard, slowReader{resp.Body})
+	start := time.Now()
+	n, err := io.Copy(io.Discard, &slowReader{r: resp.Body, pause: writeTimeout / 8})
 	if err != nil || n != int64(len(blob)) {
 		t.Errorf("slow reader got %d bytes, %v; want %d", n, err, len(blob))
+	}
+	if took := time.Since(start); took < writeTimeout {
+		t.Errorf("the slow reader took %s, less than one write deadline: the test proves nothing", took)
 	}
 	<-done
 }
 
-// slowReader reads in small pieces, so the whole blob takes several write
-// deadlines to arrive.
-type slowReader struct{ r io.Reader }
+// slowReader pauses after every streamChunk bytes it reads, so that a
+// whole blob takes several write deadlines to arrive.
+type slowReader struct {
+	r     io.Reader
+	pause time.Duration
+	since int // bytes read since the last pause
+}
 
-func (s slowReader) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), 512)]) }
+func (s *slowReader) Read(p []byte) (int, error) {
+	if s.since >= streamChunk {
+		time.Sleep(s.pause)
+		s.since = 0
+	}
+	n, err := s.r.Read(p[:min(len(p), streamChunk-s.since)])
+	s.since += n
+	return n, err
+}
 
 // warningHook sends the fields of every warning to ch.
 type warningHook chan logrus.Fields
