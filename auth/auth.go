@@ -17,7 +17,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -235,16 +234,12 @@ func (h *Htpasswd) Verify(user, password string) error {
 	if at, ok := h.verified.Get(mac); ok && now.Sub(at) < verifiedTTL {
 		return nil
 	}
-	hash := h.dummy
-	found := 0
-	for _, e := range entries {
-		if subtle.ConstantTimeCompare([]byte(e.user), []byte(user)) == 1 {
-			hash = e.hash
-			found = 1
-		}
+	hash, found := lookup(entries, user)
+	if !found {
+		hash = h.dummy
 	}
 	err := compareHash(hash, []byte(password))
-	if err != nil || found == 0 {
+	if err != nil || !found {
 		return ErrBadCredentials
 	}
 	h.verified.Add(mac, now)

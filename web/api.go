@@ -212,11 +212,11 @@ func writeJSON(w *responseWriter, code int, v any) {
 
 // withBuildURL makes the build page named at the end of a
 // BUILD_IN_PROGRESS message ("… follow it at /builds/<id>") absolute, with
-// the scheme and host the client used, so that docker pull prints a link
-// a terminal can open. A Host that does not look like one leaves the path
-// as it is. Any other error is returned unchanged; the builder's error is
-// copied, never changed.
-func withBuildURL(r *http.Request, err error) error {
+// the scheme and host the client used (origin), so that docker pull prints
+// a link a terminal can open. A Host that does not look like one leaves
+// the path as it is. Any other error is returned unchanged; the builder's
+// error is copied, never changed.
+func (h *handler) withBuildURL(r *http.Request, err error) error {
 	e, ok := errcode.As(err)
 	if !ok || e.Code != errcode.BuildInProgress {
 		return err
@@ -224,15 +224,11 @@ func withBuildURL(r *http.Request, err error) error {
 	detail, _ := e.Detail.(map[string]string)
 	id := detail["build"]
 	page := " " + buildPagePath + id
-	host := displayHost(r.Host)
-	if id == "" || !strings.HasSuffix(e.Message, page) || host == "HOST" {
+	origin, ok := h.origin(r)
+	if id == "" || !strings.HasSuffix(e.Message, page) || !ok {
 		return err
 	}
-	scheme := "http://"
-	if r.TLS != nil {
-		scheme = "https://"
-	}
 	c := *e
-	c.Message = strings.TrimSuffix(e.Message, page) + " " + scheme + host + buildPagePath + id
+	c.Message = strings.TrimSuffix(e.Message, page) + " " + origin + buildPagePath + id
 	return &c
 }

@@ -79,7 +79,11 @@ func writeError(w *responseWriter, err error) {
 		h.Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}
 	if body.Code == errcode.Unauthorized {
-		h.Set("WWW-Authenticate", authChallenge)
+		challenge := w.challenge
+		if challenge == "" {
+			challenge = basicChallenge
+		}
+		h.Set("WWW-Authenticate", challenge)
 	}
 	w.WriteHeader(status(body.Code))
 	if !w.head {

@@ -41,7 +41,7 @@ func (h *handler) serveManifest(w *responseWriter, r *http.Request, rt route) {
 		e, err = h.manifestByTag(w, r, rt.name, rt.tag, manifest.Negotiate(r.Header["Accept"]))
 	}
 	if err != nil {
-		writeError(w, withBuildURL(r, err))
+		writeError(w, h.withBuildURL(r, err))
 		return
 	}
 	w.digest = e.digest

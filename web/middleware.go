@@ -63,6 +63,9 @@ func (h *handler) route(w *responseWriter, r *http.Request) {
 	case isAPIPath(p):
 		w.route = routeNameAPI
 		h.serveAPI(w, r)
+	case p == tokenPath && h.verifier != nil:
+		w.route = routeNameToken
+		h.serveToken(w, r)
 	case isHealthPath(p):
 		w.route = routeNameHealth
 		h.serveHealth(w, r)

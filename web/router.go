@@ -47,6 +47,7 @@ const (
 	routeNameAPI      = "api_builds"
 	routeNamePages    = "build_pages"
 	routeNameHealth   = "health"
+	routeNameToken    = "auth_token"
 	routeNameMetrics  = "metrics"
 	routeNameSite     = "site"
 )

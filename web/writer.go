@@ -24,13 +24,15 @@ type responseWriter struct {
 	wroteHeader bool
 
 	// Filled by the handlers for the log line and metrics.
-	route  string // the endpoint's name (a routeKind's, or routeName*)
-	user   string // the authenticated user, if any
-	image  string
-	tag    string
-	digest digest.Digest
-	code   errcode.Code // of the error answered, if any
-	err    error        // cause of the error answered, if any
+	route string // the endpoint's name (a routeKind's, or routeName*)
+	user  string // the authenticated user, if any
+	// challenge is the WWW-Authenticate of a 401 (empty: Basic).
+	challenge string
+	image     string
+	tag       string
+	digest    digest.Digest
+	code      errcode.Code // of the error answered, if any
+	err       error        // cause of the error answered, if any
 
 	requestID string
 

@@ -39,9 +39,16 @@ func (r dockerResult) output() string { return r.stdout + r.stderr }
 // runDocker runs the docker CLI with args and returns once it exits or
 // timeout has passed (then it is killed, and err says so).
 func runDocker(timeout time.Duration, args ...string) dockerResult {
+	return runDockerStdin(timeout, "", args...)
+}
+
+// runDockerStdin is runDocker with stdin (a password for docker login
+// --password-stdin).
+func runDockerStdin(timeout time.Duration, stdin string, args ...string) dockerResult {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Stdin = strings.NewReader(stdin)
 	// A killed CLI could leave a child holding the pipes: do not wait on them
 	// for long.
 	cmd.WaitDelay = 5 * time.Second
