@@ -155,6 +155,8 @@ type Htpasswd struct {
 	// changes.
 	verified *lru.Cache[[sha256.Size]byte, time.Time]
 	macKey   []byte
+	// secret signs tokens (token.go); guarded by mu.
+	secret []byte
 }
 
 // fileStamp tells whether a file changed since it was read.
@@ -177,6 +179,8 @@ func OpenHtpasswd(path string, log logrus.FieldLogger) (*Htpasswd, error) {
 	}
 	h := &Htpasswd{path: path, log: log, dummy: dummy, verified: verified, macKey: make([]byte, 32)}
 	rand.Read(h.macKey)
+	h.secret = make([]byte, TokenSecretSize)
+	rand.Read(h.secret)
 	if err := h.reload(time.Now()); err != nil {
 		return nil, err
 	}

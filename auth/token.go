@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/hmac"
+	"fmt"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -20,11 +21,12 @@ import (
 // credentials" before it asks for anything. (Skopeo, podman and crane go
 // on either way.)
 //
-// A user's token is signed with a key derived from that user's bcrypt
-// entry, so every instance reading the same file accepts the tokens of the
-// others and of its own earlier runs, and a token dies with its expiry,
-// the user's removal or a new password. The file is thereby a signing key
-// as well as a list of hashes: it was never one to show anyone.
+// A user's token is signed with a key derived from the token secret and
+// that user's bcrypt entry. The secret is shared by every instance on the
+// same storage (LoadTokenSecret), so they accept each other's tokens and
+// those of their own earlier runs; the entry makes a token die with the
+// user's removal or a new password. Reading the htpasswd file alone is not
+// enough to forge one.
 
 // TokenTTL is how long a token is good for. Clients fetch a new one when
 // theirs expires (they are told expires_in).
@@ -80,7 +82,7 @@ func (h *Htpasswd) Token(user string, now time.Time) (string, error) {
 		return "", ErrBadCredentials
 	}
 	expiry := now.Add(TokenTTL).Unix()
-	mac := tokenMAC(hash, user, expiry)
+	mac := tokenMAC(h.tokenSecret(), hash, user, expiry)
 	return tokenPrefix + base64.RawURLEncoding.EncodeToString([]byte(user)) + "." +
 		strconv.FormatInt(expiry, 10) + "." + base64.RawURLEncoding.EncodeToString(mac), nil
 }
@@ -93,7 +95,7 @@ func (h *Htpasswd) VerifyToken(token string, now time.Time) (string, error) {
 		return "", ErrBadToken
 	}
 	hash, known := lookup(h.current(now), user)
-	if !known || !hmac.Equal(mac, tokenMAC(hash, user, expiry)) {
+	if !known || !hmac.Equal(mac, tokenMAC(h.tokenSecret(), hash, user, expiry)) {
 		return "", ErrBadToken
 	}
 	if now.Unix() >= expiry {
@@ -128,11 +130,12 @@ func parseToken(token string) (user string, expiry int64, mac []byte, ok bool) {
 	return string(rawUser), expiry, mac, true
 }
 
-// tokenMAC signs user and expiry with a key derived from the user's bcrypt
-// entry.
-func tokenMAC(hash []byte, user string, expiry int64) []byte {
-	key := hmac.New(sha256.New, hash)
-	key.Write([]byte("nixport registry token key v1"))
+// tokenMAC signs user and expiry with a key derived from the secret and
+// the user's bcrypt entry.
+func tokenMAC(secret, hash []byte, user string, expiry int64) []byte {
+	key := hmac.New(sha256.New, secret)
+	key.Write([]byte("nixport registry token key v1\x00"))
+	key.Write(hash)
 	m := hmac.New(sha256.New, key.Sum(nil))
 	m.Write([]byte(user))
 	m.Write([]byte{0})
@@ -148,4 +151,26 @@ func lookup(entries []entry, user string) (hash []byte, ok bool) {
 		}
 	}
 	return hash, ok
+}
+
+// TokenSecretSize is the size of the token secret.
+const TokenSecretSize = 32
+
+// SetTokenSecret sets the secret every token is signed with. Until it is
+// set, a random one made at start is used: tokens are then good on this
+// process only.
+func (h *Htpasswd) SetTokenSecret(secret []byte) error {
+	if len(secret) < TokenSecretSize {
+		return fmt.Errorf("token secret of %d bytes, want %d", len(secret), TokenSecretSize)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.secret = append([]byte(nil), secret...)
+	return nil
+}
+
+func (h *Htpasswd) tokenSecret() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.secret
 }

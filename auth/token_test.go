@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"os"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixport/nixport/storage/filesystem"
 )
 
 func TestParseBearer(t *testing.T) {
@@ -126,9 +130,18 @@ func TestTokens(t *testing.T) {
 		}
 	}
 
+	// Another instance reading the same file accepts the token once it
+	// shares the token secret, and only then: the file alone forges none.
 	other, _ := openUsers(t, aliceEntry)
+	if got, err := other.VerifyToken(token, now); err == nil {
+		t.Errorf("an instance with another secret accepted the token: %q", got)
+	}
+	other.SetTokenSecret(h.tokenSecret())
 	if got, err := other.VerifyToken(token, now); got != "alice" || err != nil {
-		t.Errorf("another reader of the same entry: %q, %v", got, err)
+		t.Errorf("another instance with the same secret and entry: %q, %v", got, err)
+	}
+	if err := other.SetTokenSecret([]byte("short")); err == nil {
+		t.Error("a short token secret was taken")
 	}
 
 	// A new password for alice, bob removed: both tokens end.
@@ -145,5 +158,27 @@ func TestTokens(t *testing.T) {
 	}
 	if got, err := h.VerifyToken(bobs, now); err == nil {
 		t.Errorf("bob's token outlived his removal: %q", got)
+	}
+}
+
+// TestLoadTokenSecret: the first instance on a storage makes the secret,
+// the others read the same one.
+func TestLoadTokenSecret(t *testing.T) {
+	store, err := filesystem.New(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := LoadTokenSecret(ctx, store)
+	if err != nil || len(first) != TokenSecretSize {
+		t.Fatalf("first: %d bytes, %v", len(first), err)
+	}
+	again, err := LoadTokenSecret(ctx, store)
+	if err != nil || !bytes.Equal(first, again) {
+		t.Fatalf("second instance got another secret (%v)", err)
+	}
+	store.PutObject(ctx, tokenSecretObject, []byte("short"))
+	if _, err := LoadTokenSecret(ctx, store); err == nil {
+		t.Error("a short stored secret was used")
 	}
 }

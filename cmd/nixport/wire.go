@@ -107,6 +107,14 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 			a.Close()
 			return nil, fmt.Errorf("NIXPORT_AUTH_HTPASSWD: %w", err)
 		}
+		secret, err := auth.LoadTokenSecret(ctx, store)
+		if err == nil {
+			err = users.SetTokenSecret(secret)
+		}
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("registry tokens: %w", err)
+		}
 		opts.Auth = users
 	}
 	h, err := web.New(opts)
