@@ -21,15 +21,15 @@ func TestEmbeddedSite(t *testing.T) {
 		contentType string
 		contains    []string
 	}{
-		{"/", 200, "text/html; charset=utf-8", []string{"<title>nixport", "docker pull registry.test:5000/shell/git", "podman pull", "skopeo copy", "Nixery"}},
+		{"/", 200, "text/html; charset=utf-8", []string{"<title>nixport", "docker pull registry.test:5000/shell/hello", "podman pull", "skopeo copy", "Nixery"}},
 		{"/index.html", 200, "text/html; charset=utf-8", []string{"<title>nixport"}},
-		{"/names", 200, "text/html; charset=utf-8", []string{"bashInteractive", "moreutils", "aarch64-linux", "cacert", "iana-etc", "xorg.xev", "case-insensitively", "Order and duplicates", "commit hash", "cached forever", "git checkout", "MANIFEST_UNKNOWN", "TAG_INVALID"}},
+		{"/names", 200, "text/html; charset=utf-8", []string{`id="builtin-packages"`, `data-needs="nixpkgs"`, "bashInteractive", "moreutils", "aarch64-linux", "cacert", "iana-etc", "xorg.xev", "case-insensitively", "Order and duplicates", "commit hash", "cached forever", "git checkout", "MANIFEST_UNKNOWN", "TAG_INVALID"}},
 		{"/names.html", 200, "text/html; charset=utf-8", []string{"Meta-packages"}},
 		{"/running", 200, "text/html; charset=utf-8", []string{"go run ./cmd/nixport", "Nix 2.18", "2.8", "NIXERY_CHANNEL", "NIXPORT_SUBSTITUTERS", "GCS_SIGNING_ACCOUNT", "NIXPORT_LOG_LEVEL", "/var/lib/nixport", "cacert,iana-etc", "NIXPORT_ROUTES", `href="/sources"`, `href="/deploy"`, "nixport prewarm -server https://registry.test:5000", "NIXPORT_SERVER", "needs: prewarm", "stages: [prewarm, test]"}},
 		{"/deploy", 200, "text/html; charset=utf-8", []string{"roles/storage.objectAdmin", "--uniform-bucket-level-access", "GCS_SIGNING_KEY", "GCS_SIGNING_ACCOUNT", "GOOGLE_APPLICATION_CREDENTIALS", "blobs/sha256/", "leases/builds/", "307", "signBlob", "NIXPORT_SHUTDOWN_TIMEOUT", "Nix 2.18", "builders = ssh://"}},
 		{"/sources", 200, "text/html; charset=utf-8", []string{"NIXPORT_ROUTES", "{out}", "Never a shell", "SIGTERM", "bazel-bin", "docker pull --platform linux/arm64 registry.test:5000/prebuilt/app:latest", "BUILD_FAILED"}},
 		{"/style.css", 200, "text/css; charset=utf-8", []string{"prefers-color-scheme: dark"}},
-		{"/nope", 404, "text/html; charset=utf-8", []string{"Page not found", "registry.test:5000/shell/git"}},
+		{"/nope", 404, "text/html; charset=utf-8", []string{"Page not found", "registry.test:5000/shell/hello"}},
 		{"/404", 404, "text/html; charset=utf-8", []string{"Page not found"}},
 		{"/404.html", 404, "text/html; charset=utf-8", []string{"Page not found"}},
 		{"/favicon.svg", 200, "image/svg+xml", []string{"<svg", `viewBox="0 0 32 32"`}},
@@ -45,7 +45,7 @@ func TestEmbeddedSite(t *testing.T) {
 			`<a href="/builds/run1"><code>shell/<wbr>git/<wbr>htop:latest</code></a>`, "realising", "paths 3/10", " so far",
 			`<a href="/builds/fail1"><code>broken:latest</code></a>`, `<span class="error-line">package broken failed to build…</span>`,
 			`<a href="/builds/done1"><code>hello:v1</code></a>`, "layers 4/4 · 3.0 MiB", "took 4 s, ",
-			`curl -X POST -d '{"image": "shell/git", "tag": "latest"}' http://registry.test:5000/api/builds`,
+			`curl -X POST -d '{"image": "shell/hello", "tag": "latest"}' http://registry.test:5000/api/builds`,
 		}},
 		{"/builds/", 200, "text/html; charset=utf-8", []string{"Running and queued"}},
 		{"/builds/run1", 200, "text/html; charset=utf-8", []string{
@@ -180,14 +180,14 @@ func TestSiteHostAndCaching(t *testing.T) {
 	// A Host that is not a plain host name is never reflected.
 	for _, host := range []string{"", `evil"><script>`, "a b", strings.Repeat("a", 300), "x/y"} {
 		w := get(host, nil)
-		if !strings.Contains(w.Body.String(), "docker pull HOST/shell/git") {
+		if !strings.Contains(w.Body.String(), "docker pull HOST/shell/hello") {
 			t.Errorf("Host %q: placeholder not used", host)
 		}
 		if strings.Contains(w.Body.String(), "<script>") {
 			t.Errorf("Host %q reflected", host)
 		}
 	}
-	if w := get("[::1]:8080", nil); !strings.Contains(w.Body.String(), "docker pull [::1]:8080/shell/git") {
+	if w := get("[::1]:8080", nil); !strings.Contains(w.Body.String(), "docker pull [::1]:8080/shell/hello") {
 		t.Error("IPv6 host not shown")
 	}
 
