@@ -155,7 +155,15 @@ func (s *site) serve(w *responseWriter, r *http.Request) {
 		return
 	}
 	rel := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
-	if !hidden(rel) {
+	if s.pages != nil {
+		if to, ok := siteRedirects[rel]; ok {
+			w.Header().Set("Location", to)
+			w.Header().Set("Cache-Control", "public, max-age=86400")
+			w.WriteHeader(http.StatusMovedPermanently)
+			return
+		}
+	}
+	if !hidden(rel) && !isNotFoundPage(rel) {
 		for _, name := range candidates(rel) {
 			if s.dir != nil {
 				if s.serveFile(w, r, name) {
@@ -168,6 +176,18 @@ func (s *site) serve(w *responseWriter, r *http.Request) {
 		}
 	}
 	s.notFound(w, r)
+}
+
+// siteRedirects are the embedded site's addresses that answer with a
+// redirect: a browser asks for /favicon.ico wherever no page names an icon
+// (the JSON of /v2/ and /api/, say), and gets the SVG icon the pages link.
+var siteRedirects = map[string]string{"favicon.ico": "/favicon.svg"}
+
+// isNotFoundPage reports whether a clean relative URL path names the 404
+// page itself, which answers 404 like any address without a page, so that
+// no link checker or crawler takes it for a page that exists.
+func isNotFoundPage(rel string) bool {
+	return rel == "404" || rel == "404.html"
 }
 
 // candidates lists the files a clean relative URL path may name: the file

@@ -21,15 +21,18 @@ func TestEmbeddedSite(t *testing.T) {
 		contentType string
 		contains    []string
 	}{
-		{"/", 200, "text/html; charset=utf-8", []string{"<title>nixport", "docker pull registry.test:5000/shell/git", "podman pull", "skopeo copy", "Nixery"}},
+		{"/", 200, "text/html; charset=utf-8", []string{"<title>nixport", "docker pull registry.test:5000/shell/hello", "podman pull", "skopeo copy", "Nixery"}},
 		{"/index.html", 200, "text/html; charset=utf-8", []string{"<title>nixport"}},
-		{"/names", 200, "text/html; charset=utf-8", []string{"bashInteractive", "moreutils", "aarch64-linux", "cacert", "iana-etc", "xorg.xev", "case-insensitively", "Order and duplicates", "commit hash", "cached forever", "git checkout", "MANIFEST_UNKNOWN", "TAG_INVALID"}},
+		{"/names", 200, "text/html; charset=utf-8", []string{`id="builtin-packages"`, `data-needs="nixpkgs"`, "bashInteractive", "moreutils", "aarch64-linux", "cacert", "iana-etc", "xorg.xev", "case-insensitively", "Order and duplicates", "commit hash", "cached forever", "git checkout", "MANIFEST_UNKNOWN", "TAG_INVALID"}},
 		{"/names.html", 200, "text/html; charset=utf-8", []string{"Meta-packages"}},
 		{"/running", 200, "text/html; charset=utf-8", []string{"go run ./cmd/nixport", "Nix 2.18", "2.8", "NIXERY_CHANNEL", "NIXPORT_SUBSTITUTERS", "GCS_SIGNING_ACCOUNT", "NIXPORT_LOG_LEVEL", "/var/lib/nixport", "cacert,iana-etc", "NIXPORT_ROUTES", `href="/sources"`, `href="/deploy"`, "nixport prewarm -server https://registry.test:5000", "NIXPORT_SERVER", "needs: prewarm", "stages: [prewarm, test]"}},
 		{"/deploy", 200, "text/html; charset=utf-8", []string{"roles/storage.objectAdmin", "--uniform-bucket-level-access", "GCS_SIGNING_KEY", "GCS_SIGNING_ACCOUNT", "GOOGLE_APPLICATION_CREDENTIALS", "blobs/sha256/", "leases/builds/", "307", "signBlob", "NIXPORT_SHUTDOWN_TIMEOUT", "Nix 2.18", "builders = ssh://"}},
 		{"/sources", 200, "text/html; charset=utf-8", []string{"NIXPORT_ROUTES", "{out}", "Never a shell", "SIGTERM", "bazel-bin", "docker pull --platform linux/arm64 registry.test:5000/prebuilt/app:latest", "BUILD_FAILED"}},
 		{"/style.css", 200, "text/css; charset=utf-8", []string{"prefers-color-scheme: dark"}},
-		{"/nope", 404, "text/html; charset=utf-8", []string{"Page not found", "registry.test:5000/shell/git"}},
+		{"/nope", 404, "text/html; charset=utf-8", []string{"Page not found", "registry.test:5000/shell/hello"}},
+		{"/404", 404, "text/html; charset=utf-8", []string{"Page not found"}},
+		{"/404.html", 404, "text/html; charset=utf-8", []string{"Page not found"}},
+		{"/favicon.svg", 200, "image/svg+xml", []string{"<svg", `viewBox="0 0 32 32"`}},
 		{"/v2x", 404, "text/html; charset=utf-8", []string{"Page not found"}},
 		{"/../../etc/passwd", 404, "text/html; charset=utf-8", []string{"Page not found"}},
 		{"/site/index.html", 404, "text/html; charset=utf-8", nil},
@@ -42,7 +45,7 @@ func TestEmbeddedSite(t *testing.T) {
 			`<a href="/builds/run1"><code>shell/<wbr>git/<wbr>htop:latest</code></a>`, "realising", "paths 3/10", " so far",
 			`<a href="/builds/fail1"><code>broken:latest</code></a>`, `<span class="error-line">package broken failed to build…</span>`,
 			`<a href="/builds/done1"><code>hello:v1</code></a>`, "layers 4/4 · 3.0 MiB", "took 4 s, ",
-			`curl -X POST -d '{"image": "shell/git", "tag": "latest"}' http://registry.test:5000/api/builds`,
+			`curl -X POST -d '{"image": "shell/hello", "tag": "latest"}' http://registry.test:5000/api/builds`,
 		}},
 		{"/builds/", 200, "text/html; charset=utf-8", []string{"Running and queued"}},
 		{"/builds/run1", 200, "text/html; charset=utf-8", []string{
@@ -135,6 +138,33 @@ func TestSiteEveryPageLinksResolve(t *testing.T) {
 	}
 }
 
+// TestSiteIcon: every page names the SVG icon, which is served, and
+// /favicon.ico, which browsers ask for where no page names an icon (the
+// JSON of the APIs), redirects to it rather than answering 404.
+func TestSiteIcon(t *testing.T) {
+	f := newFixture(t)
+	const link = `<link rel="icon" href="/favicon.svg" type="image/svg+xml">`
+	for _, page := range []string{"/", "/names", "/running", "/deploy", "/sources", "/nope", "/404", "/builds", "/builds/run1", "/builds/nope"} {
+		head, _, _ := strings.Cut(f.do("GET", page, nil).Body.String(), "</head>")
+		if !strings.Contains(head, link) {
+			t.Errorf("%s: no %s in its head", page, link)
+		}
+	}
+	for _, method := range []string{"GET", "HEAD"} {
+		w := f.do(method, "/favicon.ico", nil)
+		if w.Code != http.StatusMovedPermanently || w.Header().Get("Location") != "/favicon.svg" || w.Header().Get("Cache-Control") == "" {
+			t.Errorf("%s /favicon.ico: %d, Location %q, Cache-Control %q", method, w.Code, w.Header().Get("Location"), w.Header().Get("Cache-Control"))
+		}
+	}
+	w := f.do("GET", "/favicon.svg", nil)
+	if w.Code != 200 || w.Header().Get("Content-Type") != "image/svg+xml" || !strings.Contains(w.Header().Get("Cache-Control"), "max-age") {
+		t.Errorf("/favicon.svg: %d, %v", w.Code, w.Header())
+	}
+	if w := f.do("POST", "/favicon.ico", nil); w.Code != 405 {
+		t.Errorf("POST /favicon.ico: %d, want 405", w.Code)
+	}
+}
+
 func TestSiteHostAndCaching(t *testing.T) {
 	f := newFixture(t)
 	get := func(host string, header http.Header) *httptest.ResponseRecorder {
@@ -150,14 +180,14 @@ func TestSiteHostAndCaching(t *testing.T) {
 	// A Host that is not a plain host name is never reflected.
 	for _, host := range []string{"", `evil"><script>`, "a b", strings.Repeat("a", 300), "x/y"} {
 		w := get(host, nil)
-		if !strings.Contains(w.Body.String(), "docker pull HOST/shell/git") {
+		if !strings.Contains(w.Body.String(), "docker pull HOST/shell/hello") {
 			t.Errorf("Host %q: placeholder not used", host)
 		}
 		if strings.Contains(w.Body.String(), "<script>") {
 			t.Errorf("Host %q reflected", host)
 		}
 	}
-	if w := get("[::1]:8080", nil); !strings.Contains(w.Body.String(), "docker pull [::1]:8080/shell/git") {
+	if w := get("[::1]:8080", nil); !strings.Contains(w.Body.String(), "docker pull [::1]:8080/shell/hello") {
 		t.Error("IPv6 host not shown")
 	}
 
@@ -186,8 +216,10 @@ func TestSiteMethods(t *testing.T) {
 	if w := f.do("HEAD", "/", nil); w.Code != 200 || w.Body.Len() != 0 || w.Header().Get("Content-Length") == "" {
 		t.Errorf("HEAD /: %d, %d bytes, Content-Length %q", w.Code, w.Body.Len(), w.Header().Get("Content-Length"))
 	}
-	if w := f.do("HEAD", "/nope", nil); w.Code != 404 || w.Body.Len() != 0 {
-		t.Errorf("HEAD /nope: %d, %d bytes", w.Code, w.Body.Len())
+	for _, p := range []string{"/nope", "/404"} {
+		if w := f.do("HEAD", p, nil); w.Code != 404 || w.Body.Len() != 0 {
+			t.Errorf("HEAD %s: %d, %d bytes", p, w.Code, w.Body.Len())
+		}
 	}
 	for _, m := range []string{"POST", "PUT", "DELETE", "PATCH", "OPTIONS"} {
 		if w := f.do(m, "/", nil); w.Code != 405 || w.Header().Get("Allow") != "GET, HEAD" {
@@ -272,10 +304,16 @@ func TestWebDir(t *testing.T) {
 		}
 	}
 
-	// A custom 404 page.
+	// A custom 404 page, which answers 404 at its own address too.
 	write("404.html", "gone")
-	if w := httpDo(h, "GET", "/nope", nil); w.Code != 404 || w.Body.String() != "gone" {
-		t.Errorf("custom 404: %d %q", w.Code, w.Body.String())
+	for _, p := range []string{"/nope", "/404", "/404.html"} {
+		if w := httpDo(h, "GET", p, nil); w.Code != 404 || w.Body.String() != "gone" {
+			t.Errorf("custom 404 at %s: %d %q", p, w.Code, w.Body.String())
+		}
+	}
+	// The embedded site's favicon redirect is not mixed in either.
+	if w := httpDo(h, "GET", "/favicon.ico", nil); w.Code != 404 {
+		t.Errorf("/favicon.ico with a web directory: %d, want 404", w.Code)
 	}
 	// The registry still works beside it.
 	if w := httpDo(h, "GET", "/v2/", nil); w.Code != 200 {

@@ -179,11 +179,11 @@
 				const line = el("span", { class: "error-line" }, err);
 				return p === "—" ? [line] : [p, line]; // the error says it all
 			}],
-			["time", (b) => [timeText(b)], "nowrap"],
+			["time", (b) => [timeText(b)]],
 		],
 		errors: [
 			["error", (b) => [firstLine(b.error, 160)]],
-			["time", (b) => [timeText(b)], "nowrap"],
+			["time", (b) => [timeText(b)]],
 		],
 	};
 	// imageName is name:tag, breaking only after a slash.
