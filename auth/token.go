@@ -2,11 +2,11 @@ package auth
 
 import (
 	"crypto/hmac"
-	"fmt"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"

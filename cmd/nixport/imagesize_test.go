@@ -19,7 +19,9 @@ func TestImageSizeLimit(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("status %s, want 403: %s", resp.Status, body)
 	}
-	var e struct{ Errors []struct{ Code, Message string } }
+	var e struct {
+		Errors []struct{ Code, Message string }
+	}
 	if err := json.Unmarshal([]byte(body), &e); err != nil || len(e.Errors) != 1 || e.Errors[0].Code != "DENIED" {
 		t.Fatalf("body %s", body)
 	}
