@@ -32,6 +32,9 @@ type Faults struct {
 	Unavailable int
 	// TooManyRequests answers 429 without passing the request on.
 	TooManyRequests int
+	// NotImplemented answers 501 without passing the request on, as a
+	// server does that lacks a feature the request uses.
+	NotImplemented int
 	// CutBefore closes the connection without passing the request on.
 	CutBefore int
 	// CutAfter passes the request on, so the server acts on it, and then
@@ -51,25 +54,27 @@ type Faults struct {
 
 // Stats count what a Proxy did.
 type Stats struct {
-	Requests, Unavailable, TooManyRequests, CutBefore, CutAfter, Truncated int64
+	Requests, Unavailable, TooManyRequests, NotImplemented, CutBefore, CutAfter, Truncated int64
 }
 
 // RequestRecord describes one request a Proxy received.
 type RequestRecord struct {
 	Method   string
-	Path     string // URL path
-	Query    string // raw query
-	BodySize int    // bytes of request body
+	Path     string      // URL path
+	Query    string      // raw query
+	Header   http.Header // request headers
+	BodySize int         // bytes of request body
 }
 
 // Options say what a Proxy stands in front of.
 type Options struct {
 	// Target is the server's base URL, "http://127.0.0.1:port".
 	Target string
-	// KeepHost passes the client's Host header on unchanged (a server
-	// that checks request signatures over it, as S3's SigV4 does, needs
-	// it); otherwise requests carry the target's host.
-	KeepHost bool
+	// Signed says that the server checks signatures over the requests'
+	// headers (S3's SigV4): requests pass on with their headers exactly as
+	// sent, Host included. Otherwise they carry the target's host, and no
+	// Accept-Encoding (bodies pass through as they are).
+	Signed bool
 	// ErrorBody returns the Content-Type and body of an injected error
 	// status, in the dialect of the server behind (so that its client
 	// parses it as that server's own); nil: plain text.
@@ -91,7 +96,7 @@ type Proxy struct {
 	transport *http.Transport
 	requests  atomic.Int64 // every request
 	n         atomic.Int64 // requests that faults may apply to
-	stats     struct{ unavailable, tooMany, cutBefore, cutAfter, truncated atomic.Int64 }
+	stats     struct{ unavailable, tooMany, notImplemented, cutBefore, cutAfter, truncated atomic.Int64 }
 
 	mu      sync.Mutex
 	records []RequestRecord
@@ -127,6 +132,7 @@ func (p *Proxy) Stats() Stats {
 		Requests:        p.requests.Load(),
 		Unavailable:     p.stats.unavailable.Load(),
 		TooManyRequests: p.stats.tooMany.Load(),
+		NotImplemented:  p.stats.notImplemented.Load(),
 		CutBefore:       p.stats.cutBefore.Load(),
 		CutAfter:        p.stats.cutAfter.Load(),
 		Truncated:       p.stats.truncated.Load(),
@@ -143,7 +149,7 @@ func (p *Proxy) Records() []RequestRecord {
 func every(k int, n int64) bool { return k > 0 && n > 0 && n%int64(k) == 0 }
 
 func (p *Proxy) faultCount() int64 {
-	return p.stats.unavailable.Load() + p.stats.tooMany.Load() + p.stats.cutBefore.Load() + p.stats.cutAfter.Load() + p.stats.truncated.Load()
+	return p.stats.unavailable.Load() + p.stats.tooMany.Load() + p.stats.notImplemented.Load() + p.stats.cutBefore.Load() + p.stats.cutAfter.Load() + p.stats.truncated.Load()
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
@@ -155,7 +161,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		cut(w)
 		return
 	}
-	rec := RequestRecord{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, BodySize: len(body)}
+	rec := RequestRecord{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), BodySize: len(body)}
 	p.mu.Lock()
 	p.records = append(p.records, rec)
 	p.mu.Unlock()
@@ -177,6 +183,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	case every(p.faults.TooManyRequests, n):
 		p.stats.tooMany.Add(1)
 		p.injectStatus(w, http.StatusTooManyRequests)
+		return
+	case every(p.faults.NotImplemented, n):
+		p.stats.notImplemented.Add(1)
+		p.injectStatus(w, http.StatusNotImplemented)
 		return
 	case every(p.faults.CutBefore, n):
 		p.stats.cutBefore.Add(1)
@@ -227,10 +237,11 @@ func (p *Proxy) forward(r *http.Request, body []byte) (*http.Response, []byte, e
 		return nil, nil, err
 	}
 	out.Header = r.Header.Clone()
-	if p.opts.KeepHost {
+	if p.opts.Signed {
 		out.Host = r.Host
+	} else {
+		out.Header.Del("Accept-Encoding") // pass bodies through as they are
 	}
-	out.Header.Del("Accept-Encoding") // pass bodies through as they are
 	out.ContentLength = int64(len(body))
 	resp, err := p.transport.RoundTrip(out)
 	if err != nil {
