@@ -60,7 +60,7 @@ func TestSuitePresigned(t *testing.T) {
 // corrupt blob is ever visible.
 func TestSuiteWithFaults(t *testing.T) {
 	srv := s3test.Start(t)
-	proxy := srv.StartProxy(t, faultproxy.Faults{Unavailable: 3, CutAfter: 7, CutBefore: 11, Truncate: 13, TooManyRequests: 17})
+	proxy := srv.StartProxy(t, faultproxy.Faults{Unavailable: 3, CutAfter: 7, CutBefore: 11, Truncate: 3, TooManyRequests: 17})
 	w := startWatcher(t, srv)
 	log, logs := logtest.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)

@@ -41,8 +41,11 @@ type Faults struct {
 	// closes the connection instead of answering: the response is lost.
 	CutAfter int
 	// Truncate passes the request on and answers with the response's
-	// headers but only half of its body (if it has more than 1 KiB), then
-	// closes the connection.
+	// headers but only half of its body, then closes the connection. Only
+	// answers of more than 1 KiB can be cut so, and they are counted on
+	// their own: every Truncate-th of them (among the requests faults
+	// apply to, and not broken otherwise) is truncated, however rare
+	// they are among all requests.
 	Truncate int
 
 	// Match, if set, limits faults to the requests it accepts; n then
@@ -96,6 +99,7 @@ type Proxy struct {
 	transport *http.Transport
 	requests  atomic.Int64 // every request
 	n         atomic.Int64 // requests that faults may apply to
+	large     atomic.Int64 // of those, answers that Truncate may cut
 	stats     struct{ unavailable, tooMany, notImplemented, cutBefore, cutAfter, truncated atomic.Int64 }
 
 	mu      sync.Mutex
@@ -204,7 +208,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.stats.cutAfter.Add(1)
 		cut(w)
 		return
-	case every(p.faults.Truncate, n) && len(respBody) > 1024:
+	case n > 0 && p.faults.Truncate > 0 && len(respBody) > 1024 && every(p.faults.Truncate, p.large.Add(1)):
 		p.stats.truncated.Add(1)
 		copyHeader(w.Header(), resp.Header, p)
 		w.Header().Set("Content-Length", strconv.Itoa(len(respBody)))
