@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -32,11 +33,19 @@ type Config struct {
 
 	Source PackageSource
 
-	StorageBackend    string // "filesystem" or "gcs"
+	StorageBackend    string // "filesystem", "gcs" or "s3"
 	StoragePath       string
 	GCSBucket         string
 	GCSSigningKey     string // path to a PEM private key file
 	GCSSigningAccount string
+
+	// The s3 backend's settings (Nixery's names where it has them);
+	// credentials come from the standard AWS chain, not from here.
+	S3Bucket           string
+	AWSRegion          string // empty: the AWS configuration's
+	S3UsePresignedURLs bool
+	S3Endpoint         string // empty: AWS S3 itself
+	S3ForcePathStyle   bool
 
 	// NixTimeout bounds one build (Nixery's NIX_TIMEOUT), however many
 	// Nix steps it takes and whether or not anyone waits for it.
@@ -143,9 +152,9 @@ func settings() []setting {
 		{"NIXERY_PKGS_PATH", "pkgs-path", "", "dir", "local directory of the package set", func(c *Config, v string) error {
 			return c.setSource(SourcePath, v)
 		}},
-		{"NIXERY_STORAGE_BACKEND", "storage-backend", "filesystem", "name", "storage backend: filesystem or gcs", func(c *Config, v string) error {
-			if v != "filesystem" && v != "gcs" {
-				return errors.New("accepts filesystem or gcs")
+		{"NIXERY_STORAGE_BACKEND", "storage-backend", "filesystem", "name", "storage backend: filesystem, gcs or s3", func(c *Config, v string) error {
+			if v != "filesystem" && v != "gcs" && v != "s3" {
+				return errors.New("accepts filesystem, gcs or s3")
 			}
 			c.StorageBackend = v
 			return nil
@@ -165,6 +174,33 @@ func settings() []setting {
 		{"GCS_SIGNING_ACCOUNT", "gcs-signing-account", "", "email", "service account e-mail for signed blob URLs", func(c *Config, v string) error {
 			c.GCSSigningAccount = v
 			return nil
+		}},
+		{"S3_BUCKET", "s3-bucket", "", "name", "S3 bucket (s3 backend; credentials from the standard AWS chain)", func(c *Config, v string) error {
+			if !validBucket(v) {
+				return errors.New("accepts a bucket name: 3 to 255 letters, digits, '.', '-' or '_'")
+			}
+			c.S3Bucket = v
+			return nil
+		}},
+		{"AWS_REGION", "aws-region", "", "name", "region of the S3 bucket (empty: the AWS configuration's)", func(c *Config, v string) error {
+			if !validRegion(v) {
+				return errors.New("accepts a region name such as eu-west-1")
+			}
+			c.AWSRegion = v
+			return nil
+		}},
+		{"S3_USE_PRESIGNED_URLS", "s3-use-presigned-urls", "true", "bool", "redirect blob downloads to short-lived presigned S3 URLs (false: nixport streams them)", func(c *Config, v string) error {
+			return parseBool(v, &c.S3UsePresignedURLs)
+		}},
+		{"S3_ENDPOINT", "s3-endpoint", "", "url", "base URL of an S3-compatible server (MinIO, R2, Ceph, ...); empty: AWS S3", func(c *Config, v string) error {
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return errors.New("accepts an http(s) URL such as https://minio.example:9000")
+			}
+			c.S3Endpoint = v
+			return nil
+		}},
+		{"S3_FORCE_PATH_STYLE", "s3-force-path-style", "false", "bool", "address the bucket in the URL path rather than the host name, as most servers other than AWS need", func(c *Config, v string) error {
+			return parseBool(v, &c.S3ForcePathStyle)
 		}},
 		{"NIX_TIMEOUT", "nix-timeout", "1800", "seconds", "seconds one build may take, from its start to its image (whether or not anyone still waits for it); also a command route's default deadline", func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
@@ -481,6 +517,9 @@ func (c *Config) validate() error {
 	if c.StorageBackend == "gcs" && c.GCSBucket == "" {
 		return errors.New("invalid NIXERY_STORAGE_BACKEND=gcs: needs GCS_BUCKET")
 	}
+	if c.StorageBackend == "s3" && c.S3Bucket == "" {
+		return errors.New("invalid NIXERY_STORAGE_BACKEND=s3: needs S3_BUCKET")
+	}
 	if c.StorageBackend == "filesystem" && c.StoragePath == "" {
 		return errors.New("invalid STORAGE_PATH: the filesystem backend needs a directory")
 	}
@@ -532,6 +571,45 @@ func isLoopback(host string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.IsLoopback()
+}
+
+// parseBool reads true or false (and 1 or 0).
+func parseBool(v string, dst *bool) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return errors.New("accepts true or false")
+	}
+	*dst = b
+	return nil
+}
+
+// validBucket accepts S3 bucket names, old ones included (which may hold
+// capitals and underscores, and be up to 255 long); the server has the
+// last word.
+func validBucket(v string) bool {
+	if len(v) < 3 || len(v) > 255 {
+		return false
+	}
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validRegion accepts AWS region names and what S3-compatible servers
+// call theirs.
+func validRegion(v string) bool {
+	if v == "" || len(v) > 64 {
+		return false
+	}
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // parseSeconds reads a whole number of seconds, at least lo.

@@ -69,7 +69,24 @@ func TestLoad(t *testing.T) {
 		{name: "failed build ttl in seconds", args: []string{"-failed-build-ttl", "1m"}, wantErr: `invalid -failed-build-ttl="1m"`},
 		{name: "bad port", env: map[string]string{"PORT": "http"}, wantErr: `invalid PORT="http": accepts a port number`},
 		{name: "bad port flag", args: []string{"-port", "70000"}, wantErr: `invalid -port="70000"`},
-		{name: "bad backend", env: map[string]string{"NIXERY_STORAGE_BACKEND": "s3"}, wantErr: "accepts filesystem or gcs"},
+		{name: "bad backend", env: map[string]string{"NIXERY_STORAGE_BACKEND": "azure"}, wantErr: "accepts filesystem, gcs or s3"},
+		{name: "s3 needs bucket", env: map[string]string{"NIXERY_STORAGE_BACKEND": "s3", "AWS_REGION": "eu-west-1"}, wantErr: "invalid NIXERY_STORAGE_BACKEND=s3: needs S3_BUCKET"},
+		{name: "s3 defaults", env: map[string]string{"NIXERY_STORAGE_BACKEND": "s3", "S3_BUCKET": "nixport-layers"},
+			check: func(c *Config) bool {
+				return c.StorageBackend == "s3" && c.S3Bucket == "nixport-layers" && c.S3UsePresignedURLs && !c.S3ForcePathStyle && c.S3Endpoint == "" && c.AWSRegion == ""
+			}},
+		{name: "s3 compatible server", env: map[string]string{"NIXERY_STORAGE_BACKEND": "s3", "S3_BUCKET": "layers", "AWS_REGION": "us-east-1",
+			"S3_ENDPOINT": "http://127.0.0.1:9000", "S3_FORCE_PATH_STYLE": "true", "S3_USE_PRESIGNED_URLS": "false"},
+			check: func(c *Config) bool {
+				return c.S3Endpoint == "http://127.0.0.1:9000" && c.S3ForcePathStyle && !c.S3UsePresignedURLs && c.AWSRegion == "us-east-1"
+			}},
+		{name: "s3 flags", args: []string{"-storage-backend", "s3", "-s3-bucket", "b-from-flag", "-s3-use-presigned-urls=false"},
+			check: func(c *Config) bool { return c.S3Bucket == "b-from-flag" && !c.S3UsePresignedURLs }},
+		{name: "bad bucket", env: map[string]string{"S3_BUCKET": "a/b"}, wantErr: `invalid S3_BUCKET="a/b": accepts a bucket name`},
+		{name: "bad endpoint", env: map[string]string{"S3_ENDPOINT": "minio:9000"}, wantErr: `invalid S3_ENDPOINT="minio:9000": accepts an http(s) URL`},
+		{name: "bad presign", env: map[string]string{"S3_USE_PRESIGNED_URLS": "yes"}, wantErr: `invalid S3_USE_PRESIGNED_URLS="yes": accepts true or false`},
+		{name: "bad path style", env: map[string]string{"S3_FORCE_PATH_STYLE": "sometimes"}, wantErr: `invalid S3_FORCE_PATH_STYLE="sometimes": accepts true or false`},
+		{name: "bad region", env: map[string]string{"AWS_REGION": "eu west"}, wantErr: `invalid AWS_REGION="eu west"`},
 		{name: "gcs needs bucket", env: map[string]string{"NIXERY_STORAGE_BACKEND": "gcs"}, wantErr: "needs GCS_BUCKET"},
 		{name: "bad timeout", env: map[string]string{"NIX_TIMEOUT": "-3"}, wantErr: "NIX_TIMEOUT"},
 		{name: "two sources", env: map[string]string{"NIXERY_CHANNEL": "nixos-unstable", "NIXERY_PKGS_PATH": dir}, wantErr: "set only one"},

@@ -6,8 +6,8 @@
 #                                  a static busybox for the offline package set
 #   source scripts/setup.sh test   that, and the registry clients, benchmark
 #                                  tools and Bazel the tests use
-# Go tools (crane, the OCI conformance suite, fake-gcs-server) are pinned in
-# go.mod and built with `go tool`, so they need no install here.
+# Go tools (crane, the OCI conformance suite, fake-gcs-server, versitygw) are
+# pinned in go.mod and built with `go tool`, so they need no install here.
 set -euo pipefail
 
 export PATH="/usr/local/go/bin:$PATH"

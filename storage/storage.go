@@ -1,7 +1,7 @@
 // Package storage keeps nixport's content-addressed blobs (layers, configs,
 // manifests) and the small named objects that the build caches and tag index
 // need. It keeps bytes only: what HTTP makes of them (ranges, ETags,
-// redirects) is the web package's, the same for every backend. Every backend (filesystem, GCS) satisfies Backend and passes the one
+// redirects) is the web package's, the same for every backend. Every backend (filesystem, GCS, S3) satisfies Backend and passes the one
 // suite in storagetest, so the builder and the registry API never care where
 // bytes live.
 //
@@ -57,7 +57,7 @@ type BlobWriter interface {
 
 // Backend is the storage interface every backend satisfies.
 type Backend interface {
-	// Name is a short identifier for logs ("filesystem", "gcs").
+	// Name is a short identifier for logs ("filesystem", "gcs", "s3").
 	Name() string
 
 	// NewBlobWriter starts a new blob of the given media type.

@@ -22,6 +22,7 @@ import (
 	"github.com/nixport/nixport/storage"
 	"github.com/nixport/nixport/storage/filesystem"
 	"github.com/nixport/nixport/storage/gcs"
+	s3store "github.com/nixport/nixport/storage/s3"
 	"github.com/nixport/nixport/web"
 )
 
@@ -154,6 +155,19 @@ func openStorage(ctx context.Context, cfg *config.Config, log *logrus.Logger) (s
 		b, err := gcs.New(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("opening GCS bucket %s: %w", cfg.GCSBucket, err)
+		}
+		return b, nil
+	case "s3":
+		b, err := s3store.New(ctx, s3store.Options{
+			Bucket:         cfg.S3Bucket,
+			Region:         cfg.AWSRegion,
+			Endpoint:       cfg.S3Endpoint,
+			ForcePathStyle: cfg.S3ForcePathStyle,
+			PresignedURLs:  cfg.S3UsePresignedURLs,
+			Log:            log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("opening S3 bucket %s: %w", cfg.S3Bucket, err)
 		}
 		return b, nil
 	default:

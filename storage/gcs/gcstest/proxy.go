@@ -1,257 +1,28 @@
 package gcstest
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
+
+	"github.com/nixport/nixport/storage/storagetest/faultproxy"
 )
 
-// Faults say which requests a Proxy breaks, by their sequence number n
-// (1, 2, 3, ... in the order the proxy receives them): every n divisible by
-// a non-zero field breaks that way. The first matching field wins, in the
-// order listed. The pattern is deterministic in n; which operation gets
-// which n depends on how concurrent requests interleave.
-type Faults struct {
-	// Unavailable answers 503 without passing the request on.
-	Unavailable int
-	// TooManyRequests answers 429 without passing the request on.
-	TooManyRequests int
-	// CutBefore closes the connection without passing the request on.
-	CutBefore int
-	// CutAfter passes the request on, so the emulator acts on it, and then
-	// closes the connection instead of answering: the response is lost.
-	CutAfter int
-	// Truncate passes the request on and answers with the response's
-	// headers but only half of its body (if it has more than 1 KiB), then
-	// closes the connection.
-	Truncate int
+// The fault proxy is the one every storage backend's tests share; these
+// names keep the GCS tests' spelling of it.
+type (
+	Faults        = faultproxy.Faults
+	Proxy         = faultproxy.Proxy
+	ProxyStats    = faultproxy.Stats
+	RequestRecord = faultproxy.RequestRecord
+)
 
-	// Match, if set, limits faults to the requests it accepts; n then
-	// counts only those.
-	Match func(RequestRecord) bool
-	// Limit, if positive, bounds the number of faults injected in all.
-	Limit int64
-}
-
-// ProxyStats count what a Proxy did.
-type ProxyStats struct {
-	Requests, Unavailable, TooManyRequests, CutBefore, CutAfter, Truncated int64
-}
-
-// RequestRecord describes one request a Proxy received.
-type RequestRecord struct {
-	Method   string
-	Path     string // URL path
-	Query    string // raw query
-	BodySize int    // bytes of request body
-}
-
-// Proxy is an HTTP proxy on 127.0.0.1 in front of an Emulator that can
-// break requests (see Faults). It rewrites the emulator's address to its
-// own in Location headers, so that resumable upload sessions also go
-// through it.
-type Proxy struct {
-	// Host is the proxy's "127.0.0.1:port" and URL "http://" + Host.
-	Host string
-	URL  string
-
-	emu       *Emulator
-	faults    Faults
-	server    *httptest.Server
-	transport *http.Transport
-	requests  atomic.Int64 // every request
-	n         atomic.Int64 // requests that faults may apply to
-	stats     struct{ unavailable, tooMany, cutBefore, cutAfter, truncated atomic.Int64 }
-
-	mu      sync.Mutex
-	records []RequestRecord
-}
-
-// StartProxy starts a proxy in front of the emulator, stopped when the test
-// ends.
+// StartProxy starts a fault proxy in front of the emulator, stopped when
+// the test ends. Injected errors have GCS's JSON error body.
 func (e *Emulator) StartProxy(t testing.TB, faults Faults) *Proxy {
 	t.Helper()
-	p := &Proxy{
-		emu:    e,
-		faults: faults,
-		// Its own connections to the emulator, so that cutting one client
-		// connection never disturbs another request.
-		transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 16,
-		},
-	}
-	p.server = httptest.NewServer(http.HandlerFunc(p.serve))
-	p.URL = p.server.URL
-	p.Host = strings.TrimPrefix(p.URL, "http://")
-	t.Cleanup(func() {
-		p.server.Close()
-		p.transport.CloseIdleConnections()
-	})
-	return p
+	return faultproxy.Start(t, faultproxy.Options{Target: e.URL, ErrorBody: gcsErrorBody}, faults)
 }
 
-// Stats returns what the proxy did so far.
-func (p *Proxy) Stats() ProxyStats {
-	return ProxyStats{
-		Requests:        p.requests.Load(),
-		Unavailable:     p.stats.unavailable.Load(),
-		TooManyRequests: p.stats.tooMany.Load(),
-		CutBefore:       p.stats.cutBefore.Load(),
-		CutAfter:        p.stats.cutAfter.Load(),
-		Truncated:       p.stats.truncated.Load(),
-	}
-}
-
-// Records returns every request received so far.
-func (p *Proxy) Records() []RequestRecord {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]RequestRecord(nil), p.records...)
-}
-
-func every(k int, n int64) bool { return k > 0 && n > 0 && n%int64(k) == 0 }
-
-func (p *Proxy) faultCount() int64 {
-	return p.stats.unavailable.Load() + p.stats.tooMany.Load() + p.stats.cutBefore.Load() + p.stats.cutAfter.Load() + p.stats.truncated.Load()
-}
-
-func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
-	p.requests.Add(1)
-	// Read the whole request first: a fault never leaves the client
-	// blocked on a body nobody reads.
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		cut(w)
-		return
-	}
-	rec := RequestRecord{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, BodySize: len(body)}
-	p.mu.Lock()
-	p.records = append(p.records, rec)
-	p.mu.Unlock()
-
-	// n numbers the requests faults may apply to; 0 spares this one.
-	var n int64
-	if p.faults.Match == nil || p.faults.Match(rec) {
-		n = p.n.Add(1)
-	}
-	if n > 0 && p.faults.Limit > 0 && p.faultCount() >= p.faults.Limit {
-		n = 0
-	}
-
-	switch {
-	case every(p.faults.Unavailable, n):
-		p.stats.unavailable.Add(1)
-		injectStatus(w, http.StatusServiceUnavailable)
-		return
-	case every(p.faults.TooManyRequests, n):
-		p.stats.tooMany.Add(1)
-		injectStatus(w, http.StatusTooManyRequests)
-		return
-	case every(p.faults.CutBefore, n):
-		p.stats.cutBefore.Add(1)
-		cut(w)
-		return
-	}
-
-	resp, respBody, err := p.forward(r, body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	switch {
-	case every(p.faults.CutAfter, n):
-		p.stats.cutAfter.Add(1)
-		cut(w)
-		return
-	case every(p.faults.Truncate, n) && len(respBody) > 1024:
-		p.stats.truncated.Add(1)
-		copyHeader(w.Header(), resp.Header, p)
-		w.Header().Set("Content-Length", strconv.Itoa(len(respBody)))
-		w.WriteHeader(resp.StatusCode)
-		w.Write(respBody[:len(respBody)/2])
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
-		cut(w)
-		return
-	}
-	copyHeader(w.Header(), resp.Header, p)
-	if r.Method == http.MethodHead {
-		if cl := resp.Header.Get("Content-Length"); cl != "" {
-			w.Header().Set("Content-Length", cl)
-		}
-	} else {
-		w.Header().Set("Content-Length", strconv.Itoa(len(respBody)))
-	}
-	w.WriteHeader(resp.StatusCode)
-	w.Write(respBody)
-}
-
-// forward sends the request to the emulator and reads the whole response.
-func (p *Proxy) forward(r *http.Request, body []byte) (*http.Response, []byte, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
-	defer cancel()
-	out, err := http.NewRequestWithContext(ctx, r.Method, p.emu.URL+r.URL.RequestURI(), bytes.NewReader(body))
-	if err != nil {
-		return nil, nil, err
-	}
-	out.Header = r.Header.Clone()
-	out.Header.Del("Accept-Encoding") // pass bodies through as they are
-	out.ContentLength = int64(len(body))
-	resp, err := p.transport.RoundTrip(out)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	respBody, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, nil, err
-	}
-	return resp, respBody, nil
-}
-
-// copyHeader copies a response's headers, pointing the emulator's URLs
-// (upload sessions) at the proxy.
-func copyHeader(dst, src http.Header, p *Proxy) {
-	for k, vs := range src {
-		if k == "Content-Length" {
-			continue // set by the caller: the body was read whole
-		}
-		for _, v := range vs {
-			if k == "Location" {
-				v = strings.Replace(v, p.emu.URL, p.URL, 1)
-			}
-			dst.Add(k, v)
-		}
-	}
-}
-
-// injectStatus answers with an error status and a GCS-style error body.
-func injectStatus(w http.ResponseWriter, status int) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"error":{"code":%d,"message":"injected by the test proxy"}}`, status)
-}
-
-// cut closes the client's connection without a (further) response.
-func cut(w http.ResponseWriter) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		panic(http.ErrAbortHandler) // net/http then closes the connection
-	}
-	if tcp, ok := conn.(*net.TCPConn); ok {
-		tcp.SetLinger(0) // a reset, as a dying peer or middlebox sends
-	}
-	conn.Close()
+func gcsErrorBody(status int) (string, []byte) {
+	return "application/json", fmt.Appendf(nil, `{"error":{"code":%d,"message":"injected by the test proxy"}}`, status)
 }
