@@ -58,22 +58,28 @@ type minverState struct {
 }
 
 // start learns what the driver needs to know before it serves: the
-// version of the Nix on PATH (which must run), a path checkout's revision,
-// and whether a path source needs a newer Nix, which it logs once.
+// version of the Nix on PATH, a path checkout's revision, and whether a
+// path source needs a newer Nix, which it logs once. Nix that does not run
+// is said loudly but does not stop the server: images already built are
+// served from storage alone, builds fail with the reason, and /readyz says
+// the instance is not ready.
 func (d *Driver) start() error {
-	out, err := d.Version(context.Background())
-	if err != nil {
-		return fmt.Errorf("nix: Nix does not run: %w", err)
-	}
-	v, err := parseNixVersion(out)
-	if err != nil {
-		return fmt.Errorf("nix: %w", err)
-	}
-	d.minver.nixVersion = v
+	var err error
 	d.minver.tooNew, err = lru.New[string, string](maxTooNewRevisions)
 	if err != nil {
 		return fmt.Errorf("nix: %w", err)
 	}
+	out, err := d.Version(context.Background())
+	if err != nil {
+		d.log.WithError(err).Error("Nix does not run: images already built are served, builds fail until it does")
+		return nil
+	}
+	v, err := parseNixVersion(out)
+	if err != nil {
+		d.log.WithError(err).Warn("cannot tell the Nix version: package sets' lib/minver.nix is checked when they are evaluated")
+		return nil
+	}
+	d.minver.nixVersion = v
 	if d.checkout != "" {
 		d.refreshCheckoutRevision(context.Background())
 	}
@@ -176,6 +182,9 @@ func (d *Driver) CheckSource(ctx context.Context) error {
 // source at latest whose lib/minver.nix demands a newer Nix, or a commit
 // already found to.
 func (d *Driver) knownTooOld(spec sourceSpec, tag string) error {
+	if d.minver.nixVersion == "" {
+		return nil // unknown: the evaluation's own check decides
+	}
 	if spec.Kind == "path" && d.opts.Source.Kind == config.SourcePath {
 		// Read again at every pull: the directory may change, both ways.
 		required, err := readMinVer(spec.Path)

@@ -134,8 +134,10 @@ func TestS3RestartServesWithoutNix(t *testing.T) {
 	}
 	first.stop(t)
 
-	// nixport checks at start that Nix is installed: these stand-ins
-	// satisfy the check, and fail, loudly, if anything runs them.
+	// Nix that does not run on the second server: stand-ins that fail,
+	// loudly, whatever runs them (nixport refuses to start when the Nix
+	// commands are not installed at all). It says so, and serves what
+	// storage holds.
 	noNix := t.TempDir()
 	for _, tool := range []string{"nix", "nix-store", "nix-instantiate", "nix-build"} {
 		testkit.WriteFile(t, filepath.Join(noNix, tool), []byte("#!/bin/sh\necho \"nix is out of reach: $0 $*\" >&2\nexit 97\n"))
@@ -144,6 +146,7 @@ func TestS3RestartServesWithoutNix(t *testing.T) {
 		}
 	}
 	second := startServer(t, append(env, "PATH="+noNix)...)
+	second.awaitLog(t, "Nix does not run: images already built are served, builds fail until it does", "", nil)
 	second.drainCount("")
 	if got, err := pullAll(http.DefaultClient, "http://"+second.addr, "hello", d); err != nil || got != d {
 		t.Fatalf("pull by digest after the restart: %s %v, want %s", got, err, d)
