@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 )
@@ -32,6 +33,9 @@ type PathInfo struct {
 	// References are the other paths this one refers to, sorted, without
 	// the path itself.
 	References []string
+	// Deriver is the derivation that built the path, as the store
+	// records it, or "" (a path added to the store, or not recorded).
+	Deriver string
 }
 
 // Index returns the position of path in c.Paths, or -1.
@@ -87,6 +91,7 @@ type pathInfoJSON struct {
 	NarHash    string   `json:"narHash"`
 	NarSize    int64    `json:"narSize"`
 	References []string `json:"references"`
+	Deriver    string   `json:"deriver"`
 }
 
 // parsePathInfo reads nix path-info --json output: a JSON array of objects
@@ -137,7 +142,11 @@ func parsePathInfo(data []byte, roots []string) (*Closure, error) {
 				refs = append(refs, r)
 			}
 		}
-		c.Paths = append(c.Paths, PathInfo{Path: e.Path, NarSize: e.NarSize, NarHash: e.NarHash, References: sortedUnique(refs)})
+		deriver := e.Deriver
+		if !storePathPattern.MatchString(deriver) || !strings.HasSuffix(deriver, ".drv") {
+			deriver = ""
+		}
+		c.Paths = append(c.Paths, PathInfo{Path: e.Path, NarSize: e.NarSize, NarHash: e.NarHash, References: sortedUnique(refs), Deriver: deriver})
 	}
 	sort.Slice(c.Paths, func(i, j int) bool { return c.Paths[i].Path < c.Paths[j].Path })
 	for _, p := range c.Paths {
