@@ -269,7 +269,7 @@ func (s *Source) render(ctx context.Context, log logrus.FieldLogger, img *nix.Im
 	}
 	jobs = append(jobs, func(ctx context.Context) error {
 		l, err := s.layer(ctx, log, "customisation", customKey, func(w io.Writer) (archive.Result, error) {
-			return archive.WriteCustomisation(w, outputs, s.opts.Archive, log)
+			return archive.WriteCustomisation(w, outputs, nil, s.opts.Archive, log)
 		})
 		l.Comment = "customisation layer: " + strings.Join(packageAttrs(img.Resolution), " ")
 		built[len(groups)] = l
