@@ -3,6 +3,9 @@ package nix
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -162,4 +165,69 @@ func parsePathInfo(data []byte, roots []string) (*Closure, error) {
 		}
 	}
 	return c, nil
+}
+
+// NarSHA256 is the path's NAR hash as 64 lower-case hex digits, whatever
+// form Nix printed it in: SRI ("sha256-" and base64, Nix 2.4 and later) or
+// "sha256:" and Nix's base-32 or hex (older versions). ok is false for
+// another algorithm or a malformed hash.
+func (p PathInfo) NarSHA256() (sum string, ok bool) {
+	var raw []byte
+	switch {
+	case strings.HasPrefix(p.NarHash, "sha256-"):
+		b, err := base64.StdEncoding.DecodeString(p.NarHash[len("sha256-"):])
+		if err != nil {
+			return "", false
+		}
+		raw = b
+	case strings.HasPrefix(p.NarHash, "sha256:"):
+		s := p.NarHash[len("sha256:"):]
+		if len(s) == 64 {
+			b, err := hex.DecodeString(s)
+			if err != nil {
+				return "", false
+			}
+			raw = b
+		} else {
+			b, ok := decodeNix32(s, sha256.Size)
+			if !ok {
+				return "", false
+			}
+			raw = b
+		}
+	default:
+		return "", false
+	}
+	if len(raw) != sha256.Size {
+		return "", false
+	}
+	return hex.EncodeToString(raw), true
+}
+
+// nix32Alphabet is the alphabet of Nix's base-32 (no e, o, u, t).
+const nix32Alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
+
+// decodeNix32 decodes Nix's base-32 encoding of a size-byte hash: the
+// last character holds the lowest bits, and the bits run from the end
+// of the string to its start (libutil's hash.cc).
+func decodeNix32(s string, size int) ([]byte, bool) {
+	if len(s) != (size*8-1)/5+1 {
+		return nil, false
+	}
+	out := make([]byte, size)
+	for n := 0; n < len(s); n++ {
+		digit := strings.IndexByte(nix32Alphabet, s[len(s)-n-1])
+		if digit < 0 {
+			return nil, false
+		}
+		b := n * 5
+		i, j := b/8, b%8
+		out[i] |= byte(digit << j)
+		if i+1 < size {
+			out[i+1] |= byte(digit >> (8 - j))
+		} else if digit>>(8-j) != 0 {
+			return nil, false
+		}
+	}
+	return out, true
 }

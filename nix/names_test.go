@@ -195,3 +195,28 @@ func TestBoundText(t *testing.T) {
 		t.Errorf("invalid UTF-8 kept: %q", got)
 	}
 }
+
+// TestNarSHA256: every form Nix prints a NAR hash in gives the same hex
+// (the forms are nix hash to-base32 / to-base64 of the hex).
+func TestNarSHA256(t *testing.T) {
+	const want = "8b6c3b5d1bc1a8c3c3d7a3b6e9c1d4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b"
+	for _, h := range []string{
+		"sha256-i2w7XRvBqMPD16O26cHU9aa3yNng8aKzxNXm9wgZKjs=",
+		"sha256:0fra344ggrnmqjrs5wg0v74bg9pmsk0ykdm3sz1w7a613dfknv4b",
+		"sha256:" + want,
+	} {
+		if got, ok := (PathInfo{NarHash: h}).NarSHA256(); !ok || got != want {
+			t.Errorf("%s: %q %v", h, got, ok)
+		}
+	}
+	for _, h := range []string{
+		"", "md5-abc", "sha256-!!", "sha256-AAAA",
+		"sha256:0fra344ggrnmqjrs5wg0v74bg9pmsk0ykdm3sz1w7a613dfknv4e", // e is no nix32 digit
+		"sha256:zfra344ggrnmqjrs5wg0v74bg9pmsk0ykdm3sz1w7a613dfknv4b", // overflows 256 bits
+		"sha256:0fra",
+	} {
+		if got, ok := (PathInfo{NarHash: h}).NarSHA256(); ok {
+			t.Errorf("%q accepted as %s", h, got)
+		}
+	}
+}
