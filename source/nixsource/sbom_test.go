@@ -95,9 +95,22 @@ func nixQuery(t *testing.T, args ...string) []string {
 func TestSBOM(t *testing.T) {
 	src, store := newNixSource(t, t.TempDir())
 	ctx := context.Background()
+	before := src.opts.Driver.ProcessCount()
 	m, err := source.BuildOnce(ctx, src, "hello/multi", "latest")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Resolve, realise, closure, and one to name the closure's paths; an
+	// image found in the manifest cache needs no SBOM work.
+	if n := src.opts.Driver.ProcessCount() - before; n != 4 {
+		t.Errorf("a new image ran %d Nix processes, want 4", n)
+	}
+	before = src.opts.Driver.ProcessCount()
+	if _, err := source.BuildOnce(ctx, src, "hello/multi", "latest"); err != nil {
+		t.Fatal(err)
+	}
+	if n := src.opts.Driver.ProcessCount() - before; n != 3 {
+		t.Errorf("an image in the manifest cache ran %d Nix processes, want 3", n)
 	}
 	data, artifact := sbomOf(t, store, m[manifest.OCI])
 	dockerData, dockerArtifact := sbomOf(t, store, m[manifest.Docker])
