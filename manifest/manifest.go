@@ -6,7 +6,8 @@
 // It exists so that the one place that decides what an image looks like on
 // the wire is pure and reproducible: given the same layers it produces the
 // same bytes, hence the same manifest digest, on any machine and at any
-// time (the creation time is fixed). It uses the opencontainers/image-spec
+// time (the creation time is fixed). It also renders OCI 1.1 artifact
+// manifests (an SBOM attached to an image). It uses the opencontainers/image-spec
 // types; it knows nothing of Nix, archives, storage or HTTP.
 package manifest
 
@@ -56,6 +57,11 @@ type Image struct {
 	// Env is the environment, "NAME=value" entries in order. A PATH is added
 	// (DefaultPath) when none is given.
 	Env []string
+	// User is the config's User ("uid:gid"), or "" for root.
+	User string
+	// Labels are the config's labels (provenance: the OCI annotation
+	// keys); empty ones are left out.
+	Labels map[string]string
 	// Layers are the layers, base first.
 	Layers []Layer
 }
@@ -125,7 +131,7 @@ func Build(img Image) (*Built, error) {
 	config := v1.Image{
 		Created:  &created,
 		Platform: v1.Platform{Architecture: img.Architecture, OS: img.OS},
-		Config:   v1.ImageConfig{Env: env},
+		Config:   v1.ImageConfig{Env: env, User: img.User, Labels: labels(img.Labels)},
 		RootFS:   v1.RootFS{Type: "layers", DiffIDs: make([]digest.Digest, len(img.Layers))},
 		History:  make([]v1.History, len(img.Layers)),
 	}
@@ -170,6 +176,21 @@ func render(manifestType, configType, layerType string, config []byte, layers []
 		return Blob{}, fmt.Errorf("encoding %s manifest: %w", manifestType, err)
 	}
 	return blob(manifestType, data), nil
+}
+
+// labels drops empty labels; nil when none is left (no "Labels" key).
+func labels(in map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range in {
+		if k == "" || v == "" {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string, len(in))
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // environment validates env and adds PATH when it has none.

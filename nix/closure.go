@@ -3,9 +3,13 @@ package nix
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 )
@@ -32,6 +36,9 @@ type PathInfo struct {
 	// References are the other paths this one refers to, sorted, without
 	// the path itself.
 	References []string
+	// Deriver is the derivation that built the path, as the store
+	// records it, or "" (a path added to the store, or not recorded).
+	Deriver string
 }
 
 // Index returns the position of path in c.Paths, or -1.
@@ -87,6 +94,7 @@ type pathInfoJSON struct {
 	NarHash    string   `json:"narHash"`
 	NarSize    int64    `json:"narSize"`
 	References []string `json:"references"`
+	Deriver    string   `json:"deriver"`
 }
 
 // parsePathInfo reads nix path-info --json output: a JSON array of objects
@@ -137,7 +145,11 @@ func parsePathInfo(data []byte, roots []string) (*Closure, error) {
 				refs = append(refs, r)
 			}
 		}
-		c.Paths = append(c.Paths, PathInfo{Path: e.Path, NarSize: e.NarSize, NarHash: e.NarHash, References: sortedUnique(refs)})
+		deriver := e.Deriver
+		if !storePathPattern.MatchString(deriver) || !strings.HasSuffix(deriver, ".drv") {
+			deriver = ""
+		}
+		c.Paths = append(c.Paths, PathInfo{Path: e.Path, NarSize: e.NarSize, NarHash: e.NarHash, References: sortedUnique(refs), Deriver: deriver})
 	}
 	sort.Slice(c.Paths, func(i, j int) bool { return c.Paths[i].Path < c.Paths[j].Path })
 	for _, p := range c.Paths {
@@ -153,4 +165,69 @@ func parsePathInfo(data []byte, roots []string) (*Closure, error) {
 		}
 	}
 	return c, nil
+}
+
+// NarSHA256 is the path's NAR hash as 64 lower-case hex digits, whatever
+// form Nix printed it in: SRI ("sha256-" and base64, Nix 2.4 and later) or
+// "sha256:" and Nix's base-32 or hex (older versions). ok is false for
+// another algorithm or a malformed hash.
+func (p PathInfo) NarSHA256() (sum string, ok bool) {
+	var raw []byte
+	switch {
+	case strings.HasPrefix(p.NarHash, "sha256-"):
+		b, err := base64.StdEncoding.DecodeString(p.NarHash[len("sha256-"):])
+		if err != nil {
+			return "", false
+		}
+		raw = b
+	case strings.HasPrefix(p.NarHash, "sha256:"):
+		s := p.NarHash[len("sha256:"):]
+		if len(s) == 64 {
+			b, err := hex.DecodeString(s)
+			if err != nil {
+				return "", false
+			}
+			raw = b
+		} else {
+			b, ok := decodeNix32(s, sha256.Size)
+			if !ok {
+				return "", false
+			}
+			raw = b
+		}
+	default:
+		return "", false
+	}
+	if len(raw) != sha256.Size {
+		return "", false
+	}
+	return hex.EncodeToString(raw), true
+}
+
+// nix32Alphabet is the alphabet of Nix's base-32 (no e, o, u, t).
+const nix32Alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
+
+// decodeNix32 decodes Nix's base-32 encoding of a size-byte hash: the
+// last character holds the lowest bits, and the bits run from the end
+// of the string to its start (libutil's hash.cc).
+func decodeNix32(s string, size int) ([]byte, bool) {
+	if len(s) != (size*8-1)/5+1 {
+		return nil, false
+	}
+	out := make([]byte, size)
+	for n := 0; n < len(s); n++ {
+		digit := strings.IndexByte(nix32Alphabet, s[len(s)-n-1])
+		if digit < 0 {
+			return nil, false
+		}
+		b := n * 5
+		i, j := b/8, b%8
+		out[i] |= byte(digit << j)
+		if i+1 < size {
+			out[i+1] |= byte(digit >> (8 - j))
+		} else if digit>>(8-j) != 0 {
+			return nil, false
+		}
+	}
+	return out, true
 }

@@ -13,7 +13,11 @@
 //	Closure  nix path-info --json --recursive: the runtime closure as a
 //	         plain Go graph (paths, references, NAR sizes and hashes)
 //
-// Build does all three. Request text reaches Nix only as data: names and
+// Build does all three. Names, a fourth (nix show-derivation), names every
+// path of a closure for an image's SBOM: it runs once per image rendered,
+// never for an image found in the caches.
+//
+// Request text reaches Nix only as data: names and
 // tag are JSON inside --argstr arguments, never part of an expression, and
 // the driver checks them against a strict pattern first (ValidName).
 //

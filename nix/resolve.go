@@ -49,6 +49,8 @@ type Resolution struct {
 	// package), in request order. Resolve returns them with a
 	// MANIFEST_UNKNOWN error.
 	Missing []string
+	// Source is where the package set came from (provenance.go).
+	Source Provenance
 
 	// roots keep the derivations (and the resolution file that refers to
 	// them) alive until Release.
@@ -78,6 +80,26 @@ type Package struct {
 	// Outputs to install: meta.outputsToInstall, else the default output;
 	// just the named one when the name selects an output (multi.dev).
 	Outputs []Output
+	// Pname and Version are the derivation's pname and version
+	// attributes, where it has them (nixpkgs' mkDerivation does).
+	Pname, Version string
+	// Meta is what the package's meta says of it.
+	Meta Meta
+}
+
+// Meta is the part of a package's meta an SBOM uses. resolve.nix passes
+// only strings, each cut to a bound.
+type Meta struct {
+	Description string    `json:"description"`
+	Homepage    string    `json:"homepage"`
+	Licenses    []License `json:"licenses"`
+}
+
+// License is one of meta.license's licenses: its SPDX identifier where
+// the package set gives one, and its short name.
+type License struct {
+	SPDXID string `json:"spdxId"`
+	Name   string `json:"name"`
 }
 
 // Output is one output of a derivation.
@@ -111,13 +133,17 @@ func (r *Resolution) Key() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// resolved is one element of resolve.nix's answer.
+// resolved is one element of resolve.nix's answer. A JSON null leaves a
+// string empty.
 type resolved struct {
 	Name    string   `json:"name"`
 	Status  string   `json:"status"` // ok, missing, notPackage
 	Attr    string   `json:"attr"`
 	DrvPath string   `json:"drvPath"`
 	Outputs []Output `json:"outputs"`
+	Pname   string   `json:"pname"`
+	Version string   `json:"version"`
+	Meta    Meta     `json:"meta"`
 }
 
 // Resolve looks up every name in the package set at tag, for system (such
@@ -147,7 +173,7 @@ func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string
 	if err != nil {
 		return nil, err
 	}
-	res := &Resolution{Tag: tag, System: system}
+	res := &Resolution{Tag: tag, System: system, Source: d.provenance(spec, tag, nil)}
 	if len(names) == 0 {
 		return res, nil
 	}
@@ -168,6 +194,7 @@ func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string
 	if err != nil {
 		return nil, err
 	}
+	res.Source = d.provenance(spec, tag, ev)
 	answer := ev.Packages
 	if len(answer) != len(names) {
 		return nil, fmt.Errorf("nix: the resolution has %d entries for %d names", len(answer), len(names))
@@ -187,7 +214,10 @@ func (d *Driver) Resolve(ctx context.Context, tag, system string, names []string
 					return nil, fmt.Errorf("nix: resolution of %q: unexpected output %q = %q", a.Name, o.Name, o.Path)
 				}
 			}
-			res.Packages = append(res.Packages, Package{Name: a.Name, Attr: a.Attr, DrvPath: a.DrvPath, Outputs: a.Outputs})
+			res.Packages = append(res.Packages, Package{
+				Name: a.Name, Attr: a.Attr, DrvPath: a.DrvPath, Outputs: a.Outputs,
+				Pname: boundText(a.Pname), Version: boundText(a.Version), Meta: a.Meta.bounded(),
+			})
 		case "notPackage":
 			res.Missing = append(res.Missing, a.Name)
 			notPackages = append(notPackages, a.Name)
@@ -210,6 +240,8 @@ type evaluation struct {
 	// Rev is the commit evaluated, where it is known (git; a channel
 	// whose tarball says it).
 	Rev string `json:"rev"`
+	// LastModified is the commit time of a git source, in Unix seconds.
+	LastModified int64 `json:"lastModified"`
 	// NixTooOld: the package set's lib/minver.nix demands Nix Required or
 	// newer, and NixVersion is older. Nothing else was evaluated.
 	NixTooOld  bool   `json:"nixTooOld"`

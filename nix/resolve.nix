@@ -29,13 +29,14 @@
 # is answered as such, without importing it:
 #   { rev; nixTooOld = true; required = "2.18"; nixVersion = "2.8.0"; }
 # Otherwise the result is
-#   { rev; evaluated = true; packages = [ … ]; }
+#   { rev; lastModified; evaluated = true; packages = [ … ]; }
 # where evaluated forces the package set itself (with no names, this is the
 # readiness check's evaluation). rev is the commit evaluated where it is
 # known (fetchGit's rev, or a channel's .git-revision), else null.
 #
 # For every name, in order, packages holds
-#   { name; status = "ok"; attr; drvPath; outputs = [ { name; path; } ]; }
+#   { name; status = "ok"; attr; drvPath; outputs = [ { name; path; } ];
+#     pname; version; meta = { description; homepage; licenses; }; }
 #   { name; status = "missing"; }          no such attribute
 #   { name; status = "notPackage"; attr; } an attribute that is no derivation
 # A dot separates nested attributes. A top-level attribute that does not
@@ -44,6 +45,15 @@
 # the first of duplicate names). Nested keys are exact.
 # Outputs are meta.outputsToInstall if set, else the default output; a name
 # that selects an output (multi.dev) gives just that output.
+#
+# pname, version and meta are what the package says of itself, for the
+# image's SBOM: data only, every string cut to a bound, null where absent
+# or not a string; licenses is a list (at most maxLicenses) of
+# { spdxId; name; } (meta.license may be one license, a list, or an old
+# plain string). A meta attribute that throws (tryEval) is null; nothing of
+# meta can fail a resolution.
+#
+# lastModified is the commit time of a git source (fetchGit's), else null.
 #
 # An empty system means the host's (builtins.currentSystem).
 #
@@ -74,6 +84,8 @@ let
     then builtins.head (builtins.match "[[:space:]]*([^[:space:]]*)[[:space:]]*" (builtins.readFile revisionFile))
     else null;
 
+  lastModified = fetched.lastModified or null;
+
   minverFile = root + "/lib/minver.nix";
   required = if builtins.pathExists minverFile then import minverFile else null;
   nixTooOld = builtins.isString required
@@ -99,6 +111,34 @@ let
     (map (n: { name = toLower n; value = n; }) (builtins.attrNames pkgs));
 
   isDerivation = v: builtins.isAttrs v && (v.type or null) == "derivation";
+
+  # What the SBOM takes from a package: bounded strings, never code.
+  maxText = 1000;
+  maxLicenses = 16;
+  # ok: x evaluates (deeply) without a throw.
+  ok = x: (builtins.tryEval (builtins.deepSeq x true)).success;
+  text = x: if ok x && builtins.isString x
+    then builtins.unsafeDiscardStringContext (builtins.substring 0 maxText x) else null;
+  attrOf = v: k: if ok v && builtins.isAttrs v && ok (v.${k} or null) then v.${k} or null else null;
+  firstString = x: if ok x && builtins.isList x && x != [ ] then text (builtins.head x) else text x;
+  license = l:
+    if ok l && builtins.isString l then { spdxId = null; name = text l; }
+    else if ok l && builtins.isAttrs l then {
+      spdxId = text (attrOf l "spdxId");
+      name = text (let s = attrOf l "shortName"; in if builtins.isString s then s else attrOf l "fullName");
+    }
+    else null;
+  licenses = x:
+    let ls = if !(ok x) || x == null then [ ] else if builtins.isList x then x else [ x ]; in
+    builtins.filter (l: l != null)
+      (builtins.genList (i: license (builtins.elemAt ls i))
+        (if builtins.length ls < maxLicenses then builtins.length ls else maxLicenses));
+  metaOf = v:
+    let m = attrOf v "meta"; in {
+      description = text (attrOf m "description");
+      homepage = firstString (attrOf m "homepage");
+      licenses = licenses (attrOf m "license");
+    };
 
   # walk follows keys from v: { found; value; parent; }
   walk = v: parent: keys:
@@ -138,13 +178,16 @@ let
       drvPath = builtins.unsafeDiscardOutputDependency v.drvPath;
       # Text: outputs not built yet cannot be referred to.
       outputs = map (o: { name = o; path = builtins.unsafeDiscardStringContext v.${o}.outPath; }) outputNames;
+      pname = text (attrOf v "pname");
+      version = text (attrOf v "version");
+      meta = metaOf v;
     };
 
   result =
     if nixTooOld
     then { inherit rev required nixTooOld; inherit (builtins) nixVersion; }
     else {
-      inherit rev;
+      inherit rev lastModified;
       evaluated = builtins.isAttrs pkgs;
       packages = map resolve requested;
     };

@@ -14,6 +14,13 @@
 // (sha256: and 64 lower-case hex digits), and every file is opened through
 // an os.Root on the layout directory, so neither a descriptor nor a planted
 // symbolic link can reach outside it.
+//
+// A layout may carry referrers beside its image (an SBOM, a signature):
+// manifests listed in index.json that name a subject. They are not
+// platforms of the image; they are checked and stored like everything
+// else, their subject must be a manifest of the same layout (a layout
+// cannot attach anything to another image), and each is added to the
+// referrers index of its subject once every blob is stored.
 package ocilayout
 
 import (
@@ -41,6 +48,7 @@ import (
 	"github.com/nixport/nixport/jsonfile"
 	"github.com/nixport/nixport/manifest"
 	"github.com/nixport/nixport/parallel"
+	"github.com/nixport/nixport/referrers"
 	"github.com/nixport/nixport/source"
 	"github.com/nixport/nixport/storage"
 )
@@ -117,6 +125,9 @@ func ingestLayout(ctx context.Context, store storage.Backend, dir string, index 
 	if err != nil {
 		return nil, stats, err
 	}
+	if err := l.addReferrers(ctx, store); err != nil {
+		return nil, stats, err
+	}
 	m, err := l.manifests(ctx, store)
 	if err != nil {
 		return nil, stats, err
@@ -142,14 +153,21 @@ type layoutBlob struct {
 	what      string // where it was first referenced, for errors
 	data      []byte // a manifest's or index's bytes (verified); nil for other blobs
 	held      bool   // storage already holds it: not hashed, not copied
+	// What a manifest or index says that makes it a referrer: its
+	// subject, and what the referrers index lists of it.
+	subject      *v1.Descriptor
+	artifactType string
+	annotations  map[string]string
 }
 
 // checkedLayout is a layout whose every blob has been verified.
 type checkedLayout struct {
-	dir   string
-	root  *os.Root
-	top   []v1.Descriptor // index.json's manifests
-	blobs map[digest.Digest]*layoutBlob
+	dir  string
+	root *os.Root
+	top  []v1.Descriptor // index.json's manifests that are the image
+	// referrers are index.json's manifests that name a subject.
+	referrers []v1.Descriptor
+	blobs     map[digest.Digest]*layoutBlob
 	// order holds every blob once, each after the blobs it references.
 	order []*layoutBlob
 }
@@ -184,14 +202,16 @@ func (l *checkedLayout) check(ctx context.Context, indexJSON []byte, store stora
 	if err != nil {
 		return err
 	}
-	l.top = index.Manifests
-	if len(index.Manifests) > 1 {
-		if err := checkPlatforms(index.Manifests); err != nil {
+	for i, d := range index.Manifests {
+		if err := l.walk(ctx, d, 1, fmt.Sprintf("manifest %d of index.json", i+1), true); err != nil {
 			return err
 		}
 	}
-	for i, d := range index.Manifests {
-		if err := l.walk(ctx, d, 1, fmt.Sprintf("manifest %d of index.json", i+1), true); err != nil {
+	if err := l.splitReferrers(index.Manifests); err != nil {
+		return err
+	}
+	if len(l.top) > 1 {
+		if err := checkPlatforms(l.top); err != nil {
 			return err
 		}
 	}
@@ -381,6 +401,7 @@ func (l *checkedLayout) walk(ctx context.Context, d v1.Descriptor, depth int, wh
 		if err != nil {
 			return err
 		}
+		b.subject, b.artifactType, b.annotations = index.Subject, index.ArtifactType, index.Annotations
 		if len(index.Manifests) == 0 {
 			return badLayout(nil, "%s: index %s lists no manifest", what, d.Digest)
 		}
@@ -394,6 +415,10 @@ func (l *checkedLayout) walk(ctx context.Context, d v1.Descriptor, depth int, wh
 		if err != nil {
 			return err
 		}
+		b.subject, b.artifactType, b.annotations = m.Subject, m.ArtifactType, m.Annotations
+		if b.artifactType == "" {
+			b.artifactType = m.Config.MediaType
+		}
 		if err := l.walk(ctx, m.Config, depth+1, "config of "+self, false); err != nil {
 			return err
 		}
@@ -404,6 +429,52 @@ func (l *checkedLayout) walk(ctx context.Context, d v1.Descriptor, depth int, wh
 		}
 	}
 	l.order = append(l.order, b)
+	return nil
+}
+
+// splitReferrers sorts index.json's manifests into the image (l.top) and
+// the referrers the layout carries (l.referrers): those naming a subject,
+// which must be a manifest or index of the layout, of the size it has
+// there. A layout of referrers alone holds no image.
+func (l *checkedLayout) splitReferrers(ds []v1.Descriptor) error {
+	for i, d := range ds {
+		b := l.blobs[d.Digest]
+		if b == nil || b.subject == nil {
+			l.top = append(l.top, d)
+			continue
+		}
+		s := b.subject
+		what := fmt.Sprintf("manifest %d of index.json (%s)", i+1, d.Digest)
+		if !validSHA256(string(s.Digest)) {
+			return badLayout(nil, "%s names a subject with digest %.100q, not sha256: and 64 lower-case hex digits", what, string(s.Digest))
+		}
+		target := l.blobs[s.Digest]
+		if target == nil || target.data == nil {
+			return badLayout(nil, "%s names subject %s, which is no manifest of the layout: a layout may carry referrers of its own image only", what, s.Digest)
+		}
+		if target.size != s.Size {
+			return badLayout(nil, "%s names subject %s of size %d, but it is %d bytes", what, s.Digest, s.Size, target.size)
+		}
+		l.referrers = append(l.referrers, d)
+	}
+	if len(l.top) == 0 {
+		return badLayout(nil, "index.json lists only referrers (manifests with a subject), no image")
+	}
+	return nil
+}
+
+// addReferrers adds the referrers the layout carries to the referrers
+// index of their subjects: their descriptor with the artifact type (the
+// manifest's, else its config's media type) and annotations, as the
+// referrers API lists them. Call it once every blob is stored.
+func (l *checkedLayout) addReferrers(ctx context.Context, store storage.Backend) error {
+	for _, d := range l.referrers {
+		b := l.blobs[d.Digest]
+		desc := v1.Descriptor{MediaType: b.mediaType, Digest: b.digest, Size: b.size, ArtifactType: b.artifactType, Annotations: b.annotations}
+		if err := referrers.Add(ctx, store, b.subject.Digest, desc); err != nil {
+			return fmt.Errorf("recording a referrer the layout carries: %w", err)
+		}
+	}
 	return nil
 }
 

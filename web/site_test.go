@@ -24,7 +24,7 @@ func TestEmbeddedSite(t *testing.T) {
 		{"/", 200, "text/html; charset=utf-8", []string{"<title>nixport", "docker pull registry.test:5000/shell/hello", "podman pull", "skopeo copy", "Nixery"}},
 		{"/index.html", 200, "text/html; charset=utf-8", []string{"<title>nixport"}},
 		{"/names", 200, "text/html; charset=utf-8", []string{`id="builtin-packages"`, `data-needs="nixpkgs"`, "bashInteractive", "moreutils", "aarch64-linux", "cacert", "iana-etc", "xorg.xev", "case-insensitively", "Order and duplicates", "commit hash", "cached forever", "git checkout", "MANIFEST_UNKNOWN", "TAG_INVALID"}},
-		{"/names.html", 200, "text/html; charset=utf-8", []string{"Meta-packages"}},
+		{"/names.html", 200, "text/html; charset=utf-8", []string{"Meta-packages", "<code>nonroot</code>", "65532:65532"}},
 		{"/running", 200, "text/html; charset=utf-8", []string{"go run ./cmd/nixport", "Nix 2.18", "2.8", "NIXERY_CHANNEL", "NIXPORT_SUBSTITUTERS", "GCS_SIGNING_ACCOUNT", "NIXPORT_LOG_LEVEL", "/var/lib/nixport", "cacert,iana-etc", "NIXPORT_ROUTES", `href="/sources"`, `href="/deploy"`, "nixport prewarm -server https://registry.test:5000", "NIXPORT_SERVER", "needs: prewarm", "stages: [prewarm, test]"}},
 		{"/deploy", 200, "text/html; charset=utf-8", []string{"roles/storage.objectAdmin", "--uniform-bucket-level-access", "GCS_SIGNING_KEY", "GCS_SIGNING_ACCOUNT", "GOOGLE_APPLICATION_CREDENTIALS", "blobs/sha256/", "leases/builds/", "307", "signBlob", "NIXPORT_SHUTDOWN_TIMEOUT", "Nix 2.18", "builders = ssh://"}},
 		{"/sources", 200, "text/html; charset=utf-8", []string{"NIXPORT_ROUTES", "{out}", "Never a shell", "SIGTERM", "bazel-bin", "docker pull --platform linux/arm64 registry.test:5000/prebuilt/app:latest", "BUILD_FAILED"}},

@@ -49,6 +49,27 @@ func TestOCIConformance(t *testing.T) {
 	for _, l := range m.Layers {
 		blobs = append(blobs, l.Digest.String())
 	}
+	// The image's SBOM, an OCI referrer: its artifact manifest and SPDX
+	// blob are read-only data too, and the suite lists the referrers.
+	manifests := []string{manifestDigest}
+	refs, _ := getReferrers(t, s.addr, repo, manifestDigest, "")
+	for _, d := range refs.Manifests {
+		manifests = append(manifests, d.Digest.String())
+		resp, err := http.Get("http://" + s.addr + "/v2/" + repo + "/manifests/" + d.Digest.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var art v1.Manifest
+		err = json.NewDecoder(resp.Body).Decode(&art)
+		resp.Body.Close()
+		if err != nil || len(art.Layers) != 1 {
+			t.Fatalf("SBOM artifact %s: %v %+v", d.Digest, err, art)
+		}
+		blobs = append(blobs, art.Config.Digest.String(), art.Layers[0].Digest.String())
+	}
+	if len(manifests) != 2 {
+		t.Fatalf("the image has %d referrers, want its SBOM", len(manifests)-1)
+	}
 
 	env := append(os.Environ(),
 		"OCI_REGISTRY="+s.addr,
@@ -60,7 +81,7 @@ func TestOCIConformance(t *testing.T) {
 		"OCI_API_MANIFESTS_DELETE=false",
 		"OCI_API_TAGS_DELETE=false",
 		"OCI_RO_DATA_TAGS="+tag,
-		"OCI_RO_DATA_MANIFESTS="+manifestDigest,
+		"OCI_RO_DATA_MANIFESTS="+strings.Join(manifests, " "),
 		"OCI_RO_DATA_BLOBS="+strings.Join(blobs, " "),
 		"OCI_RO_DATA_REFERRERS="+manifestDigest,
 		"OCI_HIDE_SKIPPED_WORKFLOWS=0",

@@ -196,3 +196,37 @@ func TestDockerPullShowsNixTooOld(t *testing.T) {
 	}
 	s.stop(t)
 }
+
+// TestDockerNonRoot: with the nonroot meta-package the image runs as
+// 65532 (its user database names it), without it as root.
+func TestDockerNonRoot(t *testing.T) {
+	requireDocker(t)
+	requireTools(t, "nix-store")
+	s := startServer(t, "STORAGE_PATH="+t.TempDir())
+	// Without the meta-package the image has no user database, as
+	// before: only the uid is asked of it.
+	for _, tc := range []struct {
+		image string
+		cmd   []string
+		want  string
+	}{
+		{"nonroot/shell", []string{"id", "-u"}, "65532\n"},
+		{"nonroot/shell", []string{"sh", "-c", "id -un; echo $HOME; touch $HOME/f"}, "nonroot\n/home/nonroot\n"},
+		{"shell", []string{"id", "-u"}, "0\n"},
+	} {
+		ref := s.addr + "/" + tc.image + ":latest"
+		if r := dockerPull(t, ref); r.err != nil {
+			t.Fatalf("docker pull %s: %v\n%s", ref, r.err, r.output())
+		}
+		name := fmt.Sprintf("nixport-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+		t.Cleanup(func() { dockerRemoveContainer(t, name) })
+		r := runDocker(dockerRunTimeout, append([]string{"run", "--rm", "--name", name, "--pull", "never", "--network", "none", ref}, tc.cmd...)...)
+		if r.err != nil {
+			t.Fatalf("docker run %s %q: %v\n%s", ref, tc.cmd, r.err, r.output())
+		}
+		if r.stdout != tc.want {
+			t.Errorf("docker run %s %q printed %q (stderr %q), want %q", ref, tc.cmd, r.stdout, r.stderr, tc.want)
+		}
+	}
+	s.stop(t)
+}

@@ -12,6 +12,13 @@
 #   busybox            bin/busybox and a symlink per applet (no references)
 #   hello              bin/hello prints exactly "Hello, world!";
 #                      hello -> greeting -> busybox (closure depth 3)
+#   meta and versions  for SBOM tests: hello (2.12.1) and greeting (1.0)
+#                      have pname and version in their derivations, as
+#                      nixpkgs' do (their store names stay unversioned);
+#                      hello, busybox, multi, nano, cacert and iana-etc
+#                      carry meta (description, homepage, license: one
+#                      SPDX license, a list of two, one without an SPDX
+#                      id, an old-style string)
 #   deep               deep -> chain.c3 -> chain.c2 -> chain.c1 -> busybox
 #   xorg.xev           a nested attribute (xev -> xorg.libX11)
 #   haskellPackages.*  a camelCase top-level attribute holding packages
@@ -57,7 +64,10 @@ let
   #   script: extra shell commands, run after files and links
   #   tools: where the builder finds mkdir, printf, chmod, ln: busybox's
   #          applets, or the host's (PATH) for busybox itself
-  mk = { name, outputs ? [ "out" ], files ? { }, links ? { }, script ? "", meta ? { }, env ? { }, passthru ? { }, tools ? "${busybox}/bin/" }:
+  #   version: set, the derivation also has pname (= name) and version,
+  #          as nixpkgs' mkDerivation gives them (the store name is still
+  #          name: tests know the closures by those names)
+  mk = { name, version ? null, outputs ? [ "out" ], files ? { }, links ? { }, script ? "", meta ? { }, env ? { }, passthru ? { }, tools ? "${busybox}/bin/" }:
     if system != hostSystem then
       throw "nixport test packages cannot build ${name} for ${system} on this ${hostSystem} machine: the set is made of the host's own binaries"
     else
@@ -77,7 +87,8 @@ let
           ${tools}mkdir -p "${builtins.dirOf p}"
           ${tools}ln -s "${links.${p}}" "${p}"
         '';
-        drv = derivation (env // fileEnv // {
+        versionEnv = if version == null then { } else { pname = name; inherit version; };
+        drv = derivation (env // fileEnv // versionEnv // {
           inherit name system outputs;
           builder = "/bin/sh";
           PATH = "/usr/bin:/bin";
@@ -102,8 +113,22 @@ let
   # The only derivation built with host tools (from PATH): busybox decides
   # which applet to run from its file name, so it must be copied to a file
   # named busybox before it can run.
+  licenses = {
+    mit = { spdxId = "MIT"; shortName = "mit"; fullName = "MIT License"; };
+    asl20 = { spdxId = "Apache-2.0"; shortName = "asl20"; fullName = "Apache License 2.0"; };
+    gpl2Only = { spdxId = "GPL-2.0-only"; shortName = "gpl2Only"; fullName = "GNU General Public License v2.0 only"; };
+    mpl20 = { spdxId = "MPL-2.0"; shortName = "mpl20"; fullName = "Mozilla Public License 2.0"; };
+    # nixpkgs has licenses without an SPDX identifier (unfree ones, say).
+    custom = { shortName = "nixport-test-custom"; fullName = "A licence with no SPDX identifier"; };
+  };
+
   busybox = mk {
     name = "busybox";
+    meta = {
+      description = "Tiny versions of common UNIX utilities in a single small executable";
+      homepage = "https://busybox.net/";
+      license = licenses.gpl2Only;
+    };
     tools = "";
     script = ''
       mkdir -p $out/bin
@@ -117,12 +142,19 @@ let
 
   greeting = mk {
     name = "greeting";
+    version = "1.0";
     files."$out/share/greeting/message" = "Hello, world!\n";
     files."$out/bin/greet" = sh "exec ${busybox}/bin/cat \"$(${busybox}/bin/dirname \"$0\")/../share/greeting/message\"\n";
   };
 
   hello = mk {
     name = "hello";
+    version = "2.12.1";
+    meta = {
+      description = "A program that produces a familiar, friendly greeting";
+      homepage = "https://www.gnu.org/software/hello/manual/";
+      license = licenses.mit;
+    };
     files."$out/bin/hello" = sh "exec ${busybox}/bin/cat ${greeting}/share/greeting/message\n";
   };
 
@@ -150,7 +182,12 @@ let
     files."$out/share/multi/data" = "multi's data\n";
     files."$bin/bin/multi" = sh "exec ${busybox}/bin/cat ${builtins.placeholder "out"}/share/multi/data\n";
     files."$dev/include/multi.h" = "/* see ${builtins.placeholder "out"}/share/multi/data */\n";
-    meta.outputsToInstall = [ "bin" ];
+    meta = {
+      outputsToInstall = [ "bin" ];
+      description = "A package of three outputs";
+      homepage = "https://example.org/multi";
+      license = [ licenses.mit licenses.asl20 ];
+    };
   };
 
   coreutilsApplets = [
@@ -182,11 +219,13 @@ let
 
   nano = mk {
     name = "nano";
+    meta.license = licenses.custom;
     files."$out/bin/nano" = sh "exec ${busybox}/bin/vi \"$@\"\n";
   };
 
   cacert = mk {
     name = "nss-cacert";
+    meta = { description = "A stand-in for the Mozilla CA bundle"; license = licenses.mpl20; };
     files."$out/etc/ssl/certs/ca-bundle.crt" = ''
       # nixport test CA bundle: a stand-in for nixpkgs' cacert.
       # It holds no certificate; it only has nixpkgs' file layout.
@@ -196,6 +235,7 @@ let
 
   iana-etc = mk {
     name = "iana-etc";
+    meta.license = "free"; # an old-style plain string
     files."$out/etc/protocols" = ''
       # a stand-in for iana-etc's protocols
       ip	0	IP

@@ -14,9 +14,12 @@ import (
 // a dot addressing a nested attribute: xorg.xev), except meta-packages at
 // the front of the path:
 //
-//	shell  adds bashInteractive, coreutils, moreutils and nano
-//	arm64  builds for aarch64-linux
-//	amd64  builds for x86_64-linux (the default)
+//	shell    adds bashInteractive, coreutils, moreutils and nano
+//	arm64    builds for aarch64-linux
+//	amd64    builds for x86_64-linux (the default)
+//	nonroot  runs as user nonroot (65532:65532): /etc/passwd and
+//	         /etc/group entries for root, nobody and nonroot, and
+//	         /home/nonroot owned by it (nonroot.go)
 //
 // Every image also gets the base packages (cacert and iana-etc by default).
 // The package list is de-duplicated and sorted, so git/htop and htop/git
@@ -58,12 +61,19 @@ type ImageRequest struct {
 	Packages []string
 	// System is the Nix system to build for (x86_64-linux, aarch64-linux).
 	System string
+	// NonRoot: the image runs as the nonroot user (the nonroot
+	// meta-package).
+	NonRoot bool
 }
 
 // Key identifies the image a request asks for, without its tag: two names
 // for the same image (git/htop, htop/git, shell/htop/htop) share it.
 func (r ImageRequest) Key() string {
-	return r.System + ":" + strings.Join(r.Packages, ",")
+	k := r.System + ":" + strings.Join(r.Packages, ",")
+	if r.NonRoot {
+		k += ":nonroot"
+	}
+	return k
 }
 
 // ParseImageName parses a repository name such as "shell/git/htop" into an
@@ -86,6 +96,7 @@ func ParseImageName(name string, opts NameOptions) (ImageRequest, error) {
 	components := strings.Split(name, "/")
 
 	system := ""
+	nonRoot := false
 	packages := make([]string, 0, len(components)+len(shellPackages)+len(opts.BasePackages))
 	meta := true // still at the front of the path
 	for i, c := range components {
@@ -93,6 +104,9 @@ func ParseImageName(name string, opts NameOptions) (ImageRequest, error) {
 			switch c {
 			case "shell":
 				packages = append(packages, shellPackages...)
+				continue
+			case "nonroot":
+				nonRoot = true
 				continue
 			case "arm64", "amd64":
 				s := SystemARM64
@@ -127,5 +141,5 @@ func ParseImageName(name string, opts NameOptions) (ImageRequest, error) {
 		system = SystemAMD64
 	}
 	slices.Sort(packages)
-	return ImageRequest{Packages: slices.Compact(packages), System: system}, nil
+	return ImageRequest{Packages: slices.Compact(packages), System: system, NonRoot: nonRoot}, nil
 }

@@ -25,8 +25,13 @@ func TestParseImageName(t *testing.T) {
 		opts    *NameOptions // nil: DefaultNameOptions
 		want    []string
 		system  string
+		nonRoot bool
 		wantErr string // substring of the NAME_INVALID message
 	}{
+		{name: "nonroot/hello", want: with(base, []string{"hello"}), nonRoot: true},
+		{name: "shell/nonroot/arm64/htop", want: with(base, shell, []string{"htop"}), system: "aarch64-linux", nonRoot: true},
+		{name: "nonroot/nonroot", want: base, nonRoot: true},
+		{name: "hello/nonroot", want: with(base, []string{"hello", "nonroot"})},
 		{name: "hello", want: with(base, []string{"hello"})},
 		{name: "htop/git", want: with(base, []string{"git", "htop"})},
 		{name: "git/htop/git", want: with(base, []string{"git", "htop"})},
@@ -88,7 +93,7 @@ func TestParseImageName(t *testing.T) {
 			if system == "" {
 				system = SystemAMD64
 			}
-			if !slices.Equal(got.Packages, tc.want) || got.System != system {
+			if !slices.Equal(got.Packages, tc.want) || got.System != system || got.NonRoot != tc.nonRoot {
 				t.Errorf("got %+v, want %v for %s", got, tc.want, system)
 			}
 		})
@@ -109,6 +114,7 @@ func TestImageRequestKey(t *testing.T) {
 		{"git/htop", "htop/git", "htop/git/htop", "cacert/git/htop/iana-etc"},
 		{"shell/git", "shell/shell/git", "git/bashInteractive/coreutils/moreutils/nano"},
 		{"amd64/git", "git"},
+		{"nonroot/git", "nonroot/nonroot/git", "amd64/nonroot/git"},
 	}
 	for _, group := range same {
 		for _, n := range group[1:] {
@@ -117,13 +123,16 @@ func TestImageRequestKey(t *testing.T) {
 			}
 		}
 	}
-	different := [][2]string{{"git", "arm64/git"}, {"git", "git/htop"}, {"CoinMP", "coinmp"}, {"git/shell", "shell/git"}}
+	different := [][2]string{{"git", "arm64/git"}, {"git", "git/htop"}, {"CoinMP", "coinmp"}, {"git/shell", "shell/git"}, {"git", "nonroot/git"}, {"git/nonroot", "nonroot/git"}}
 	for _, p := range different {
 		if key(p[0]) == key(p[1]) {
 			t.Errorf("%s and %s share key %s", p[0], p[1], key(p[0]))
 		}
 	}
 	if got := key("htop/git"); got != "x86_64-linux:cacert,git,htop,iana-etc" {
+		t.Errorf("key %q", got)
+	}
+	if got := key("nonroot/git"); got != "x86_64-linux:cacert,git,iana-etc:nonroot" {
 		t.Errorf("key %q", got)
 	}
 }
@@ -181,7 +190,7 @@ func FuzzParseImageName(f *testing.F) {
 		// not matter.
 		comps := strings.Split(name, "/")
 		i := 0
-		for i < len(comps) && (comps[i] == "shell" || comps[i] == "arm64" || comps[i] == "amd64") {
+		for i < len(comps) && isMeta(comps[i]) {
 			i++
 		}
 		rest := comps[i:]
@@ -201,4 +210,4 @@ func FuzzParseImageName(f *testing.F) {
 	})
 }
 
-func isMeta(c string) bool { return c == "shell" || c == "arm64" || c == "amd64" }
+func isMeta(c string) bool { return c == "shell" || c == "arm64" || c == "amd64" || c == "nonroot" }

@@ -36,8 +36,9 @@ import (
 
 // pipelineVersion is part of every cache key of the Nix source: bump it
 // when a change to layering, archiving or rendering changes what the same
-// closure produces.
-const pipelineVersion = "nixport-2"
+// closure produces. nixport-3: provenance labels in the config, and an
+// SBOM with every image.
+const pipelineVersion = "nixport-3"
 
 // Persisted caches of the Nix source (see records.go for the others).
 const (
@@ -147,16 +148,25 @@ func (s *Source) Plan(ctx context.Context, req source.Request) (source.Plan, err
 	}
 	// The plan holds the GC roots of its derivations until the caller
 	// releases it.
-	return source.Plan{Request: req, Key: "nix|" + s.planKey(res), Pinned: true, Work: res, Held: res}, nil
+	w := &work{res: res, nonRoot: ir.NonRoot}
+	return source.Plan{Request: req, Key: "nix|" + s.planKey(w), Pinned: true, Work: w, Held: res}, nil
+}
+
+// work is what a plan of the Nix source fixes: the resolution, and how
+// the image is made of it.
+type work struct {
+	res     *nix.Resolution
+	nonRoot bool // the nonroot meta-package
 }
 
 // Build realises the planned packages, then makes the image from the
 // closure, reusing every layer (and the whole manifest) already built.
 func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests, error) {
-	res, ok := plan.Work.(*nix.Resolution)
+	w, ok := plan.Work.(*work)
 	if !ok {
 		return nil, fmt.Errorf("nix source: plan for %s:%s was not made here", plan.Request.Name, plan.Request.Tag)
 	}
+	res := w.res
 	log := requestid.Logger(ctx, s.log).WithFields(logrus.Fields{"image": plan.Request.Name, "tag": plan.Request.Tag})
 	progress := source.ProgressOf(ctx)
 	progress.Phase(source.Realising)
@@ -172,7 +182,7 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 		return nil, err
 	}
 
-	inputKey := s.inputKey(img)
+	inputKey := s.inputKey(w, img)
 	recordName := manifestRecordPrefix + inputKey
 	if r, err := source.GetRecord(ctx, s.opts.Storage, recordName); err == nil {
 		if m, err := r.Manifests(); err == nil && source.Stored(ctx, s.opts.Storage, m) == nil {
@@ -184,7 +194,7 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 	}
 	s.opts.Metrics.CacheLookup(metrics.CacheManifest, false)
 
-	m, err := s.render(ctx, log, img)
+	m, err := s.render(ctx, log, w, img)
 	if err != nil {
 		return nil, err
 	}
@@ -195,15 +205,19 @@ func (s *Source) Build(ctx context.Context, plan source.Plan) (source.Manifests,
 }
 
 // planKey identifies what an image is planned from: which outputs of which
-// packages are installed, and how layers are made.
-func (s *Source) planKey(res *nix.Resolution) string {
+// packages are installed, and how the image is made of them.
+func (s *Source) planKey(wk *work) string {
 	h := sha256.New()
-	s.writePlan(h, res)
+	s.writePlan(h, wk)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func (s *Source) writePlan(w io.Writer, res *nix.Resolution) {
+func (s *Source) writePlan(w io.Writer, wk *work) {
+	res := wk.res
 	fmt.Fprintf(w, "%s\n%s\n%d\n%s\n%s\n", pipelineVersion, s.opts.Archive.Format(), s.opts.LayerBudget, s.popHash, res.System)
+	if wk.nonRoot {
+		fmt.Fprintln(w, "nonroot")
+	}
 	for _, p := range res.Packages {
 		fmt.Fprintf(w, "pkg %s", p.Attr)
 		for _, o := range p.Outputs {
@@ -215,9 +229,9 @@ func (s *Source) writePlan(w io.Writer, res *nix.Resolution) {
 
 // inputKey identifies everything an image is made from: its plan and the
 // closure's content (paths and content hashes).
-func (s *Source) inputKey(img *nix.Image) string {
+func (s *Source) inputKey(wk *work, img *nix.Image) string {
 	h := sha256.New()
-	s.writePlan(h, img.Resolution)
+	s.writePlan(h, wk)
 	for _, p := range img.Closure.Paths {
 		fmt.Fprintf(h, "path %s %s\n", p.Path, p.NarHash)
 	}
@@ -225,9 +239,9 @@ func (s *Source) inputKey(img *nix.Image) string {
 }
 
 // render groups the closure into layers, archives those not yet in the
-// layer cache (in parallel), adds the customisation layer and stores the
-// config and both manifests.
-func (s *Source) render(ctx context.Context, log logrus.FieldLogger, img *nix.Image) (source.Manifests, error) {
+// layer cache (in parallel), adds the customisation layer, stores the
+// config and both manifests, and publishes the image's SBOM (sbom.go).
+func (s *Source) render(ctx context.Context, log logrus.FieldLogger, wk *work, img *nix.Image) (source.Manifests, error) {
 	arch, osName, err := manifest.Platform(img.Resolution.System)
 	if err != nil {
 		return nil, fmt.Errorf("image platform: %w", err)
@@ -277,9 +291,15 @@ func (s *Source) render(ctx context.Context, log logrus.FieldLogger, img *nix.Im
 		outputs = append(outputs, paths)
 		customKey = append(customKey, strings.Join(paths, " "))
 	}
+	var own []archive.Entry
+	user := ""
+	if wk.nonRoot {
+		own, user = nonRootEntries(), NonRootUser
+		customKey = append(customKey, "nonroot "+NonRootUser)
+	}
 	jobs = append(jobs, func(ctx context.Context) error {
 		l, err := s.layer(ctx, log, "customisation", customKey, func(w io.Writer) (archive.Result, error) {
-			return archive.WriteCustomisation(w, outputs, s.opts.Archive, log)
+			return archive.WriteCustomisation(w, outputs, own, s.opts.Archive, log)
 		})
 		l.Comment = "customisation layer: " + strings.Join(packageAttrs(img.Resolution), " ")
 		built[len(groups)] = l
@@ -292,7 +312,10 @@ func (s *Source) render(ctx context.Context, log logrus.FieldLogger, img *nix.Im
 		return nil, err
 	}
 
-	rendered, err := manifest.Build(manifest.Image{Architecture: arch, OS: osName, Layers: built})
+	rendered, err := manifest.Build(manifest.Image{
+		Architecture: arch, OS: osName, Layers: built,
+		User: user, Labels: provenanceLabels(img.Resolution),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("rendering manifests: %w", err)
 	}
@@ -301,10 +324,44 @@ func (s *Source) render(ctx context.Context, log logrus.FieldLogger, img *nix.Im
 			return nil, fmt.Errorf("storing %s %s: %w", b.MediaType, b.Digest, err)
 		}
 	}
+	if err := s.publishSBOM(ctx, img, rendered); err != nil {
+		return nil, err
+	}
 	return source.Manifests{
 		manifest.OCI:    {Digest: rendered.OCI.Digest, Size: rendered.OCI.Size, MediaType: rendered.OCI.MediaType},
 		manifest.Docker: {Digest: rendered.Docker.Digest, Size: rendered.Docker.Size, MediaType: rendered.Docker.MediaType},
 	}, nil
+}
+
+// provenanceLabels are the image config's labels (OCI annotation keys):
+// where its packages come from, and which they are. Nothing in them
+// changes between two builds of the same closure from the same source:
+//
+//	org.opencontainers.image.source    the git repository (without
+//	                                   credentials) or channel archive;
+//	                                   "path" or "builtin" for those
+//	                                   sources (never a server's path)
+//	org.opencontainers.image.revision  the commit, where it is known
+//	org.opencontainers.image.title     the packages' attribute paths
+//
+// A closure already built is reused as it is: an image whose packages
+// did not change at a newer commit keeps its digest, and so the revision
+// of the build that first made it.
+func provenanceLabels(r *nix.Resolution) map[string]string {
+	src := r.Source.URL
+	if src == "" {
+		src = r.Source.Kind
+	}
+	return map[string]string{
+		v1.AnnotationSource:   src,
+		v1.AnnotationRevision: r.Source.Rev,
+		v1.AnnotationTitle:    imageTitle(r),
+	}
+}
+
+// imageTitle names an image by its packages' attribute paths.
+func imageTitle(r *nix.Resolution) string {
+	return strings.Join(packageAttrs(r), " ")
 }
 
 func packageAttrs(r *nix.Resolution) []string {

@@ -13,7 +13,10 @@
 //
 // The customisation layer (WriteCustomisation) is the small layer on top
 // that makes an image usable: the packages' top-level directories linked at
-// the image root, merged as Nix's buildEnv/symlinkJoin merge them, plus /tmp.
+// the image root, merged as Nix's buildEnv/symlinkJoin merge them, plus /tmp
+// and the entries the image asks for of its own (Entry: the nonroot user's
+// /etc/passwd and home directory, the one place an owner other than root
+// appears).
 package archive
 
 import (
@@ -208,6 +211,31 @@ func header(typ byte, name string, mode int64) *tar.Header {
 func (lw *layerWriter) dir(name string, mode int64) error {
 	if err := lw.tw.WriteHeader(header(tar.TypeDir, name, mode)); err != nil {
 		return fmt.Errorf("archiving %s: %w", name, err)
+	}
+	return nil
+}
+
+// ownDir writes a directory of the customisation layer's own, with its
+// owner.
+func (lw *layerWriter) ownDir(e Entry) error {
+	h := header(tar.TypeDir, e.Path, e.Mode)
+	h.Uid, h.Gid = e.UID, e.GID
+	if err := lw.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("archiving %s: %w", e.Path, err)
+	}
+	return nil
+}
+
+// ownFile writes a file of the customisation layer's own.
+func (lw *layerWriter) ownFile(e Entry) error {
+	h := header(tar.TypeReg, e.Path, e.Mode)
+	h.Uid, h.Gid = e.UID, e.GID
+	h.Size = int64(len(e.Content))
+	if err := lw.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("archiving %s: %w", e.Path, err)
+	}
+	if _, err := lw.tw.Write(e.Content); err != nil {
+		return fmt.Errorf("archiving %s: %w", e.Path, err)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 )
@@ -21,9 +22,24 @@ type candidate struct {
 	image string // where it is in the image: /nix/store/<base>/…
 }
 
+// Entry is a file or directory the customisation layer holds of its own,
+// not from a package (the nonroot meta-package's /etc/passwd and home
+// directory). Its parent directories are the layer's own too: they are
+// written as real directories (mode 0755, owned by root) unless listed.
+type Entry struct {
+	// Path is the absolute path in the image.
+	Path string
+	// Dir: a directory; else a regular file holding Content.
+	Dir      bool
+	Mode     int64
+	UID, GID int
+	Content  []byte
+}
+
 // WriteCustomisation writes to w the customisation layer of an image: at the
 // image root, the union of the packages' top-level directories (bin, lib,
-// share, etc, …) as symlinks into the store, plus /tmp (mode 1777).
+// share, etc, …) as symlinks into the store, plus /tmp (mode 1777) and the
+// layer's own entries (own).
 //
 // packageOutputs holds, per requested package, its output paths in order.
 // Directories merge as Nix's buildEnv and symlinkJoin merge them: an entry
@@ -35,10 +51,18 @@ type candidate struct {
 // directories) the first one wins and the others are logged as a warning,
 // naming both paths; entries that are the same file (or equal symlinks) are
 // no conflict. Outputs that are not directories have nothing to link and are
-// skipped (logged). A package's /tmp loses to the layer's own.
-func WriteCustomisation(w io.Writer, packageOutputs [][]string, opts Options, log logrus.FieldLogger) (Result, error) {
+// skipped (logged). A package's /tmp loses to the layer's own. An own
+// entry wins over the packages' entries at its path (a conflict, logged)
+// except that an own directory merges with the packages' directories
+// there: /etc stays a real directory holding both the packages' etc
+// entries and the layer's /etc/passwd.
+func WriteCustomisation(w io.Writer, packageOutputs [][]string, own []Entry, opts Options, log logrus.FieldLogger) (Result, error) {
 	if log == nil {
 		log = logrus.StandardLogger()
+	}
+	ownEntries, ownChildren, err := ownTree(own)
+	if err != nil {
+		return Result{}, err
 	}
 	pkgs := slices.Clone(packageOutputs)
 	slices.SortStableFunc(pkgs, slices.Compare)
@@ -70,13 +94,52 @@ func WriteCustomisation(w io.Writer, packageOutputs [][]string, opts Options, lo
 	if err != nil {
 		return Result{}, err
 	}
-	m := merger{lw: lw, log: log}
+	m := merger{lw: lw, log: log, own: ownEntries, ownChildren: ownChildren}
 	return lw.close(m.merge("", roots, 0))
+}
+
+// ownTree indexes the layer's own entries by path, adding their missing
+// parent directories, and lists each directory's own children.
+func ownTree(own []Entry) (map[string]Entry, map[string][]string, error) {
+	entries := map[string]Entry{}
+	children := map[string][]string{}
+	add := func(e Entry) {
+		entries[e.Path] = e
+		parent, name := path.Split(e.Path)
+		parent = strings.TrimSuffix(parent, "/")
+		children[parent] = append(children[parent], name)
+	}
+	for _, e := range own {
+		p := path.Clean(e.Path)
+		if !path.IsAbs(p) || p == "/" || p != e.Path {
+			return nil, nil, fmt.Errorf("customisation layer: own entry %q: want a clean absolute path", e.Path)
+		}
+		if _, dup := entries[p]; dup {
+			return nil, nil, fmt.Errorf("customisation layer: own entry %s given twice", p)
+		}
+		add(e)
+	}
+	for _, e := range own {
+		for dir := path.Dir(e.Path); dir != "/"; dir = path.Dir(dir) {
+			if d, ok := entries[dir]; ok {
+				if !d.Dir {
+					return nil, nil, fmt.Errorf("customisation layer: own entry %s is inside the file %s", e.Path, dir)
+				}
+				break
+			}
+			add(Entry{Path: dir, Dir: true, Mode: 0o755})
+		}
+	}
+	return entries, children, nil
 }
 
 type merger struct {
 	lw  *layerWriter
 	log logrus.FieldLogger
+	// own are the layer's own entries by image path, ownChildren the
+	// names of each directory's own children ("" is the root).
+	own         map[string]Entry
+	ownChildren map[string][]string
 }
 
 // merge writes the merged children of the directories sources at the image
@@ -105,6 +168,11 @@ func (m *merger) merge(dir string, sources []candidate, depth int) error {
 			names = append(names, "tmp")
 		}
 	}
+	for _, n := range m.ownChildren[dir] {
+		if _, ok := byName[n]; !ok && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
 	slices.Sort(names)
 
 	for _, n := range names {
@@ -115,6 +183,12 @@ func (m *merger) merge(dir string, sources []candidate, depth int) error {
 				m.conflict(target, "the layer's own /tmp", c.image)
 			}
 			if err := m.lw.dir("/tmp", 0o1777); err != nil {
+				return err
+			}
+			continue
+		}
+		if e, ok := m.own[target]; ok {
+			if err := m.writeOwn(e, cands, depth); err != nil {
 				return err
 			}
 			continue
@@ -159,6 +233,32 @@ func (m *merger) merge(dir string, sources []candidate, depth int) error {
 		}
 	}
 	return nil
+}
+
+// writeOwn writes the layer's own entry e, where the packages have
+// cands: a file wins over them; a directory merges their directories.
+func (m *merger) writeOwn(e Entry, cands []candidate, depth int) error {
+	if !e.Dir {
+		for _, c := range cands {
+			m.conflict(e.Path, "the layer's own "+e.Path, c.image)
+		}
+		return m.lw.ownFile(e)
+	}
+	var dirs []candidate
+	for _, c := range cands {
+		if isDir(c.host) {
+			dirs = append(dirs, c)
+		} else {
+			m.conflict(e.Path, "the layer's own directory "+e.Path, c.image)
+		}
+	}
+	if err := m.lw.ownDir(e); err != nil {
+		return err
+	}
+	if depth >= maxMergeDepth {
+		return fmt.Errorf("customisation layer: %s is nested more than %d deep", e.Path, maxMergeDepth)
+	}
+	return m.merge(e.Path, dirs, depth+1)
 }
 
 func (m *merger) conflict(target, chosen, ignored string) {

@@ -37,11 +37,11 @@ func pkgStore(t *testing.T, dir string, pkgs [][]string, entries map[string][]sp
 	return out
 }
 
-func customise(t *testing.T, outputs [][]string) ([]entry, Result, []*logrus.Entry) {
+func customise(t *testing.T, outputs [][]string, own ...Entry) ([]entry, Result, []*logrus.Entry) {
 	t.Helper()
 	log, hook := logtest.NewNullLogger()
 	var buf bytes.Buffer
-	r, err := WriteCustomisation(&buf, outputs, Options{}, log)
+	r, err := WriteCustomisation(&buf, outputs, own, Options{}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +59,13 @@ func renderEntries(es []entry) []string {
 			s += " -> " + strings.TrimPrefix(e.link, StoreDir+"/")
 		case tar.TypeDir:
 			s += fmt.Sprintf(" %o", e.mode)
+		case tar.TypeReg:
+			s += fmt.Sprintf(" %o %q", e.mode, e.data)
 		default:
 			s += fmt.Sprintf(" type %c", e.typ)
+		}
+		if e.owner != "" {
+			s += " owner " + e.owner
 		}
 		out = append(out, s)
 	}
@@ -265,7 +270,7 @@ func TestWriteCustomisationErrors(t *testing.T) {
 		{[][]string{{""}}, "not a store path"},
 		{[][]string{{"/"}}, "not a store path"},
 	} {
-		_, err := WriteCustomisation(&bytes.Buffer{}, tc.outputs, Options{}, nil)
+		_, err := WriteCustomisation(&bytes.Buffer{}, tc.outputs, nil, Options{}, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want %q", tc.outputs, err, tc.want)
 		}
@@ -284,5 +289,62 @@ func TestWriteCustomisationSymlinkLoop(t *testing.T) {
 	got, _, _ := customise(t, outputs)
 	if len(got) < 5 || len(got) > maxMergeDepth+5 {
 		t.Fatalf("%d entries", len(got))
+	}
+}
+
+// TestWriteCustomisationOwnEntries: the layer's own files and directories
+// (the nonroot meta-package's) take their place among the packages':
+// an own directory merges with the packages' directories there, an own
+// file wins over a package's (a conflict, logged), parents are made, and
+// owners are kept.
+func TestWriteCustomisationOwnEntries(t *testing.T) {
+	dir := t.TempDir()
+	outputs := pkgStore(t, dir, [][]string{{"a-cacert"}, {"b-shadow"}, {"c-tool"}}, map[string][]spec{
+		"a-cacert": {{path: "etc", kind: "d"}, {path: "etc/ssl", kind: "d"}},
+		"b-shadow": {{path: "etc", kind: "d"}, {path: "etc/passwd", kind: "f"}},
+		"c-tool":   {{path: "bin", kind: "d"}, {path: "home", kind: "f"}},
+	})
+	own := []Entry{
+		{Path: "/etc/passwd", Mode: 0o644, Content: []byte("root:x:0:0::/root:/sbin/nologin\n")},
+		{Path: "/home/nonroot", Dir: true, Mode: 0o700, UID: 65532, GID: 65532},
+	}
+	got, _, logs := customise(t, outputs, own...)
+	want := []string{
+		"bin -> c-tool/bin",
+		"etc/ 755",
+		"etc/passwd 644 \"root:x:0:0::/root:/sbin/nologin\\n\"",
+		"etc/ssl -> a-cacert/etc/ssl",
+		"home/ 755",
+		"home/nonroot/ 700 owner 65532:65532",
+		"tmp/ 1777",
+	}
+	if g := renderEntries(got); !reflect.DeepEqual(g, want) {
+		t.Errorf("entries\n%s\nwant\n%s", strings.Join(g, "\n"), strings.Join(want, "\n"))
+	}
+	wantLogs := []string{
+		conflictMsg + " path=/etc/passwd chosen=the layer's own /etc/passwd ignored=b-shadow/etc/passwd",
+		conflictMsg + " path=/home chosen=the layer's own directory /home ignored=c-tool/home",
+	}
+	if g := renderLogs(logs); !reflect.DeepEqual(g, wantLogs) {
+		t.Errorf("logs\n%s\nwant\n%s", strings.Join(g, "\n"), strings.Join(wantLogs, "\n"))
+	}
+
+	// One package with etc: /etc becomes a real directory, not a link.
+	got, _, _ = customise(t, outputs[:1], own[0])
+	want = []string{"etc/ 755", "etc/passwd 644 \"root:x:0:0::/root:/sbin/nologin\\n\"", "etc/ssl -> a-cacert/etc/ssl", "tmp/ 1777"}
+	if g := renderEntries(got); !reflect.DeepEqual(g, want) {
+		t.Errorf("entries %q, want %q", g, want)
+	}
+
+	for _, bad := range [][]Entry{
+		{{Path: "etc/passwd"}},
+		{{Path: "/etc/../passwd"}},
+		{{Path: "/"}},
+		{{Path: "/a"}, {Path: "/a"}},
+		{{Path: "/a"}, {Path: "/a/b"}},
+	} {
+		if _, err := WriteCustomisation(&bytes.Buffer{}, nil, bad, Options{}, nil); err == nil {
+			t.Errorf("own entries %+v accepted", bad)
+		}
 	}
 }
