@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -238,22 +239,50 @@ func (s *blobSink) uploadPart(ctx context.Context, key, uploadID string, n int32
 }
 
 // abortUpload aborts a multipart upload, so that its parts neither cost
-// space nor ever complete. Should it fail, a later New aborts the upload
-// once it is stale.
+// space nor ever complete. A part whose upload was still being received
+// when the abort came may land after it and bring the upload back (AWS
+// says an abort may have to be repeated for this): the upload is looked
+// for again, and aborted again, a few times with a growing pause. Should
+// it still fail, a later New aborts the upload once it is stale.
 func (b *Backend) abortUpload(ctx context.Context, key, uploadID string, log logrus.FieldLogger) {
 	ctx, cancel := b.opContext(ctx)
 	defer cancel()
-	_, err := b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-		Bucket:   aws.String(b.bucket),
-		Key:      aws.String(key),
-		UploadId: aws.String(uploadID),
-	})
-	if err != nil && !isNotExist(err) {
-		log.WithError(err).Warn("aborting a multipart upload failed; a later start aborts it once it is stale")
-		return
+	pause := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err := b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket:   aws.String(b.bucket),
+			Key:      aws.String(key),
+			UploadId: aws.String(uploadID),
+		})
+		if err != nil && !isNotExist(err) {
+			log.WithError(err).Warn("aborting a multipart upload failed; a later start aborts it once it is stale")
+			return
+		}
+		_, err = b.client.ListParts(ctx, &s3.ListPartsInput{
+			Bucket:   aws.String(b.bucket),
+			Key:      aws.String(key),
+			UploadId: aws.String(uploadID),
+			MaxParts: aws.Int32(1),
+		})
+		if isNotExist(err) {
+			log.WithField("attempts", attempt).Debug("multipart upload aborted")
+			return
+		}
+		if attempt == abortAttempts {
+			log.WithError(err).Warn("a multipart upload came back after its abort; a later start aborts it once it is stale")
+			return
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return
+		}
+		pause *= 2
 	}
-	log.Debug("multipart upload aborted")
 }
+
+// abortAttempts bounds the aborts of one upload (see abortUpload).
+const abortAttempts = 5
 
 // storedMeanwhile returns the info of the blob an upload found stored
 // (by another writer, or by this one's request whose response was lost),
