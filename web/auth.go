@@ -67,7 +67,18 @@ func guarded(path string) bool {
 // is how a client learns the registry takes credentials, so that a
 // logged-in docker sends them with its pulls (anonymous pulls of built
 // images go on without them), and a POST to the build API needs them.
+// Whatever the mode, a write to the registry (a push or a delete) needs
+// them, and with push namespaces GET /v2/ asks for them too, or docker
+// would never send them with its pushes.
 func (h *handler) needsCredentials(r *http.Request) bool {
+	if isRegistryPath(r.URL.Path) {
+		if isWriteMethod(r.Method) {
+			return true
+		}
+		if h.push != nil && (r.URL.Path == "/v2" || r.URL.Path == "/v2/") {
+			return true
+		}
+	}
 	switch h.authMode {
 	case auth.All:
 		return guarded(r.URL.Path)
