@@ -100,6 +100,17 @@ func TestLoad(t *testing.T) {
 		{name: "build limits", env: map[string]string{"NIXPORT_BUILD_RATE": "20", "NIXPORT_CLIENT_MAX_BUILDS": "2"},
 			check: func(c *Config) bool { return c.BuildRate == 20 && c.ClientMaxBuilds == 2 }},
 		{name: "bad build rate", env: map[string]string{"NIXPORT_BUILD_RATE": "-1"}, wantErr: "NIXPORT_BUILD_RATE"},
+		{name: "push namespaces", env: map[string]string{"NIXPORT_PUSH_NAMESPACES": " local, ci,,local"},
+			check: func(c *Config) bool { return strings.Join(c.PushNamespaces, ",") == "local,ci" }},
+		{name: "push defaults", check: func(c *Config) bool {
+			return c.PushNamespaces == nil && c.MaxUploadBytes == 10<<30 && c.UploadTimeout == 10*time.Minute
+		}},
+		{name: "push bounds", env: map[string]string{"NIXPORT_MAX_UPLOAD_BYTES": "1048576", "NIXPORT_UPLOAD_TIMEOUT": "30"},
+			check: func(c *Config) bool { return c.MaxUploadBytes == 1<<20 && c.UploadTimeout == 30*time.Second }},
+		{name: "push namespace with a slash", env: map[string]string{"NIXPORT_PUSH_NAMESPACES": "local/app"}, wantErr: `invalid NIXPORT_PUSH_NAMESPACES="local/app": accepts repository name components`},
+		{name: "push namespace upper case", env: map[string]string{"NIXPORT_PUSH_NAMESPACES": "Local"}, wantErr: "NIXPORT_PUSH_NAMESPACES"},
+		{name: "bad max upload", env: map[string]string{"NIXPORT_MAX_UPLOAD_BYTES": "10G"}, wantErr: `invalid NIXPORT_MAX_UPLOAD_BYTES="10G": accepts a whole number of bytes`},
+		{name: "bad upload timeout", env: map[string]string{"NIXPORT_UPLOAD_TIMEOUT": "0"}, wantErr: "NIXPORT_UPLOAD_TIMEOUT"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
 	}
 	for _, tt := range tests {
