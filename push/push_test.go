@@ -153,6 +153,10 @@ func TestChunkedUpload(t *testing.T) {
 	if err := u.Write(ctx, 0, 100, bytes.NewReader(data[:100])); err != nil {
 		t.Fatal(err)
 	}
+	// Asking how much it holds is answered while it is in use.
+	if st, err := f.reg.Status(u.ID(), "local/app", ""); err != nil || st.Offset() != 100 {
+		t.Fatalf("Status = %v, %v", st, err)
+	}
 	// Out of order: refused, nothing written.
 	err = u.Write(ctx, 200, 100, bytes.NewReader(data[200:300]))
 	testkit.WantCode(t, err, errcode.RangeInvalid, "starts at byte 200", "holds 100")

@@ -145,12 +145,9 @@ func (r *Registry) forget(u *Upload) {
 // another repository or user is BLOB_UPLOAD_UNKNOWN; one that another
 // request is using is BLOB_UPLOAD_INVALID.
 func (r *Registry) Acquire(id, repo, user string) (*Upload, error) {
-	r.mu.Lock()
-	u, ok := r.uploads[id]
-	r.mu.Unlock()
-	if !ok || u.repo != repo || u.user != user {
-		return nil, errcode.New(errcode.BlobUploadUnknown,
-			"upload %s unknown: it finished, was cancelled or idle too long, or was started on another instance (chunked uploads need the same instance throughout)", truncate(id))
+	u, err := r.Status(id, repo, user)
+	if err != nil {
+		return nil, err
 	}
 	if !u.mu.TryLock() {
 		return nil, errcode.New(errcode.BlobUploadInvalid, "upload %s is busy with another request: send its requests one at a time", id)
@@ -158,6 +155,20 @@ func (r *Registry) Acquire(id, repo, user string) (*Upload, error) {
 	if u.done {
 		u.mu.Unlock()
 		return nil, errcode.New(errcode.BlobUploadUnknown, "upload %s unknown: it has finished", id)
+	}
+	return u, nil
+}
+
+// Status returns session id of repo for user without holding it, for a
+// request that only asks how much it holds (which one writing to it does
+// not stop); the errors are Acquire's.
+func (r *Registry) Status(id, repo, user string) (*Upload, error) {
+	r.mu.Lock()
+	u, ok := r.uploads[id]
+	r.mu.Unlock()
+	if !ok || u.repo != repo || u.user != user {
+		return nil, errcode.New(errcode.BlobUploadUnknown,
+			"upload %s unknown: it finished, was cancelled or idle too long, or was started on another instance (chunked uploads need the same instance throughout)", id)
 	}
 	return u, nil
 }
@@ -389,13 +400,4 @@ func (r *Registry) Mount(ctx context.Context, repo, from string, d digest.Digest
 		return nil
 	})
 	return l, found, err
-}
-
-// truncate shortens client text quoted back in messages.
-func truncate(s string) string {
-	const limit = 100
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "..."
 }

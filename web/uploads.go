@@ -83,14 +83,20 @@ func setUploadHeaders(w *responseWriter, name string, u *push.Upload) {
 	hdr.Set("Content-Length", "0")
 }
 
-// acquire finds the session rt names for this request, or answers why
-// not.
+// acquire finds the session rt names and holds it for this request, or
+// answers why not.
 func (h *handler) acquire(w *responseWriter, rt route) (*push.Upload, bool) {
+	return h.findUpload(w, rt, h.push.Acquire)
+}
+
+// findUpload finds the session rt names with find (Acquire or Status),
+// or answers why not.
+func (h *handler) findUpload(w *responseWriter, rt route, find func(id, repo, user string) (*push.Upload, error)) (*push.Upload, bool) {
 	if !push.ValidID(rt.upload) {
 		writeError(w, errcode.New(errcode.BlobUploadUnknown, "upload %q unknown", truncate(rt.upload)))
 		return nil, false
 	}
-	u, err := h.push.Acquire(rt.upload, rt.name, w.user)
+	u, err := find(rt.upload, rt.name, w.user)
 	if err != nil {
 		writeError(w, err)
 		return nil, false
@@ -99,13 +105,13 @@ func (h *handler) acquire(w *responseWriter, rt route) (*push.Upload, bool) {
 }
 
 // uploadStatus answers GET /v2/<name>/blobs/uploads/<id>: 204 with where
-// the session ends, which is where the next chunk starts.
+// the session ends, which is where the next chunk starts (even while a
+// request writes to it).
 func (h *handler) uploadStatus(w *responseWriter, r *http.Request, rt route) {
-	u, ok := h.acquire(w, rt)
+	u, ok := h.findUpload(w, rt, h.push.Status)
 	if !ok {
 		return
 	}
-	defer u.Release()
 	setUploadHeaders(w, rt.name, u)
 	w.Header().Del("Content-Length")
 	w.WriteHeader(http.StatusNoContent)
