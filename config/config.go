@@ -24,6 +24,7 @@ import (
 
 	"github.com/nixport/nixport/auth"
 	"github.com/nixport/nixport/bytesize"
+	"github.com/nixport/nixport/reference"
 )
 
 // Config is the whole configuration of one nixport instance.
@@ -110,6 +111,13 @@ type Config struct {
 	// (host:port), so metrics need not be public; empty serves them at
 	// /metrics beside the registry.
 	MetricsAddr string
+	// PushNamespaces are the first components of the repository names
+	// that take pushes (local/app, ci/...); none: the registry is
+	// read-only. MaxUploadBytes bounds one pushed blob; UploadTimeout
+	// cancels an upload session idle that long.
+	PushNamespaces []string
+	MaxUploadBytes int64
+	UploadTimeout  time.Duration
 }
 
 // Addr is the address to listen on.
@@ -386,6 +394,33 @@ func settings() []setting {
 			}
 			c.MaxImageBytes = n
 			return nil
+		}},
+		{"NIXPORT_PUSH_NAMESPACES", "push-namespaces", "", "list", "comma-separated first components of the repository names that take pushes, e.g. local,ci (empty: read-only); set auth (NIXPORT_AUTH_HTPASSWD) or listen on loopback, else anyone may push", func(c *Config, v string) error {
+			c.PushNamespaces = nil
+			seen := map[string]bool{}
+			for _, ns := range strings.Split(v, ",") {
+				ns = strings.TrimSpace(ns)
+				if ns == "" || seen[ns] {
+					continue
+				}
+				if err := reference.CheckComponent(ns); err != nil {
+					return fmt.Errorf("accepts repository name components such as local or ci; %q: %v", ns, err)
+				}
+				seen[ns] = true
+				c.PushNamespaces = append(c.PushNamespaces, ns)
+			}
+			return nil
+		}},
+		{"NIXPORT_MAX_UPLOAD_BYTES", "max-upload-bytes", "10GiB", "bytes", "largest blob one push may upload", func(c *Config, v string) error {
+			n, err := bytesize.Parse(v)
+			if err != nil || n < 1 {
+				return errors.New("accepts a size in bytes, such as 10GiB or 500MB")
+			}
+			c.MaxUploadBytes = n
+			return nil
+		}},
+		{"NIXPORT_UPLOAD_TIMEOUT", "upload-timeout", "600", "seconds", "an upload session with no request for this long is cancelled and its bytes discarded", func(c *Config, v string) error {
+			return parseSeconds(v, 1, &c.UploadTimeout)
 		}},
 		{"NIXPORT_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30", "seconds", "seconds to finish in-flight requests on shutdown", func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)

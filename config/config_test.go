@@ -133,6 +133,19 @@ func TestLoad(t *testing.T) {
 		{name: "max image bytes", env: map[string]string{"NIXPORT_MAX_IMAGE_BYTES": "20GiB"},
 			check: func(c *Config) bool { return c.MaxImageBytes == 20<<30 }},
 		{name: "bad max image bytes", env: map[string]string{"NIXPORT_MAX_IMAGE_BYTES": "huge"}, wantErr: `invalid NIXPORT_MAX_IMAGE_BYTES="huge": accepts a size`},
+		{name: "push namespaces", env: map[string]string{"NIXPORT_PUSH_NAMESPACES": " local, ci,,local"},
+			check: func(c *Config) bool { return strings.Join(c.PushNamespaces, ",") == "local,ci" }},
+		{name: "push defaults", check: func(c *Config) bool {
+			return c.PushNamespaces == nil && c.MaxUploadBytes == 10<<30 && c.UploadTimeout == 10*time.Minute
+		}},
+		{name: "push bounds", env: map[string]string{"NIXPORT_MAX_UPLOAD_BYTES": "1048576", "NIXPORT_UPLOAD_TIMEOUT": "30"},
+			check: func(c *Config) bool { return c.MaxUploadBytes == 1<<20 && c.UploadTimeout == 30*time.Second }},
+		{name: "push namespace with a slash", env: map[string]string{"NIXPORT_PUSH_NAMESPACES": "local/app"}, wantErr: `invalid NIXPORT_PUSH_NAMESPACES="local/app": accepts repository name components`},
+		{name: "push namespace upper case", env: map[string]string{"NIXPORT_PUSH_NAMESPACES": "Local"}, wantErr: "NIXPORT_PUSH_NAMESPACES"},
+		{name: "max upload with a unit", env: map[string]string{"NIXPORT_MAX_UPLOAD_BYTES": "2GiB"},
+			check: func(c *Config) bool { return c.MaxUploadBytes == 2<<30 }},
+		{name: "bad max upload", env: map[string]string{"NIXPORT_MAX_UPLOAD_BYTES": "10G"}, wantErr: `invalid NIXPORT_MAX_UPLOAD_BYTES="10G": accepts a size in bytes`},
+		{name: "bad upload timeout", env: map[string]string{"NIXPORT_UPLOAD_TIMEOUT": "0"}, wantErr: "NIXPORT_UPLOAD_TIMEOUT"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
 	}
 	for _, tt := range tests {

@@ -45,6 +45,20 @@ const (
 	Unauthorized Code = "UNAUTHORIZED"
 	RangeInvalid Code = "RANGE_INVALID"
 
+	// The codes of pushes (the push namespaces): an upload id this
+	// instance does not hold (gone, expired, cancelled, or started on
+	// another instance), an upload that cannot go on, a manifest naming
+	// blobs or manifests the repository does not hold, and a length that
+	// does not match what was sent.
+	BlobUploadUnknown   Code = "BLOB_UPLOAD_UNKNOWN"
+	BlobUploadInvalid   Code = "BLOB_UPLOAD_INVALID"
+	ManifestBlobUnknown Code = "MANIFEST_BLOB_UNKNOWN"
+	SizeInvalid         Code = "SIZE_INVALID"
+	// RequestTooLarge: a request body over a bound of the registry (a
+	// manifest over 4 MiB, an upload over NIXPORT_MAX_UPLOAD_BYTES).
+	// nixport's own code, with the 413 the OCI spec asks for.
+	RequestTooLarge Code = "REQUEST_TOO_LARGE"
+
 	// BuildFailed: the image the client named cannot be built. A package
 	// fails to evaluate or is refused by the package set (unfree, broken),
 	// a build fails (the message names the package or image and ends with
@@ -85,10 +99,13 @@ const (
 // Status is the HTTP status a code is answered with.
 func (c Code) Status() int {
 	switch c {
-	case BlobUnknown, ManifestUnknown, NameUnknown:
+	case BlobUnknown, ManifestUnknown, NameUnknown, BlobUploadUnknown:
 		return http.StatusNotFound
-	case DigestInvalid, ManifestInvalid, NameInvalid, TagInvalid:
+	case DigestInvalid, ManifestInvalid, NameInvalid, TagInvalid,
+		BlobUploadInvalid, ManifestBlobUnknown, SizeInvalid:
 		return http.StatusBadRequest
+	case RequestTooLarge:
+		return http.StatusRequestEntityTooLarge
 	case Unsupported:
 		return http.StatusMethodNotAllowed
 	case Unauthorized:

@@ -25,6 +25,11 @@ func TestStatus(t *testing.T) {
 		{TooManyRequests, http.StatusTooManyRequests, false},
 		{Unauthorized, http.StatusUnauthorized, false},
 		{RangeInvalid, http.StatusRequestedRangeNotSatisfiable, true},
+		{BlobUploadUnknown, http.StatusNotFound, true},
+		{BlobUploadInvalid, http.StatusBadRequest, true},
+		{ManifestBlobUnknown, http.StatusBadRequest, true},
+		{SizeInvalid, http.StatusBadRequest, true},
+		{RequestTooLarge, http.StatusRequestEntityTooLarge, true},
 		// A 4xx: clients show the message of a 4xx only.
 		{BuildFailed, http.StatusUnprocessableEntity, true},
 		{Unavailable, http.StatusServiceUnavailable, false},

@@ -83,8 +83,11 @@ func TestPrewarm(t *testing.T) {
 		args     []string // before FILE ("-")
 		wantCode int
 		wantOut  []string // in standard output, in this order
-		wantErr  []string // in standard error, in this order
-		check    func(t *testing.T, f *fakeAPI)
+		// wantOutToo is a second sequence in standard output, in its own
+		// order (the lines of another image followed at the same time).
+		wantOutToo []string
+		wantErr    []string // in standard error, in this order
+		check      func(t *testing.T, f *fakeAPI)
 	}{
 		{
 			name: "several images built",
@@ -215,10 +218,15 @@ func TestPrewarm(t *testing.T) {
 			},
 			input:    "shell/hello\nshell/git\n",
 			wantCode: 0,
+			// The two images are followed at once: each one's lines are in
+			// order, but the two interleave as they happen to.
 			wantOut: []string{
-				"shell/git:latest  starting  0s  — attempt 1 of 3 failed, retrying in 1ms: UNKNOWN: internal server error (request req-error)\n",
 				"shell/hello:latest  queued  0s  — attempt 1 of 3 failed, retrying in 1ms: HTTP 503 Service Unavailable: GET /api/builds/b0001 answered without an error body\n",
 				"  — attempt 2 of 3 failed, retrying in 2ms: ", "shell/hello:latest  resolving", "2 images ready",
+			},
+			wantOutToo: []string{
+				"shell/git:latest  starting  0s  — attempt 1 of 3 failed, retrying in 1ms: UNKNOWN: internal server error (request req-error)\n",
+				"2 images ready",
 			},
 		},
 		{
@@ -270,6 +278,7 @@ func TestPrewarm(t *testing.T) {
 				t.Errorf("exit status %d, want %d", code, tt.wantCode)
 			}
 			inOrder(t, "standard output", stdout, tt.wantOut)
+			inOrder(t, "standard output", stdout, tt.wantOutToo)
 			inOrder(t, "standard error", stderr, tt.wantErr)
 			if tt.wantErr == nil && stderr != "" {
 				t.Errorf("standard error: %q, want nothing", stderr)

@@ -55,6 +55,16 @@ func CheckName(name string) error {
 	return nil
 }
 
+// CheckComponent reports whether s can be one component of a repository
+// name (a push namespace is one): the grammar of a name without "/",
+// within MaxComponentLength.
+func CheckComponent(s string) error {
+	if strings.Contains(s, "/") {
+		return errors.New("one component of a repository name holds no /")
+	}
+	return CheckName(s)
+}
+
 // ParseDigest accepts "sha256:<64 hex>" and "sha512:<128 hex>" with
 // lower-case hex, as the OCI image spec requires, and nothing else. It is
 // a hand-written scanner (it runs on every blob request) that accepts a

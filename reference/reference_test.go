@@ -89,6 +89,21 @@ func TestCheckName(t *testing.T) {
 	}
 }
 
+func TestCheckComponent(t *testing.T) {
+	for _, tt := range []struct {
+		s  string
+		ok bool
+	}{
+		{"local", true}, {"ci", true}, {"a.b-c_d", true},
+		{"local/app", false}, {"Local", false}, {"", false}, {"-a", false}, {"_x", false},
+		{strings.Repeat("a", MaxComponentLength+1), false},
+	} {
+		if err := CheckComponent(tt.s); (err == nil) != tt.ok {
+			t.Errorf("CheckComponent(%.40q) = %v, want ok=%v", tt.s, err, tt.ok)
+		}
+	}
+}
+
 func TestParseDigest(t *testing.T) {
 	good := []string{"sha256:" + strings.Repeat("0", 64), "sha512:" + strings.Repeat("f", 128)}
 	bad := []string{

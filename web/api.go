@@ -38,8 +38,9 @@ const (
 	buildUnknown errcode.Code = "BUILD_UNKNOWN"
 	// requestInvalid: a request body that is not what the endpoint reads.
 	requestInvalid errcode.Code = "REQUEST_INVALID"
-	// requestTooLarge: a request body over its bound.
-	requestTooLarge errcode.Code = "REQUEST_TOO_LARGE"
+	// requestTooLarge: a request body over its bound (errcode's, which
+	// pushes share).
+	requestTooLarge = errcode.RequestTooLarge
 )
 
 // maxStartRequestBytes bounds the body of POST /api/builds: room for the

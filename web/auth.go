@@ -165,7 +165,18 @@ func guarded(path string) bool {
 // credentials, so that a logged-in docker sends them (as a token) with its
 // pulls, while an anonymous one fetches the anonymous token and pulls
 // built images with it (tokenFlow). A POST to the build API needs them.
+// Whatever the mode, a write to the registry (a push or a delete) needs
+// them, and with push namespaces GET /v2/ challenges too, or docker would
+// never send them with its pushes.
 func (h *handler) needsCredentials(r *http.Request, tokenFlow bool) bool {
+	if p := r.URL.Path; isRegistryPath(p) {
+		if isWriteMethod(r.Method) {
+			return true
+		}
+		if h.push != nil && !tokenFlow && (p == "/v2" || p == "/v2/") {
+			return true
+		}
+	}
 	switch h.authMode {
 	case auth.All:
 		return guarded(r.URL.Path)

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/storage"
 )
@@ -28,23 +30,30 @@ var (
 // answered from the blob itself through http.ServeContent, which reads
 // only the ranges it sends and hands a file to sendfile.
 func (h *handler) serveBlob(w *responseWriter, r *http.Request, rt route) {
-	w.digest = rt.digest
+	h.serveBlobAt(w, r, rt.digest, rt.digest)
+}
+
+// serveBlobAt answers for blob d the bytes storage keeps under stored:
+// d itself, or, for a blob a push repository names by its sha512 digest,
+// the sha256 digest it is stored under.
+func (h *handler) serveBlobAt(w *responseWriter, r *http.Request, d, stored digest.Digest) {
+	w.digest = d
 	ctx := r.Context()
-	etag := `"` + string(rt.digest) + `"`
+	etag := `"` + string(d) + `"`
 	if r.Method == http.MethodGet && !etagMatches(r.Header["If-None-Match"], etag) {
-		url, ok, err := h.storage.SignedBlobURL(ctx, rt.digest)
+		url, ok, err := h.storage.SignedBlobURL(ctx, stored)
 		if err != nil {
-			writeError(w, fmt.Errorf("serving blob %s: %w", rt.digest, err))
+			writeError(w, fmt.Errorf("serving blob %s: %w", d, err))
 			return
 		}
 		if ok {
-			h.redirectBlob(w, r, rt, url, etag)
+			h.redirectBlob(w, r, d, stored, url, etag)
 			return
 		}
 	}
-	blob, info, err := h.storage.OpenBlob(ctx, rt.digest)
+	blob, info, err := h.storage.OpenBlob(ctx, stored)
 	if err != nil {
-		writeBlobError(w, rt, err)
+		writeBlobError(w, d, err)
 		return
 	}
 	defer blob.Close()
@@ -53,7 +62,7 @@ func (h *handler) serveBlob(w *responseWriter, r *http.Request, rt route) {
 	if info.MediaType != "" {
 		hdr["Content-Type"] = []string{info.MediaType}
 	}
-	hdr["Docker-Content-Digest"] = []string{string(rt.digest)}
+	hdr["Docker-Content-Digest"] = []string{string(d)}
 	hdr["Etag"] = []string{etag}
 	hdr["Cache-Control"] = immutable
 	if err := boundRanges(r, info.Size); err != nil {
@@ -71,13 +80,13 @@ func (h *handler) serveBlob(w *responseWriter, r *http.Request, rt route) {
 
 // redirectBlob answers a GET with a 307 to url, after checking the blob
 // exists (a missing one is BLOB_UNKNOWN, not a redirect to a 404).
-func (h *handler) redirectBlob(w *responseWriter, r *http.Request, rt route, url, etag string) {
-	if _, err := h.storage.StatBlob(r.Context(), rt.digest); err != nil {
-		writeBlobError(w, rt, err)
+func (h *handler) redirectBlob(w *responseWriter, r *http.Request, d, stored digest.Digest, url, etag string) {
+	if _, err := h.storage.StatBlob(r.Context(), stored); err != nil {
+		writeBlobError(w, d, err)
 		return
 	}
 	hdr := w.Header()
-	hdr["Docker-Content-Digest"] = []string{string(rt.digest)}
+	hdr["Docker-Content-Digest"] = []string{string(d)}
 	hdr["Etag"] = []string{etag}
 	// The URL expires: caches must not keep the redirect.
 	hdr["Cache-Control"] = noStore
@@ -85,10 +94,10 @@ func (h *handler) redirectBlob(w *responseWriter, r *http.Request, rt route, url
 	w.WriteHeader(http.StatusTemporaryRedirect)
 }
 
-func writeBlobError(w *responseWriter, rt route, err error) {
+func writeBlobError(w *responseWriter, d digest.Digest, err error) {
 	if errors.Is(err, storage.ErrNotFound) {
-		writeError(w, errcode.Wrap(errcode.BlobUnknown, err, "blob unknown: %s", rt.digest))
+		writeError(w, errcode.Wrap(errcode.BlobUnknown, err, "blob unknown: %s", d))
 		return
 	}
-	writeError(w, fmt.Errorf("serving blob %s: %w", rt.digest, err))
+	writeError(w, fmt.Errorf("serving blob %s: %w", d, err))
 }

@@ -22,8 +22,6 @@ func status(c errcode.Code) int {
 		return http.StatusBadRequest
 	case buildUnknown:
 		return http.StatusNotFound
-	case requestTooLarge:
-		return http.StatusRequestEntityTooLarge
 	}
 	return c.Status()
 }

@@ -103,6 +103,16 @@ func checkRoute(t *testing.T, p string) {
 		want = "/v2/" + rt.name + "/referrers/" + string(rt.digest)
 	case routeTags:
 		want = "/v2/" + rt.name + "/tags/list"
+	case routeUploads:
+		want = "/v2/" + rt.name + "/blobs/uploads/"
+		if !strings.HasSuffix(p, "/") {
+			want = strings.TrimSuffix(want, "/")
+		}
+	case routeUpload:
+		if rt.upload == "" || strings.Contains(rt.upload, "/") {
+			t.Fatalf("parseRoute(%q): upload route %+v", p, rt)
+		}
+		want = "/v2/" + rt.name + "/blobs/uploads/" + rt.upload
 	default:
 		t.Fatalf("parseRoute(%q): kind %d", p, rt.kind)
 	}

@@ -44,12 +44,17 @@ func (h *handler) serveManifest(w *responseWriter, r *http.Request, rt route) {
 		writeError(w, h.withBuildURL(r, err))
 		return
 	}
-	w.digest = e.digest
+	writeManifest(w, r, e, rt.digest != "")
+}
 
+// writeManifest answers with manifest e; byDigest: it was asked for by
+// digest, so the answer never changes.
+func writeManifest(w *responseWriter, r *http.Request, e *manifestEntry, byDigest bool) {
+	w.digest = e.digest
 	hdr := w.Header()
 	hdr["Docker-Content-Digest"] = e.digestValue
 	hdr["Etag"] = e.etag
-	if rt.digest != "" {
+	if byDigest {
 		hdr["Cache-Control"] = immutable
 	}
 	if inm := r.Header["If-None-Match"]; len(inm) > 0 && etagMatches(inm, e.etag[0]) {
@@ -112,40 +117,48 @@ func (h *handler) manifestByTag(w *responseWriter, r *http.Request, name, tag st
 // loadManifest returns the manifest described by info from the cache, or
 // reads it from storage, checks it and caches it.
 func (h *handler) loadManifest(ctx context.Context, info storage.BlobInfo) (*manifestEntry, error) {
-	if e, ok := h.manifests.get(info.Digest); ok {
+	return h.readManifest(ctx, info.Digest, info.Digest, info.MediaType, false)
+}
+
+// readManifest returns manifest d, whose bytes storage keeps under stored
+// (d itself, or the sha256 digest of a manifest pushed by its sha512
+// digest), from the cache or from storage, checked and then cached. The
+// media type is the stored blob's unless pushed says mediaType is what the
+// manifest was pushed as; else mediaType, else the body's own.
+func (h *handler) readManifest(ctx context.Context, d, stored digest.Digest, mediaType string, pushed bool) (*manifestEntry, error) {
+	if e, ok := h.manifests.get(d); ok && (!pushed || e.mediaType == mediaType) {
 		return e, nil
 	}
-	rc, stored, err := h.storage.OpenBlob(ctx, info.Digest)
+	rc, info, err := h.storage.OpenBlob(ctx, stored)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, errcode.Wrap(errcode.ManifestUnknown, err, "manifest unknown: %s", info.Digest)
+		return nil, errcode.Wrap(errcode.ManifestUnknown, err, "manifest unknown: %s", d)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("opening manifest %s: %w", info.Digest, err)
+		return nil, fmt.Errorf("opening manifest %s: %w", d, err)
 	}
 	defer rc.Close()
 	body, err := io.ReadAll(io.LimitReader(rc, maxManifestBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading manifest %s: %w", info.Digest, err)
+		return nil, fmt.Errorf("reading manifest %s: %w", d, err)
 	}
 	if len(body) > maxManifestBytes {
-		return nil, fmt.Errorf("manifest %s is larger than %d bytes", info.Digest, maxManifestBytes)
+		return nil, fmt.Errorf("manifest %s is larger than %d bytes", d, maxManifestBytes)
 	}
 	// Read once per digest, so checking is cheap; a corrupt store must not
 	// serve bytes under a digest they do not have.
-	if got := info.Digest.Algorithm().FromBytes(body); got != info.Digest {
-		return nil, fmt.Errorf("manifest %s: stored bytes hash to %s", info.Digest, got)
+	if got := d.Algorithm().FromBytes(body); got != d {
+		return nil, fmt.Errorf("manifest %s: stored bytes hash to %s", d, got)
 	}
-	mediaType := stored.MediaType
-	if mediaType == "" {
+	if !pushed && info.MediaType != "" {
 		mediaType = info.MediaType
 	}
 	if mediaType == "" {
 		mediaType = sniffMediaType(body)
 	}
 	if !manifest.IsManifestMediaType(mediaType) {
-		return nil, fmt.Errorf("blob %s has media type %q, not a manifest's", info.Digest, mediaType)
+		return nil, fmt.Errorf("blob %s has media type %q, not a manifest's", d, mediaType)
 	}
-	e := newManifestEntry(info.Digest, mediaType, body)
+	e := newManifestEntry(d, mediaType, body)
 	h.manifests.add(e)
 	return e, nil
 }

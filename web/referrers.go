@@ -19,11 +19,15 @@ var indexType = []string{v1.MediaTypeImageIndex}
 // the digest as their subject, filtered by ?artifactType= when given
 // (and OCI-Filters-Applied then says so). A subject nothing refers to
 // gets an empty index, not a 404: that tells clients the API is
-// supported, so they need not fall back to the tag schema.
+// supported, so they need not fall back to the tag schema. The index is
+// global, by subject; a push repository lists only the referrers it holds.
 func (h *handler) serveReferrers(w *responseWriter, r *http.Request, rt route) {
 	w.digest = rt.digest
 	artifactType := r.URL.Query().Get("artifactType")
 	list, err := referrers.List(r.Context(), h.storage, rt.digest, artifactType)
+	if err == nil && h.push.Owns(rt.name) {
+		list, err = h.heldReferrers(r.Context(), rt.name, list)
+	}
 	if err != nil {
 		writeError(w, fmt.Errorf("referrers of %s: %w", rt.digest, err))
 		return

@@ -156,7 +156,7 @@ func TestRegistry(t *testing.T) {
 		{"bare name", "GET", "/v2/hello", nil, want{status: 404, code: errcode.NameUnknown}},
 		{"empty reference", "GET", "/v2/hello/manifests/", nil, want{status: 404, code: errcode.NameUnknown}},
 		{"tags list trailing slash", "GET", "/v2/hello/tags/list/", nil, want{status: 404, code: errcode.NameUnknown}},
-		{"upload endpoint GET", "GET", "/v2/hello/blobs/uploads/", nil, want{status: 404, code: errcode.NameUnknown}},
+		{"upload endpoint GET", "GET", "/v2/hello/blobs/uploads/", nil, want{status: 405, code: errcode.Unsupported}},
 		{"catalog", "GET", "/v2/_catalog", nil, want{status: 404, code: errcode.NameUnknown}},
 
 		// Write methods, and every other method.

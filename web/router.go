@@ -19,6 +19,8 @@ const (
 	routeBlob                           // /v2/<name>/blobs/<digest>
 	routeTags                           // /v2/<name>/tags/list
 	routeReferrers                      // /v2/<name>/referrers/<digest>
+	routeUploads                        // /v2/<name>/blobs/uploads/ (push repositories: start an upload or mount)
+	routeUpload                         // /v2/<name>/blobs/uploads/<id> (push repositories: an upload session)
 )
 
 // name is the route's name in metrics: a bounded label, never a path.
@@ -34,6 +36,8 @@ func (k routeKind) name() string {
 		return "tags"
 	case routeReferrers:
 		return "referrers"
+	case routeUploads, routeUpload:
+		return "upload"
 	}
 	return routeNameRegistry
 }
@@ -53,12 +57,13 @@ const (
 )
 
 // route is a parsed /v2/ path. For manifests, exactly one of tag and digest
-// is set; for blobs and referrers, digest.
+// is set; for blobs and referrers, digest; for an upload session, upload.
 type route struct {
 	kind   routeKind
 	name   string
 	tag    string
 	digest digest.Digest
+	upload string
 }
 
 // isRegistryPath reports whether an URL path belongs to the registry API.
@@ -67,10 +72,12 @@ func isRegistryPath(p string) bool {
 }
 
 // parseRoute parses a registry API path ("/v2/..."). The suffix decides the
-// endpoint: "/tags/list", or a last component preceded by "manifests",
+// endpoint: "/tags/list", "/blobs/uploads/" (with or without the slash),
+// "/blobs/uploads/<id>", or a last component preceded by "manifests",
 // "blobs" or "referrers". Everything before it is the name, which may
 // therefore hold any number of components, including ones called
-// "manifests" or "blobs".
+// "manifests" or "blobs". An upload id is any non-empty last component
+// here: whether it names a session is the push registry's to say.
 // Failures are *errcode.Error: an unknown endpoint is NAME_UNKNOWN (404), a
 // malformed name, tag or digest the matching 400.
 func parseRoute(p string) (route, error) {
@@ -87,6 +94,12 @@ func parseRoute(p string) (route, error) {
 		}
 		return route{kind: routeTags, name: name}, nil
 	}
+	if name, ok := cutSuffixes(rest, "/blobs/uploads/", "/blobs/uploads"); ok {
+		if err := checkName(name); err != nil {
+			return route{}, err
+		}
+		return route{kind: routeUploads, name: name}, nil
+	}
 	i := strings.LastIndexByte(rest, '/')
 	if i < 0 {
 		return route{}, errUnknownEndpoint
@@ -95,6 +108,14 @@ func parseRoute(p string) (route, error) {
 	name, endpoint := "", head
 	if j := strings.LastIndexByte(head, '/'); j >= 0 {
 		name, endpoint = head[:j], head[j+1:]
+	}
+	if endpoint == "uploads" && ref != "" {
+		if name, ok := strings.CutSuffix(name, "/blobs"); ok {
+			if err := checkName(name); err != nil {
+				return route{}, err
+			}
+			return route{kind: routeUpload, name: name, upload: ref}, nil
+		}
 	}
 	var kind routeKind
 	switch endpoint {
@@ -133,12 +154,32 @@ func parseRoute(p string) (route, error) {
 	return route{kind: routeManifest, name: name, tag: ref}, nil
 }
 
+// cutSuffixes is strings.CutSuffix with the first of suffixes s has.
+func cutSuffixes(s string, suffixes ...string) (string, bool) {
+	for _, suffix := range suffixes {
+		if before, ok := strings.CutSuffix(s, suffix); ok {
+			return before, true
+		}
+	}
+	return s, false
+}
+
 var errUnknownEndpoint = errcode.New(errcode.NameUnknown, "unknown registry API endpoint")
 
-// isReadMethod reports whether the registry answers method at all: it is
-// read-only, so only GET and HEAD.
+// isReadMethod reports whether method only reads: all a name outside the
+// push namespaces answers.
 func isReadMethod(method string) bool {
 	return method == http.MethodGet || method == http.MethodHead
+}
+
+// isWriteMethod reports whether method is one the push half of the API
+// uses to change a repository.
+func isWriteMethod(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return true
+	}
+	return false
 }
 
 // checkName answers a name outside reference.CheckName's bounds with

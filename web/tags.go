@@ -34,7 +34,13 @@ func (h *handler) serveTags(w *responseWriter, r *http.Request, rt route) {
 	}
 	last := q.Get("last")
 
-	tags, err := h.images.Tags(r.Context(), rt.name)
+	var tags []string
+	var err error
+	if h.push.Owns(rt.name) {
+		tags, err = h.push.Tags(r.Context(), rt.name)
+	} else {
+		tags, err = h.images.Tags(r.Context(), rt.name)
+	}
 	if err != nil {
 		if _, ok := errcode.As(err); !ok {
 			err = fmt.Errorf("listing tags of %s: %w", rt.name, err)

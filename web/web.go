@@ -34,6 +34,7 @@ import (
 	"github.com/nixport/nixport/auth"
 	"github.com/nixport/nixport/errcode"
 	"github.com/nixport/nixport/metrics"
+	"github.com/nixport/nixport/push"
 	"github.com/nixport/nixport/storage"
 )
 
@@ -67,6 +68,10 @@ type Options struct {
 	// TrustedProxies are the proxies whose X-Forwarded-For names the
 	// client, for per-client limits.
 	TrustedProxies []netip.Prefix
+	// Push, if set, takes the push half of the API for the names under its
+	// namespaces, which never reach Images; every other name stays
+	// read-only. Its owner closes it.
+	Push *push.Registry
 }
 
 // handler is the http.Handler returned by New.
@@ -84,7 +89,8 @@ type handler struct {
 	metrics   *metrics.Metrics
 	// metricsHandler serves /metrics; nil: not found here.
 	metricsHandler http.Handler
-	verifier       Verifier // nil: credentials are not checked
+	push           *push.Registry // nil: no push namespaces
+	verifier       Verifier       // nil: credentials are not checked
 	authMode       auth.Mode
 	trustedProxies []netip.Prefix
 	draining       atomic.Bool // a shutdown has begun: /readyz answers 503
@@ -131,6 +137,7 @@ func New(opts Options) (http.Handler, error) {
 	h.setLog(log)
 	h.checks = opts.Checks
 	h.metrics = opts.Metrics
+	h.push = opts.Push
 	h.verifier, h.authMode, h.trustedProxies = opts.Auth, opts.AuthMode, opts.TrustedProxies
 	if h.authMode == "" {
 		h.authMode = auth.None
@@ -154,10 +161,11 @@ var (
 	baseLength      = []string{"2"}
 )
 
-// serveRegistry answers everything under /v2.
+// serveRegistry answers everything under /v2: the names under the push
+// namespaces through servePush, every other name read-only.
 func (h *handler) serveRegistry(w *responseWriter, r *http.Request) {
 	w.Header()["Docker-Distribution-Api-Version"] = apiVersionValue
-	if !isReadMethod(r.Method) {
+	if !isReadMethod(r.Method) && !(h.push != nil && isWriteMethod(r.Method)) {
 		writeError(w, errcode.New(errcode.Unsupported, "method %s is not supported: this registry is read-only", truncate(r.Method)))
 		return
 	}
@@ -168,6 +176,17 @@ func (h *handler) serveRegistry(w *responseWriter, r *http.Request) {
 	}
 	w.image = rt.name
 	w.route = rt.kind.name()
+	switch {
+	case rt.kind == routeBase && !isReadMethod(r.Method):
+		writeError(w, errcode.New(errcode.Unsupported, "method %s is not supported on /v2/", r.Method))
+		return
+	case rt.kind != routeBase && h.push.Owns(rt.name):
+		h.servePush(w, r, rt)
+		return
+	case !isReadMethod(r.Method) || rt.kind == routeUploads || rt.kind == routeUpload:
+		writeError(w, errcode.New(errcode.Unsupported, "%s is built on demand and read-only: %s", rt.name, h.pushHint()))
+		return
+	}
 	switch rt.kind {
 	case routeBase:
 		serveBase(w)

@@ -21,11 +21,7 @@ import (
 // the default configuration (the builtin package set).
 func TestOCIConformance(t *testing.T) {
 	requireTools(t, "nix-store")
-	work := t.TempDir()
-	suite := filepath.Join(work, "conformance")
-	if out, err := exec.Command("go", "build", "-o", suite, "github.com/opencontainers/distribution-spec/conformance").CombinedOutput(); err != nil {
-		t.Fatalf("building the conformance suite: %v\n%s", err, out)
-	}
+	suite := buildSuite(t)
 
 	// No package source configured: the builtin set, whose only tag is
 	// latest, so a made-up tag is an unknown manifest as the suite expects.
@@ -102,14 +98,7 @@ func TestOCIConformance(t *testing.T) {
 		st, statErr := os.Stat(filepath.Join(dir, "results", "results.yaml"))
 		return string(out), statErr == nil && st.Size() > 0, err
 	}
-	count := func(report, status string) int {
-		m := regexp.MustCompile(`(?m)^\s*` + status + `\.+:\s+(\d+)$`).FindStringSubmatch(report)
-		if m == nil {
-			t.Fatalf("no %s count in the report:\n%s", status, report)
-		}
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
+	count := func(report, status string) int { return suiteCount(t, report, status) }
 
 	// The whole suite. With push disabled, this version of the suite
 	// panics after printing its report, in ReportResultsYAML (it records a
@@ -165,4 +154,27 @@ func TestOCIConformance(t *testing.T) {
 	}
 	t.Logf("OCI conformance: %d tests passed, 0 failed, in %d branches", passed, checked)
 	s.stop(t)
+}
+
+// buildSuite builds the OCI conformance suite (the Go tool pinned in
+// go.mod) and returns the binary.
+func buildSuite(t *testing.T) string {
+	t.Helper()
+	suite := filepath.Join(t.TempDir(), "conformance")
+	if out, err := exec.Command("go", "build", "-o", suite, "github.com/opencontainers/distribution-spec/conformance").CombinedOutput(); err != nil {
+		t.Fatalf("building the conformance suite: %v\n%s", err, out)
+	}
+	return suite
+}
+
+// suiteCount is the number of tests of status (Pass, FAIL, ...) in a
+// conformance report.
+func suiteCount(t *testing.T, report, status string) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^\s*` + status + `\.+:\s+(\d+)$`).FindStringSubmatch(report)
+	if m == nil {
+		t.Fatalf("no %s count in the report:\n%s", status, report)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/metrics"
 	"github.com/nixport/nixport/nix"
+	"github.com/nixport/nixport/push"
 	"github.com/nixport/nixport/source/command"
 	"github.com/nixport/nixport/source/router"
 	"github.com/nixport/nixport/storage"
@@ -117,6 +118,20 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 			return nil, fmt.Errorf("registry tokens: %w", err)
 		}
 		opts.Auth = users
+	}
+	if len(cfg.PushNamespaces) > 0 {
+		reg, err := push.New(push.Options{Storage: store, Namespaces: cfg.PushNamespaces,
+			MaxUploadBytes: cfg.MaxUploadBytes, UploadTimeout: cfg.UploadTimeout, Log: log})
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("NIXPORT_PUSH_NAMESPACES: %w", err)
+		}
+		a.closers = append(a.closers, reg.Close)
+		opts.Push = reg
+		if cfg.AuthHtpasswd == "" {
+			log.WithField("namespaces", strings.Join(cfg.PushNamespaces, ",")).
+				Warn("pushes and deletes are open to anyone who reaches this server: set NIXPORT_AUTH_HTPASSWD, or listen on loopback only")
+		}
 	}
 	h, err := web.New(opts)
 	if err != nil {
