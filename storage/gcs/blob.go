@@ -259,6 +259,10 @@ func (b *Backend) StatBlob(ctx context.Context, dgst digest.Digest) (storage.Blo
 	return blobInfo(dgst, attrs), nil
 }
 
+// readAttempts bounds how often a reader opens its stream again, from
+// where it broke, before it reports the failure.
+const readAttempts = 5
+
 // OpenBlob implements storage.Backend. The reader reads the generation that
 // was stat'ed, under Options.TransferTimeout from now, with range reads from
 // where each read after a seek starts: seeking costs nothing, and only what
@@ -269,13 +273,16 @@ func (b *Backend) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeek
 		return nil, storage.BlobInfo{}, err
 	}
 	tctx, cancel := b.transferContext(ctx)
-	return &objectReadSeeker{
-		ctx:    tctx,
-		cancel: cancel,
-		obj:    b.bucket.Object(key).Generation(attrs.Generation),
-		size:   attrs.Size,
-		log:    b.log.WithField("digest", dgst),
-	}, blobInfo(dgst, attrs), nil
+	obj := b.bucket.Object(key).Generation(attrs.Generation)
+	open := func(ctx context.Context, offset int64) (io.ReadCloser, error) {
+		r, err := obj.NewRangeReader(ctx, offset, -1)
+		if err != nil {
+			return nil, wrapErr("reading", key, err)
+		}
+		return r, nil
+	}
+	r := storage.NewRangeReader(tctx, cancel, key, attrs.Size, readAttempts, open, b.log.WithField("digest", dgst))
+	return r, blobInfo(dgst, attrs), nil
 }
 
 // SignedBlobURL implements storage.Backend: with a signing key, a V4 signed

@@ -387,6 +387,10 @@ func (b *Backend) StatBlob(ctx context.Context, dgst digest.Digest) (storage.Blo
 	return blobInfo(dgst, out), nil
 }
 
+// readAttempts bounds how often a reader opens its stream again, from
+// where it broke, before it reports the failure.
+const readAttempts = 5
+
 // OpenBlob implements storage.Backend. The reader reads the object that
 // was stat'ed (If-Match its ETag), under Options.TransferTimeout from now,
 // with ranged GETs from where each read after a seek starts: seeking costs
@@ -397,15 +401,21 @@ func (b *Backend) OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeek
 		return nil, storage.BlobInfo{}, err
 	}
 	tctx, cancel := b.transferContext(ctx)
-	return &objectReadSeeker{
-		ctx:     tctx,
-		cancel:  cancel,
-		backend: b,
-		key:     key,
-		etag:    aws.ToString(out.ETag),
-		size:    aws.ToInt64(out.ContentLength),
-		log:     b.log.WithField("digest", dgst),
-	}, blobInfo(dgst, out), nil
+	etag := aws.ToString(out.ETag)
+	open := func(ctx context.Context, offset int64) (io.ReadCloser, error) {
+		out, err := b.client.GetObject(ctx, &s3.GetObjectInput{
+			Bucket:  aws.String(b.bucket),
+			Key:     aws.String(key),
+			Range:   aws.String(fmt.Sprintf("bytes=%d-", offset)),
+			IfMatch: aws.String(etag), // the object stat'ed: any other fails
+		})
+		if err != nil {
+			return nil, wrapErr("reading", key, err)
+		}
+		return out.Body, nil
+	}
+	r := storage.NewRangeReader(tctx, cancel, key, aws.ToInt64(out.ContentLength), readAttempts, open, b.log.WithField("digest", dgst))
+	return r, blobInfo(dgst, out), nil
 }
 
 // SignedBlobURL implements storage.Backend: with Options.PresignedURLs, a
