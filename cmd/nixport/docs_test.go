@@ -254,3 +254,119 @@ func TestDocsExamplesWork(t *testing.T) {
 	}
 	t.Logf("examples that work on the built-in set: %v; that need more: %v", works, needs)
 }
+
+// metricsSource is the one file that defines every nixport_* metric.
+const metricsSource = "../../metrics/metrics.go"
+
+var (
+	// metricDefinition is a metric's options in metricsSource: its kind
+	// and its name.
+	metricDefinition = regexp.MustCompile(`(Counter|Gauge|Histogram)Opts\{\s*Name:\s*"(nixport_[a-z0-9_]+)"`)
+	// labelList is a vector's label names, after its options.
+	labelList      = regexp.MustCompile(`\}, \[\]string\{([^}]*)\}\)`)
+	metricsTable   = regexp.MustCompile(`(?s)<table[^>]*id="metrics-table"[^>]*>(.*?)</table>`)
+	metricRow      = regexp.MustCompile(`(?s)<tr><td><code>(nixport_[a-z0-9_]+)</code><br><span class="kind">([a-z]+)(.*?)</span></td>`)
+	codeWord       = regexp.MustCompile(`<code>([^<]+)</code>`)
+	quotedWord     = regexp.MustCompile(`"([^"]+)"`)
+	documentedName = regexp.MustCompile(`nixport_[a-z0-9_]+`)
+)
+
+// definedMetrics reads metricsSource: each metric's kind (counter, gauge,
+// histogram) and label names, by name. A metric's labels are the first
+// label list between its name and the next metric's.
+func definedMetrics(t *testing.T) map[string]metricDoc {
+	t.Helper()
+	src, err := os.ReadFile(metricsSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(src)
+	defs := metricDefinition.FindAllStringSubmatchIndex(text, -1)
+	metrics := map[string]metricDoc{}
+	for i, d := range defs {
+		end := len(text)
+		if i+1 < len(defs) {
+			end = defs[i+1][0]
+		}
+		m := metricDoc{kind: strings.ToLower(text[d[2]:d[3]])}
+		if l := labelList.FindStringSubmatch(text[d[1]:end]); l != nil {
+			for _, q := range quotedWord.FindAllStringSubmatch(l[1], -1) {
+				m.labels = append(m.labels, q[1])
+			}
+		}
+		metrics[text[d[4]:d[5]]] = m
+	}
+	return metrics
+}
+
+// metricDoc is what the docs say of a metric, or what metrics.go defines.
+type metricDoc struct {
+	kind   string
+	labels []string
+}
+
+// TestDocsListEveryMetric: the metrics table of /deploy#metrics has one
+// row for every nixport_* metric metrics.go defines, with its kind and
+// labels, and the page names no metric that does not exist. A metric
+// added without its row fails here.
+func TestDocsListEveryMetric(t *testing.T) {
+	defined := definedMetrics(t)
+	if len(defined) < 10 || defined["nixport_http_requests_total"].kind != "counter" ||
+		!slices.Equal(defined["nixport_http_requests_total"].labels, []string{"route", "method", "code"}) ||
+		defined["nixport_builds_running"].labels != nil {
+		t.Fatalf("metrics read from %s: %v; the parsing is wrong", metricsSource, defined)
+	}
+	page, err := os.ReadFile("../../web/site/deploy.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := metricsTable.FindSubmatch(page)
+	if table == nil {
+		t.Fatal(`no table id="metrics-table" in deploy.html`)
+	}
+	documented := map[string]metricDoc{}
+	for _, row := range metricRow.FindAllStringSubmatch(string(table[1]), -1) {
+		if _, dup := documented[row[1]]; dup {
+			t.Errorf("the metrics table has two rows for %s", row[1])
+		}
+		d := metricDoc{kind: row[2]}
+		for _, c := range codeWord.FindAllStringSubmatch(row[3], -1) {
+			d.labels = append(d.labels, c[1])
+		}
+		documented[row[1]] = d
+	}
+	for name, want := range defined {
+		got, ok := documented[name]
+		switch {
+		case !ok:
+			t.Errorf("%s defines %s, which the metrics table of /deploy#metrics lacks: add its row", metricsSource, name)
+		case got.kind != want.kind:
+			t.Errorf("the metrics table calls %s a %s; %s makes it a %s", name, got.kind, metricsSource, want.kind)
+		case !slices.Equal(got.labels, want.labels):
+			t.Errorf("the metrics table gives %s the labels %q; %s gives it %q", name, got.labels, metricsSource, want.labels)
+		}
+	}
+	for _, name := range documentedName.FindAllString(string(page), -1) {
+		if !isSeriesOf(name, defined) {
+			t.Errorf("deploy.html names %s, which %s does not define", name, metricsSource)
+		}
+	}
+}
+
+// isSeriesOf says whether a name the docs use is a metric of defined or a
+// series of one of its histograms (_bucket, _sum, _count). A name ending
+// in "_" is a prefix (a grep pattern), never a metric.
+func isSeriesOf(name string, defined map[string]metricDoc) bool {
+	if strings.HasSuffix(name, "_") {
+		return true
+	}
+	if _, ok := defined[name]; ok {
+		return true
+	}
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok && defined[base].kind == "histogram" {
+			return true
+		}
+	}
+	return false
+}
