@@ -304,7 +304,7 @@ func checkDescriptor(d v1.Descriptor, what string) error {
 	if d.Size < 0 || d.Size > maxBlobBytes {
 		return badLayout(nil, "%s: blob %s has an impossible size %d", what, d.Digest, d.Size)
 	}
-	if !validMediaType(d.MediaType) {
+	if !manifest.ValidMediaType(d.MediaType) {
 		return badLayout(nil, "%s: blob %s has an invalid media type %.100q", what, d.Digest, d.MediaType)
 	}
 	return nil
@@ -320,29 +320,6 @@ func validSHA256(d string) bool {
 	for i := 0; i < len(hexPart); i++ {
 		c := hexPart[i]
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-// validMediaType reports whether mt is type/subtype per RFC 6838, without
-// parameters.
-func validMediaType(mt string) bool {
-	typ, sub, ok := strings.Cut(mt, "/")
-	return ok && validRestrictedName(typ) && validRestrictedName(sub)
-}
-
-func validRestrictedName(s string) bool {
-	if len(s) == 0 || len(s) > 127 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case i > 0 && strings.IndexByte("!#$&-^_.+", c) >= 0:
-		default:
 			return false
 		}
 	}
