@@ -11,6 +11,11 @@ import (
 	"github.com/nixport/nixport/reference"
 )
 
+// MaxBytes bounds a manifest or index read into memory: the OCI
+// distribution spec asks registries to accept at least 4 MiB, and no
+// image needs more.
+const MaxBytes = 4 << 20
+
 // Refs is what a stored manifest or index keeps alive: the blobs of an
 // image manifest (its config and layers, or an artifact's blobs) and the
 // manifests of an index. A manifest's subject is not among them: a
