@@ -183,9 +183,9 @@ type Result struct {
 	ReferrersRemoved int64 `json:"referrersRemoved"`
 }
 
-// Collect runs one collection (a dry run: deletes nothing) without the
-// lease: Run is what callers want, unless they hold it already.
-func Collect(ctx context.Context, opts Options, dryRun bool) (Result, error) {
+// collect runs one collection (a dry run: deletes nothing), without the
+// lease, and logs its start and its mark; Run logs its end.
+func collect(ctx context.Context, opts Options, dryRun bool) (Result, error) {
 	if opts.Storage == nil {
 		return Result{}, errors.New("blob collection: no storage")
 	}
@@ -195,20 +195,17 @@ func Collect(ctx context.Context, opts Options, dryRun bool) (Result, error) {
 	if opts.Parallelism < 1 {
 		opts.Parallelism = DefaultParallelism
 	}
-	log := opts.log()
 	res := Result{DryRun: dryRun, Started: opts.clock()}
 	res.Cutoff = res.Started.Add(-opts.Grace)
-	log = log.WithFields(logrus.Fields{"dry_run": dryRun, "grace": opts.Grace.String(), "cutoff": res.Cutoff.UTC().Format(time.RFC3339)})
+	log := opts.log().WithFields(logrus.Fields{"dry_run": dryRun, "grace": opts.Grace.String(), "cutoff": res.Cutoff.UTC().Format(time.RFC3339)})
 	log.Info("blob collection started")
 	if opts.started != nil {
 		opts.started()
 	}
-
 	m, err := mark(ctx, opts, &res)
 	if err != nil {
 		res.Duration = opts.clock().Sub(res.Started)
-		log.WithError(err).Error("blob collection stopped before deleting anything: the roots could not be read")
-		return res, err
+		return res, fmt.Errorf("the roots could not be read, nothing was deleted: %w", err)
 	}
 	log.WithFields(logrus.Fields{
 		"records": res.Records, "manifests": res.Manifests, "missing_manifests": res.Missing, "marked": res.Marked,
@@ -216,37 +213,41 @@ func Collect(ctx context.Context, opts Options, dryRun bool) (Result, error) {
 	}).Info("blob collection marked what is in use")
 	err = sweep(ctx, opts, m, dryRun, &res)
 	res.Duration = opts.clock().Sub(res.Started)
-	log = log.WithFields(logrus.Fields{
-		"blobs": res.Blobs, "bytes": res.Bytes, "kept_recent": res.Recent, "kept_refreshed": res.Refreshed,
-		"deleted": res.Deleted, "deleted_bytes": res.DeletedBytes, "failed": res.Failed,
-		"referrers_removed": res.ReferrersRemoved, "duration_ms": res.Duration.Milliseconds(),
-	})
-	if err != nil {
-		log.WithError(err).Error("blob collection failed")
-		return res, err
-	}
-	if dryRun {
-		log.Info("blob collection (dry run) finished: deleted nothing")
-	} else {
-		log.Info("blob collection finished")
-	}
-	return res, nil
+	return res, err
 }
 
 // Run runs one collection holding the collector's lease (when the backend
-// has leases), and records it as the last run; a dry run takes no lease
-// and records nothing. Another collection holding the lease gives an error
-// wrapping ErrRunning and storage.ErrLeaseHeld. Losing the lease (another
-// instance took it over, after this one failed to renew it in time) stops
-// the collection. A collection that is not a dry run is counted in
-// Options.Metrics.
+// has leases), records it as the last run, counts it in Options.Metrics
+// and logs its end ("blob collection finished"); a dry run takes no lease
+// and is neither recorded nor counted. Another collection holding the
+// lease gives an error wrapping ErrRunning and storage.ErrLeaseHeld.
+// Losing the lease (another instance took it over, after this one failed
+// to renew it in time) stops the collection.
 func Run(ctx context.Context, opts Options, dryRun bool) (Result, error) {
+	var res Result
+	var err error
 	if dryRun {
-		return Collect(ctx, opts, true)
-	}
-	res, err := runLeased(ctx, opts)
-	if !errors.Is(err, ErrRunning) {
+		res, err = collect(ctx, opts, true)
+	} else {
+		res, err = runLeased(ctx, opts)
+		if errors.Is(err, ErrRunning) {
+			return res, err
+		}
 		opts.Metrics.BlobGCRun(err)
+	}
+	log := opts.log().WithFields(logrus.Fields{
+		"dry_run": dryRun, "blobs": res.Blobs, "bytes": res.Bytes, "marked": res.Marked,
+		"kept_recent": res.Recent, "kept_refreshed": res.Refreshed,
+		"deleted": res.Deleted, "deleted_bytes": res.DeletedBytes, "failed": res.Failed,
+		"referrers_removed": res.ReferrersRemoved, "duration_ms": res.Duration.Milliseconds(),
+	})
+	switch {
+	case err != nil:
+		log.WithError(err).Error("blob collection failed")
+	case dryRun:
+		log.Info("blob collection (dry run) finished: deleted nothing")
+	default:
+		log.Info("blob collection finished")
 	}
 	return res, err
 }
@@ -254,7 +255,7 @@ func Run(ctx context.Context, opts Options, dryRun bool) (Result, error) {
 func runLeased(ctx context.Context, opts Options) (Result, error) {
 	leaser, ok := opts.Storage.(storage.Leaser)
 	if !ok {
-		res, err := Collect(ctx, opts, false)
+		res, err := collect(ctx, opts, false)
 		if err == nil {
 			err = recordRun(ctx, opts, res)
 		}
@@ -278,7 +279,7 @@ func runLeased(ctx context.Context, opts Options) (Result, error) {
 		defer close(renewed)
 		renewLease(ctx, lease, cancel, opts.log())
 	}()
-	res, err := Collect(ctx, opts, false)
+	res, err := collect(ctx, opts, false)
 	if err == nil {
 		err = recordRun(ctx, opts, res)
 	}

@@ -261,7 +261,7 @@ func TestCollectKeepsWhatRootsReach(t *testing.T) {
 	var mu sync.Mutex
 	opts.Each = func(st storage.BlobStat) { mu.Lock(); wouldGo = append(wouldGo, st.Digest); mu.Unlock() }
 	before := w.stored()
-	res, err := Collect(t.Context(), opts, true)
+	res, err := collect(t.Context(), opts, true)
 	if err != nil {
 		t.Fatalf("dry run: %v", err)
 	}
@@ -277,7 +277,7 @@ func TestCollectKeepsWhatRootsReach(t *testing.T) {
 
 	// The collection deletes exactly the dead blobs.
 	opts.Each = nil
-	res, err = Collect(t.Context(), opts, false)
+	res, err = collect(t.Context(), opts, false)
 	if err != nil {
 		t.Fatalf("Collect: %v", err)
 	}
@@ -306,7 +306,7 @@ func TestCollectKeepsWhatRootsReach(t *testing.T) {
 	}
 
 	// Nothing more to do.
-	res, err = Collect(t.Context(), opts, false)
+	res, err = collect(t.Context(), opts, false)
 	if err != nil || res.Deleted != 0 {
 		t.Errorf("a second collection: %+v, %v; want nothing deleted", res, err)
 	}
@@ -332,7 +332,7 @@ func TestGraceKeepsRecentBlobs(t *testing.T) {
 	w := newWorld(t)
 	_, extra := w.build()
 	before := w.stored()
-	res, err := Collect(t.Context(), Options{Storage: w.store, Roots: []Roots{extra}, Grace: time.Hour, Log: quietLog()}, false)
+	res, err := collect(t.Context(), Options{Storage: w.store, Roots: []Roots{extra}, Grace: time.Hour, Log: quietLog()}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestUnreadableRootsDeleteNothing(t *testing.T) {
 			_, extra := w.build()
 			tt.breakIt(w, extra)
 			before := w.stored()
-			if _, err := Collect(t.Context(), Options{Storage: w.store, Roots: []Roots{extra}, Log: quietLog(), now: later}, false); err == nil {
+			if _, err := collect(t.Context(), Options{Storage: w.store, Roots: []Roots{extra}, Log: quietLog(), now: later}, false); err == nil {
 				t.Fatal("Collect succeeded")
 			}
 			if got := w.stored(); !maps.Equal(got, before) {
@@ -428,7 +428,7 @@ func TestWritesDuringCollectionSurvive(t *testing.T) {
 	}
 	opts := Options{Storage: w.store, Roots: []Roots{roots}, Log: quietLog(), Parallelism: 4,
 		started: func() { close(started) }}
-	res, err := Collect(t.Context(), opts, false)
+	res, err := collect(t.Context(), opts, false)
 	cancel()
 	wg.Wait()
 	if err != nil {
