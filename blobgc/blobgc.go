@@ -11,7 +11,11 @@
 // manifests read in turn; then the referrers of every live manifest
 // (package referrers) are live too, and read, until nothing new is
 // reached. A root that cannot be read stops the collection before
-// anything is deleted: what it keeps alive is unknown. The sweep lists
+// anything is deleted: what it keeps alive is unknown. So does an object
+// under a prefix the collector does not know (KnownPrefixes, and the
+// prefixes of the Roots sets given): a newer nixport, or a package whose
+// roots were not handed to the collector, may keep blobs alive there. The
+// sweep lists
 // every blob (storage.ListBlobs) and deletes those neither marked nor
 // written or refreshed since the cutoff: the collection's start less the
 // grace period (storage.DeleteBlob, which checks that time again as it
@@ -109,8 +113,11 @@ type Options struct {
 	// collection begins are kept, referenced or not. It must exceed the
 	// longest build or push (NIX_TIMEOUT), see the package comment.
 	Grace time.Duration
-	// Roots are the root sets beyond the records.
-	Roots []Roots
+	// Roots are the root sets beyond the records, by the top-level prefix
+	// of the objects each keeps its state in ("push/"): the collector
+	// refuses to run on storage holding objects under a prefix it knows
+	// neither from KnownPrefixes nor from here.
+	Roots map[string]Roots
 	// Parallelism bounds reads and deletes in flight (DefaultParallelism
 	// if zero).
 	Parallelism int

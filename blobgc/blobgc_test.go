@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -254,7 +255,11 @@ func TestCollectKeepsWhatRootsReach(t *testing.T) {
 	if len(w.live) == 0 || len(w.dead) == 0 {
 		t.Fatal("the world has nothing to keep or nothing to delete")
 	}
-	opts := Options{Storage: w.store, Roots: []Roots{extra}, Log: quietLog(), now: later}
+	// The roots set keeps its state under its prefix: known.
+	if err := w.store.PutObject(t.Context(), "links/some/repository", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Storage: w.store, Roots: map[string]Roots{"links/": extra}, Log: quietLog(), now: later}
 
 	// A dry run says what would go, and deletes nothing.
 	var wouldGo []digest.Digest
@@ -332,7 +337,7 @@ func TestGraceKeepsRecentBlobs(t *testing.T) {
 	w := newWorld(t)
 	_, extra := w.build()
 	before := w.stored()
-	res, err := collect(t.Context(), Options{Storage: w.store, Roots: []Roots{extra}, Grace: time.Hour, Log: quietLog()}, false)
+	res, err := collect(t.Context(), Options{Storage: w.store, Roots: map[string]Roots{"links/": extra}, Grace: time.Hour, Log: quietLog()}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,13 +367,18 @@ func TestUnreadableRootsDeleteNothing(t *testing.T) {
 			}
 		}},
 		{"a roots set failing", func(_ *world, extra *fakeRoots) { extra.err = errors.New("links unreadable") }},
+		{"objects under an unknown prefix", func(w *world, _ *fakeRoots) {
+			if err := w.store.PutObject(w.t.Context(), "push/local/app/_tags/latest", []byte("sha256:...")); err != nil {
+				w.t.Fatal(err)
+			}
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t)
 			_, extra := w.build()
 			tt.breakIt(w, extra)
 			before := w.stored()
-			if _, err := collect(t.Context(), Options{Storage: w.store, Roots: []Roots{extra}, Log: quietLog(), now: later}, false); err == nil {
+			if _, err := collect(t.Context(), Options{Storage: w.store, Roots: map[string]Roots{"links/": extra}, Log: quietLog(), now: later}, false); err == nil {
 				t.Fatal("Collect succeeded")
 			}
 			if got := w.stored(); !maps.Equal(got, before) {
@@ -426,7 +436,7 @@ func TestWritesDuringCollectionSurvive(t *testing.T) {
 	for id := range 4 {
 		wg.Go(func() { push(id) })
 	}
-	opts := Options{Storage: w.store, Roots: []Roots{roots}, Log: quietLog(), Parallelism: 4,
+	opts := Options{Storage: w.store, Roots: map[string]Roots{"links/": roots}, Log: quietLog(), Parallelism: 4,
 		started: func() { close(started) }}
 	res, err := collect(t.Context(), opts, false)
 	cancel()
@@ -525,4 +535,27 @@ func (h *messageHook) Fire(e *logrus.Entry) error {
 		}
 	}
 	return nil
+}
+
+// TestRolePrefixNeedsItsRoots: a prefix KnownPrefixes lists as kept by a
+// roots set is known only when that set is given.
+func TestRolePrefixNeedsItsRoots(t *testing.T) {
+	saved := KnownPrefixes
+	KnownPrefixes = append(slices.Clone(saved), Prefix{"links/", "a test", RoleRoots, "links of a test"})
+	t.Cleanup(func() { KnownPrefixes = saved })
+	w := newWorld(t)
+	_, extra := w.build()
+	if err := w.store.PutObject(t.Context(), "links/r", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	before := w.stored()
+	if _, err := collect(t.Context(), Options{Storage: w.store, Log: quietLog(), now: later}, false); err == nil || !strings.Contains(err.Error(), "links/") {
+		t.Errorf("a collection without the roots of links/ = %v, want an error naming links/", err)
+	}
+	if !maps.Equal(w.stored(), before) {
+		t.Fatal("blobs were deleted")
+	}
+	if _, err := collect(t.Context(), Options{Storage: w.store, Roots: map[string]Roots{"links/": extra}, Log: quietLog(), now: later}, false); err != nil {
+		t.Errorf("with its roots: %v", err)
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -113,6 +115,9 @@ type markState struct {
 
 // mark reads every root and every manifest they reach.
 func mark(ctx context.Context, opts Options, res *Result) (*markState, error) {
+	if err := checkPrefixes(ctx, opts); err != nil {
+		return nil, err
+	}
 	m := newMarker()
 	var records, manifests, missing atomic.Int64
 	defer func() {
@@ -127,9 +132,9 @@ func mark(ctx context.Context, opts Options, res *Result) (*markState, error) {
 			return nil, err
 		}
 	}
-	for _, r := range opts.Roots {
+	for prefix, r := range opts.Roots {
 		if err := r.MarkRoots(ctx, m.blob, m.manifest); err != nil {
-			return nil, fmt.Errorf("marking the roots of %T: %w", r, err)
+			return nil, fmt.Errorf("marking the roots under %s: %w", prefix, err)
 		}
 	}
 	pairs, err := referrers.All(ctx, opts.Storage)
@@ -166,6 +171,39 @@ func mark(ctx context.Context, opts Options, res *Result) (*markState, error) {
 		}
 	}
 	return state, nil
+}
+
+// checkPrefixes fails when storage holds objects under a top-level prefix
+// the collector knows neither from KnownPrefixes nor from opts.Roots (a
+// RoleRoots prefix counts only when its Roots set is given). It lists
+// every object name once: a collection's one cost that grows with the
+// objects rather than the roots, paid so that a collector older than the
+// data (a rolling upgrade) or not handed a package's roots deletes nothing.
+func checkPrefixes(ctx context.Context, opts Options) error {
+	known := map[string]bool{}
+	for _, p := range KnownPrefixes {
+		known[p.Prefix] = p.Role != RoleRoots
+	}
+	for prefix := range opts.Roots {
+		known[prefix] = true
+	}
+	names, err := opts.Storage.ListObjects(ctx, "")
+	if err != nil {
+		return fmt.Errorf("listing storage's objects: %w", err)
+	}
+	var unknown []string
+	for _, name := range names {
+		top, _, _ := strings.Cut(name, "/")
+		top += "/"
+		if !known[top] && !slices.Contains(unknown, top) {
+			unknown = append(unknown, top)
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("storage holds objects under %s, which this collector does not know what to make of "+
+			"(written by a newer nixport, or by a package whose roots the collector was not given)", strings.Join(unknown, ", "))
+	}
+	return nil
 }
 
 // markRecords marks the manifests every record under prefix names. A
