@@ -111,7 +111,7 @@ func summary(res blobgc.Result, grace time.Duration) string {
 // blobgcOptions are the collector's options, the same for nixport gc and
 // the server's schedule: its storage, its grace, and the root sets beyond
 // the records (a package that keeps blobs alive by other means adds its
-// own here).
+// own here, by the prefix of its objects: Roots: {"push/": registry}).
 //
 // longestBuild is what bounds a build (NIX_TIMEOUT, or a command route's
 // longer timeout): a grace below it is allowed (a test, storage no server
