@@ -107,6 +107,14 @@ type Config struct {
 	ClientMaxBuilds int
 	// MaxImageBytes bounds one image's closure; 0: no bound.
 	MaxImageBytes int64
+	// GCGrace: a collection of storage's blobs keeps every blob written
+	// or refreshed less than this long before it began, referenced or
+	// not; it protects builds and pushes in progress, so it must exceed
+	// the longest of them. Default: NIX_TIMEOUT and an hour, at least
+	// two hours. GCInterval is how often the server collects; 0: never.
+	GCGrace    time.Duration
+	gcGraceSet bool
+	GCInterval time.Duration
 	// MetricsAddr, when set, is the only address /metrics is served on
 	// (host:port), so metrics need not be public; empty serves them at
 	// /metrics beside the registry.
@@ -421,6 +429,14 @@ func settings() []setting {
 		}},
 		{"NIXPORT_UPLOAD_TIMEOUT", "upload-timeout", "600", "seconds", "an upload session with no request for this long is cancelled and its bytes discarded", func(c *Config, v string) error {
 			return parseSeconds(v, 1, &c.UploadTimeout)
+
+		}},
+		{"NIXPORT_GC_INTERVAL", "gc-interval", "0", "duration", "collect storage's garbage (blobs no manifest or build record names) this often, such as 24h (0: never; nixport gc collects on demand)", func(c *Config, v string) error {
+			return parseDuration(v, &c.GCInterval)
+		}},
+		{"NIXPORT_GC_GRACE", "gc-grace", "", "duration", "a collection keeps every blob written or reused less than this long before it began, such as 2h; must exceed the longest build (default: NIX_TIMEOUT plus an hour, at least 2h)", func(c *Config, v string) error {
+			c.gcGraceSet = true
+			return parseDuration(v, &c.GCGrace)
 		}},
 		{"NIXPORT_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30", "seconds", "seconds to finish in-flight requests on shutdown", func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
@@ -448,6 +464,8 @@ Usage:
   nixport prewarm [flags] FILE   build the images FILE lists on a running
                                  registry, before they are pulled (see
                                  nixport prewarm -h)
+  nixport gc [-dry-run] [flags]  delete the blobs of storage no manifest or
+                                 build record names (see nixport gc -h)
 
 Every flag has an environment variable; a flag wins over its variable, and
 an empty variable counts as unset.
@@ -462,15 +480,43 @@ an empty variable counts as unset.
 // setting and what it accepts. -h gives flag.ErrHelp after writing the
 // help to usageOut; -version gives ErrVersion.
 func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Config, error) {
-	fs := flag.NewFlagSet("nixport", flag.ContinueOnError)
+	return load(Command{}, args, getenv, usageOut)
+}
+
+// Command is a command of nixport that takes the server's settings (to
+// open the same storage, say) beside flags of its own: nixport gc.
+type Command struct {
+	// Name is the command's name ("gc").
+	Name string
+	// About is the head of its -h, before the settings.
+	About string
+	// Flags defines its own flags on fs.
+	Flags func(fs *flag.FlagSet)
+}
+
+// LoadCommand is Load for a command: its own flags and help, and every
+// setting of the server.
+func LoadCommand(cmd Command, args []string, getenv func(string) string, usageOut io.Writer) (*Config, error) {
+	return load(cmd, args, getenv, usageOut)
+}
+
+func load(cmd Command, args []string, getenv func(string) string, usageOut io.Writer) (*Config, error) {
+	name, head := "nixport", about
+	if cmd.Name != "" {
+		name, head = "nixport "+cmd.Name, cmd.About
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(usageOut)
 	all := settings()
 	flagValues := make([]*string, len(all))
 	for i, s := range all {
 		flagValues[i] = fs.String(s.flag, "", s.usage)
 	}
+	if cmd.Flags != nil {
+		cmd.Flags(fs)
+	}
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() { writeUsage(usageOut, all) }
+	fs.Usage = func() { writeUsage(usageOut, head, all) }
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -478,7 +524,10 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 		return nil, ErrVersion
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q: nixport takes flags only, or a command first (prewarm)", fs.Arg(0))
+		if cmd.Name != "" {
+			return nil, fmt.Errorf("unexpected argument %q: %s takes flags only", fs.Arg(0), name)
+		}
+		return nil, fmt.Errorf("unexpected argument %q: nixport takes flags only, or a command first (prewarm, gc)", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -511,8 +560,8 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (*Confi
 
 // writeUsage prints what nixport is and every setting, each flag typed by
 // what it takes ("-port int").
-func writeUsage(out io.Writer, all []setting) {
-	fmt.Fprint(out, about)
+func writeUsage(out io.Writer, head string, all []setting) {
+	fmt.Fprint(out, head)
 	for _, s := range all {
 		def := ""
 		if s.def != "" {
@@ -590,6 +639,9 @@ func (c *Config) validate() error {
 	if !c.nixStoreLowSet {
 		c.NixStoreLow = c.NixStoreMax / 5 * 4
 	}
+	if !c.gcGraceSet {
+		c.GCGrace = max(DefaultGCGrace, c.NixTimeout+time.Hour)
+	}
 	if c.GCSSigningKey != "" {
 		if _, err := os.Stat(c.GCSSigningKey); err != nil {
 			return fmt.Errorf("invalid GCS_SIGNING_KEY=%q: accepts a readable PEM or service-account JSON key file", c.GCSSigningKey)
@@ -645,6 +697,23 @@ func validRegion(v string) bool {
 		}
 	}
 	return true
+}
+
+// DefaultGCGrace is the least default of NIXPORT_GC_GRACE.
+const DefaultGCGrace = 2 * time.Hour
+
+// parseDuration reads a duration ("24h", "90m", "1h30m") or a whole
+// number of seconds, not negative.
+func parseDuration(v string, dst *time.Duration) error {
+	d, err := time.ParseDuration(v)
+	if n, nerr := strconv.Atoi(v); nerr == nil {
+		d, err = time.Duration(n)*time.Second, nil
+	}
+	if err != nil || d < 0 {
+		return errors.New("accepts a duration such as 24h, 90m or 1h30m, or a whole number of seconds")
+	}
+	*dst = d
+	return nil
 }
 
 // parseSeconds reads a whole number of seconds, at least lo.

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"flag"
 	"io"
 	"strings"
 	"testing"
@@ -147,6 +149,15 @@ func TestLoad(t *testing.T) {
 		{name: "bad max upload", env: map[string]string{"NIXPORT_MAX_UPLOAD_BYTES": "10G"}, wantErr: `invalid NIXPORT_MAX_UPLOAD_BYTES="10G": accepts a size in bytes`},
 		{name: "bad upload timeout", env: map[string]string{"NIXPORT_UPLOAD_TIMEOUT": "0"}, wantErr: "NIXPORT_UPLOAD_TIMEOUT"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
+		{name: "no blob collection by default, two hours of grace", check: func(c *Config) bool { return c.GCInterval == 0 && c.GCGrace == 2*time.Hour }},
+		{name: "grace follows a long NIX_TIMEOUT", env: map[string]string{"NIX_TIMEOUT": "7200"},
+			check: func(c *Config) bool { return c.GCGrace == 3*time.Hour }},
+		{name: "gc interval and grace", env: map[string]string{"NIXPORT_GC_INTERVAL": "24h", "NIXPORT_GC_GRACE": "90m"},
+			check: func(c *Config) bool { return c.GCInterval == 24*time.Hour && c.GCGrace == 90*time.Minute }},
+		{name: "gc durations in seconds", args: []string{"-gc-interval", "3600", "-gc-grace", "0"},
+			check: func(c *Config) bool { return c.GCInterval == time.Hour && c.GCGrace == 0 }},
+		{name: "bad gc interval", env: map[string]string{"NIXPORT_GC_INTERVAL": "daily"}, wantErr: `invalid NIXPORT_GC_INTERVAL="daily": accepts a duration such as 24h`},
+		{name: "negative gc grace", args: []string{"-gc-grace", "-1h"}, wantErr: `invalid -gc-grace="-1h"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,5 +178,29 @@ func TestLoad(t *testing.T) {
 				t.Errorf("unexpected config %+v", c)
 			}
 		})
+	}
+}
+
+func TestLoadCommand(t *testing.T) {
+	var dryRun *bool
+	cmd := Command{Name: "gc", About: "Usage: nixport gc [-dry-run] [flags]\n", Flags: func(fs *flag.FlagSet) {
+		dryRun = fs.Bool("dry-run", false, "say what would be deleted")
+	}}
+	c, err := LoadCommand(cmd, []string{"-dry-run", "-storage-path", "/srv/nixport"}, envOf(map[string]string{"NIXPORT_GC_GRACE": "3h"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !*dryRun || c.StoragePath != "/srv/nixport" || c.GCGrace != 3*time.Hour {
+		t.Errorf("dry run %v, config %+v", *dryRun, c)
+	}
+	var help strings.Builder
+	if _, err := LoadCommand(cmd, []string{"-h"}, envOf(nil), &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	if !strings.HasPrefix(help.String(), "Usage: nixport gc [-dry-run] [flags]\n") || !strings.Contains(help.String(), "-storage-backend name") {
+		t.Errorf("help:\n%s", help.String())
+	}
+	if _, err := LoadCommand(cmd, []string{"now"}, envOf(nil), io.Discard); err == nil || !strings.Contains(err.Error(), `unexpected argument "now": nixport gc takes flags only`) {
+		t.Errorf("stray argument: %v", err)
 	}
 }

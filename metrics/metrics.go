@@ -72,6 +72,10 @@ type Metrics struct {
 	nixStoreBytes prometheus.Gauge
 	nixGCRuns     *prometheus.CounterVec
 	nixGCFreed    prometheus.Counter
+
+	blobGCRuns         *prometheus.CounterVec
+	blobGCDeletedBlobs prometheus.Counter
+	blobGCDeletedBytes prometheus.Counter
 }
 
 // New makes the collectors and registers them, with Go's runtime and the
@@ -105,7 +109,7 @@ func New() *Metrics {
 		}, []string{"phase"}),
 		storageOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nixport_storage_operations_total",
-			Help: "Operations on the storage backend, by backend, operation and result (ok, not_found, exists, held, mismatch, error).",
+			Help: "Operations on the storage backend, by backend, operation and result (ok, not_found, exists, held, mismatch, recent, error).",
 		}, []string{"backend", "op", "result"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nixport_refusals_total",
@@ -122,6 +126,18 @@ func New() *Metrics {
 		nixGCFreed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "nixport_nix_gc_freed_bytes_total",
 			Help: "Bytes the Nix store's garbage collections freed.",
+		}),
+		blobGCRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixport_gc_runs_total",
+			Help: "Garbage collections of storage's blobs this process ran to their end, by result (ok, error); dry runs are not counted.",
+		}, []string{"result"}),
+		blobGCDeletedBlobs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nixport_gc_deleted_blobs_total",
+			Help: "Blobs the garbage collections of storage deleted.",
+		}),
+		blobGCDeletedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nixport_gc_deleted_bytes_total",
+			Help: "Bytes of the blobs the garbage collections of storage deleted.",
 		}),
 	}
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -141,7 +157,12 @@ func New() *Metrics {
 		m.httpRequests, m.httpDuration, m.blobBytes,
 		m.builds, m.buildDuration, lookups, m.storageOps, m.refusals,
 		m.nixStoreBytes, m.nixGCRuns, m.nixGCFreed,
+		m.blobGCRuns, m.blobGCDeletedBlobs, m.blobGCDeletedBytes,
 	)
+	// Both results exist from the start, so a rate over them does not
+	// wait for the first failure.
+	m.blobGCRuns.WithLabelValues("ok")
+	m.blobGCRuns.WithLabelValues("error")
 	return m
 }
 
@@ -298,5 +319,29 @@ func (m *Metrics) NixCollected(freed int64, err error) {
 	}
 	if freed > 0 {
 		m.nixGCFreed.Add(float64(freed))
+	}
+}
+
+// BlobGCRun records one garbage collection of storage's blobs that ran to
+// its end (err nil) or failed.
+func (m *Metrics) BlobGCRun(err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.blobGCRuns.WithLabelValues("error").Inc()
+	} else {
+		m.blobGCRuns.WithLabelValues("ok").Inc()
+	}
+}
+
+// BlobGCDeleted records one blob of size bytes a collection deleted.
+func (m *Metrics) BlobGCDeleted(size int64) {
+	if m == nil {
+		return
+	}
+	m.blobGCDeletedBlobs.Inc()
+	if size > 0 {
+		m.blobGCDeletedBytes.Add(float64(size))
 	}
 }

@@ -27,6 +27,8 @@ func TestNilRecordsNothing(t *testing.T) {
 	m.BuildPhase(PhasePlan, time.Second)
 	m.NixStoreBytes(1)
 	m.NixCollected(1, nil)
+	m.BlobGCRun(nil)
+	m.BlobGCDeleted(1)
 	m.BuildStates(func() (int, int) { return 0, 0 })
 	fs, err := filesystem.New(t.TempDir(), nil)
 	if err != nil {
@@ -58,6 +60,7 @@ func TestStorageResult(t *testing.T) {
 		{fmt.Errorf("creating x: %w", storage.ErrExists), "exists"},
 		{&storage.LeaseHeldError{Name: "l", Holder: "h"}, "held"},
 		{fmt.Errorf("commit: %w", storage.ErrDigestMismatch), "mismatch"},
+		{fmt.Errorf("deleting x: %w", storage.ErrBlobRecent), "recent"},
 		{errors.New("disk on fire"), "error"},
 	} {
 		if got := storageResult(tt.err); got != tt.want {
@@ -119,6 +122,16 @@ func TestStorageCounts(t *testing.T) {
 	}
 	l.Renew(ctx)
 	l.Release(ctx)
+	if _, err := b.RefreshBlob(ctx, info.Digest); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range b.ListBlobs(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.DeleteBlob(ctx, info.Digest, time.Now().Add(-time.Hour))
+	b.DeleteBlob(ctx, info.Digest, time.Now().Add(time.Hour))
 
 	for _, tt := range []struct {
 		op, result string
@@ -136,6 +149,10 @@ func TestStorageCounts(t *testing.T) {
 		{opTryLease, "held", 1},
 		{opRenewLease, "ok", 1},
 		{opReleaseLease, "ok", 1},
+		{opRefreshBlob, "ok", 1},
+		{opListBlobs, "ok", 1},
+		{opDeleteBlob, "recent", 1},
+		{opDeleteBlob, "ok", 1},
 	} {
 		if got := count(tt.op, tt.result); got != tt.want {
 			t.Errorf("%s %s counted %v, want %v", tt.op, tt.result, got, tt.want)

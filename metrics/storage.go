@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"iter"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -16,6 +17,9 @@ import (
 const (
 	opStatBlob     = "stat_blob"
 	opOpenBlob     = "open_blob"
+	opRefreshBlob  = "refresh_blob"
+	opListBlobs    = "list_blobs" // a whole listing, however many pages
+	opDeleteBlob   = "delete_blob"
 	opWriteBlob    = "write_blob" // a blob writer's commit, or its failure
 	opSignedURL    = "signed_url"
 	opPutObject    = "put_object"
@@ -56,6 +60,8 @@ func storageResult(err error) string {
 		return "held"
 	case errors.Is(err, storage.ErrDigestMismatch):
 		return "mismatch"
+	case errors.Is(err, storage.ErrBlobRecent):
+		return "recent"
 	}
 	return "error"
 }
@@ -89,6 +95,35 @@ func (c *countedBackend) OpenBlob(ctx context.Context, dgst digest.Digest) (io.R
 	r, info, err := c.Backend.OpenBlob(ctx, dgst)
 	c.m.storageOp(c.name, opOpenBlob, err)
 	return r, info, err
+}
+
+func (c *countedBackend) RefreshBlob(ctx context.Context, dgst digest.Digest) (storage.BlobInfo, error) {
+	info, err := c.Backend.RefreshBlob(ctx, dgst)
+	c.m.storageOp(c.name, opRefreshBlob, err)
+	return info, err
+}
+
+// ListBlobs counts a listing once, when it ends: ok when every blob was
+// yielded (or the caller stopped early), else with its error.
+func (c *countedBackend) ListBlobs(ctx context.Context) iter.Seq2[storage.BlobStat, error] {
+	return func(yield func(storage.BlobStat, error) bool) {
+		var failed error
+		defer func() { c.m.storageOp(c.name, opListBlobs, failed) }()
+		for st, err := range c.Backend.ListBlobs(ctx) {
+			if err != nil {
+				failed = err
+			}
+			if !yield(st, err) {
+				return
+			}
+		}
+	}
+}
+
+func (c *countedBackend) DeleteBlob(ctx context.Context, dgst digest.Digest, cutoff time.Time) error {
+	err := c.Backend.DeleteBlob(ctx, dgst, cutoff)
+	c.m.storageOp(c.name, opDeleteBlob, err)
+	return err
 }
 
 func (c *countedBackend) SignedBlobURL(ctx context.Context, dgst digest.Digest) (string, bool, error) {

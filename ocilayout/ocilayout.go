@@ -573,7 +573,8 @@ func (l *checkedLayout) readBlob(ctx context.Context, b *layoutBlob) ([]byte, er
 }
 
 // verifyBlob finishes checking blob b, and asks storage, once, whether it
-// holds b already. source.Manifests and indexes were verified as they were read.
+// holds b already (refreshing it if so: the image about to name it is not
+// recorded yet, and a blob collection under way must see it in use). source.Manifests and indexes were verified as they were read.
 // Other blobs are hashed, unless storage holds them: what is served is
 // storage's copy, verified when it was stored, so only the layout file's
 // presence and size are checked, and the descriptor's size against
@@ -581,7 +582,7 @@ func (l *checkedLayout) readBlob(ctx context.Context, b *layoutBlob) ([]byte, er
 // hashing of that layer alone. store may be nil: then nothing is held.
 func (l *checkedLayout) verifyBlob(ctx context.Context, store storage.Backend, b *layoutBlob) error {
 	if store != nil {
-		info, err := store.StatBlob(ctx, b.digest)
+		info, err := store.RefreshBlob(ctx, b.digest)
 		switch {
 		case err == nil:
 			if info.Size != b.size {

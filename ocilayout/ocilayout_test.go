@@ -354,11 +354,18 @@ func TestIngestTrustsStoredBlobs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store, _ := testkit.NewFSStore(t)
+			store, storeDir := testkit.NewFSStore(t)
 			ctx := context.Background()
 			if _, err := ingestAll(ctx, store, good, testkit.QuietLog()); err != nil {
 				t.Fatal(err)
 			}
+			// The layer, held a day: reused, it must be refreshed, so
+			// that a blob collection under way keeps it.
+			dayAgo := time.Now().Add(-24 * time.Hour)
+			if err := os.Chtimes(filepath.Join(storeDir, "blobs", "sha256", layer.Digest.Encoded()), dayAgo, dayAgo); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
 			dir := t.TempDir()
 			if err := os.CopyFS(dir, os.DirFS(good)); err != nil {
 				t.Fatal(err)
@@ -381,6 +388,11 @@ func TestIngestTrustsStoredBlobs(t *testing.T) {
 			}
 			if got := digest.FromBytes(testkit.ReadBlob(t, store, info)); got != layer.Digest {
 				t.Errorf("stored layer hashes to %s", got)
+			}
+			for st, err := range store.ListBlobs(ctx) {
+				if err == nil && st.Digest == layer.Digest && st.Modified.Before(start) {
+					t.Errorf("the held layer was last refreshed at %s, before the ingest began", st.Modified)
+				}
 			}
 		})
 	}

@@ -328,7 +328,9 @@ func (r *Registry) storedOf(ctx context.Context, d digest.Digest) (storage.BlobI
 			return storage.BlobInfo{}, false, fmt.Errorf("the alias of %s is corrupt", d)
 		}
 	}
-	info, err := r.store.StatBlob(ctx, stored)
+	// Refreshed, not only found: the caller is about to link it, and a
+	// collection must not take it meanwhile (storage.Backend.RefreshBlob).
+	info, err := r.store.RefreshBlob(ctx, stored)
 	if errors.Is(err, storage.ErrNotFound) {
 		return storage.BlobInfo{}, false, nil
 	}

@@ -380,7 +380,7 @@ func (r *Registry) Mount(ctx context.Context, repo, from string, d digest.Digest
 			if err != nil || !ok {
 				return err
 			}
-			if _, err := r.store.StatBlob(ctx, src.Stored); errors.Is(err, storage.ErrNotFound) {
+			if _, err := r.store.RefreshBlob(ctx, src.Stored); errors.Is(err, storage.ErrNotFound) {
 				return nil
 			} else if err != nil {
 				return fmt.Errorf("looking up blob %s: %w", src.Stored, err)

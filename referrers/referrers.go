@@ -26,15 +26,15 @@ import (
 	"github.com/nixport/nixport/storage"
 )
 
-// prefix is where the index lives among storage's named objects.
-const prefix = "referrers/"
+// Prefix is where the index lives among storage's named objects.
+const Prefix = "referrers/"
 
 // maxDescriptor bounds one stored descriptor (annotations included).
 const maxDescriptor = 64 << 10
 
 // subjectPrefix is the object prefix of subject's referrers.
 func subjectPrefix(subject digest.Digest) string {
-	return prefix + subject.Algorithm().String() + "/" + subject.Encoded() + "/"
+	return Prefix + subject.Algorithm().String() + "/" + subject.Encoded() + "/"
 }
 
 func objectName(subject, referrer digest.Digest) string {
@@ -113,4 +113,48 @@ func List(ctx context.Context, store storage.Backend, subject digest.Digest, art
 	}
 	slices.SortFunc(out, func(a, b v1.Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
 	return out, nil
+}
+
+// Pair is one entry of the index: Referrer names Subject as its subject.
+type Pair struct {
+	Subject, Referrer digest.Digest
+}
+
+// All returns every pair in the index, read from the names of its objects
+// alone (one listing, no reads), in no particular order: what the blob
+// collector needs to keep the referrers of live subjects and to remove
+// the entries of referrers it deletes. Names that are not the index's are
+// skipped.
+func All(ctx context.Context, store storage.Backend) ([]Pair, error) {
+	names, err := store.ListObjects(ctx, Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("referrers: listing the index: %w", err)
+	}
+	pairs := make([]Pair, 0, len(names))
+	for _, name := range names {
+		if p, ok := parseName(name); ok {
+			pairs = append(pairs, p)
+		}
+	}
+	return pairs, nil
+}
+
+// parseName reads an object name objectName made.
+func parseName(name string) (Pair, bool) {
+	parts := strings.Split(strings.TrimPrefix(name, Prefix), "/")
+	if len(parts) != 3 {
+		return Pair{}, false
+	}
+	alg, encoded, ok := strings.Cut(parts[2], "-")
+	if !ok {
+		return Pair{}, false
+	}
+	p := Pair{
+		Subject:  digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[1]),
+		Referrer: digest.NewDigestFromEncoded(digest.Algorithm(alg), encoded),
+	}
+	if reference.ValidDigest(p.Subject) != nil || reference.ValidDigest(p.Referrer) != nil || objectName(p.Subject, p.Referrer) != name {
+		return Pair{}, false
+	}
+	return p, true
 }

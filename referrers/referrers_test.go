@@ -84,3 +84,44 @@ func TestAddRefusesBadDescriptors(t *testing.T) {
 		}
 	}
 }
+
+func TestAll(t *testing.T) {
+	store, err := filesystem.New(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if pairs, err := All(ctx, store); err != nil || len(pairs) != 0 {
+		t.Fatalf("All of an empty index = %v, %v", pairs, err)
+	}
+	image, other := digest.FromString("image"), digest.FromString("other")
+	sbom := v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: digest.FromString("sbom"), Size: 100}
+	sig := v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: digest.SHA512.FromString("sig"), Size: 50}
+	for _, p := range []struct {
+		subject digest.Digest
+		desc    v1.Descriptor
+	}{{image, sbom}, {image, sig}, {other, sbom}} {
+		if err := Add(ctx, store, p.subject, p.desc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not the index's names: skipped.
+	for _, name := range []string{Prefix + "sha256/x/sha256-y", Prefix + "sha256/" + image.Encoded() + "/junk", Prefix + "stray"} {
+		if err := store.PutObject(ctx, name, []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pairs, err := All(ctx, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[Pair]bool{{image, sbom.Digest}: true, {image, sig.Digest}: true, {other, sbom.Digest}: true}
+	if len(pairs) != len(want) {
+		t.Errorf("All = %v, want %v", pairs, want)
+	}
+	for _, p := range pairs {
+		if !want[p] {
+			t.Errorf("All yields %v, not added", p)
+		}
+	}
+}

@@ -64,7 +64,8 @@ func (r Record) Manifests() (Manifests, error) {
 
 // Stored returns an error (wrapping storage.ErrNotFound when a blob is
 // missing) unless every manifest m names is in storage: a record is only as
-// good as the blobs it names.
+// good as the blobs it names. A stat is enough, no refresh: every Record is
+// a root of the blob collector (package blobgc), which keeps what it names.
 func Stored(ctx context.Context, s storage.Backend, m Manifests) error {
 	for _, info := range m {
 		if _, err := s.StatBlob(ctx, info.Digest); err != nil {

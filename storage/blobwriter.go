@@ -18,7 +18,7 @@ import (
 // name. NewBlobWriter wraps a sink in what every backend's writer does the
 // same way: hashing and counting the bytes as they pass, verifying them
 // (VerifyBlob) before anything is published, returning a blob already
-// stored instead of publishing it again, refusing to be used after Commit
+// stored (refreshed) instead of publishing it again, refusing to be used after Commit
 // or Cancel, and discarding the temporary data exactly once, whatever
 // happens.
 //
@@ -30,9 +30,12 @@ type BlobSink interface {
 	// that needs another checksum of the bytes (GCS: CRC32C) computes it
 	// here.
 	io.Writer
-	// StatBlob returns the info of the blob stored under dgst, or an error
-	// wrapping ErrNotFound: the backend's own StatBlob.
-	StatBlob(ctx context.Context, dgst digest.Digest) (BlobInfo, error)
+	// RefreshBlob returns the info of the blob stored under dgst,
+	// refreshed, or an error wrapping ErrNotFound: the backend's own
+	// RefreshBlob. The writer uses it rather than a plain stat so that
+	// the blob it hands back as stored is not deleted by a garbage
+	// collection already under way.
+	RefreshBlob(ctx context.Context, dgst digest.Digest) (BlobInfo, error)
 	// Publish makes the bytes written visible as the blob info describes.
 	// They are verified: they hash to info.Digest and number info.Size.
 	// It creates the blob only if none is stored under info.Digest; if one
@@ -138,8 +141,10 @@ func (w *blobWriter) Commit(ctx context.Context, expected digest.Digest, expecte
 	if err != nil {
 		return BlobInfo{}, fmt.Errorf("committing blob: %w", err)
 	}
-	// Fast path: a blob already stored needs nothing published.
-	if existing, err := w.sink.StatBlob(ctx, info.Digest); err == nil {
+	// Fast path: a blob already stored needs nothing published, only
+	// refreshed, so that a collection does not take it away now that
+	// the caller is told it is stored.
+	if existing, err := w.sink.RefreshBlob(ctx, info.Digest); err == nil {
 		if w.log != nil {
 			w.log.WithFields(logrus.Fields{"digest": info.Digest, "size": info.Size}).Debug("blob already stored")
 		}

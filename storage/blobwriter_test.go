@@ -20,11 +20,11 @@ import (
 type fakeSink struct {
 	calls   []string
 	written bytes.Buffer
-	stored  map[digest.Digest]storage.BlobInfo // what StatBlob finds
+	stored  map[digest.Digest]storage.BlobInfo // what RefreshBlob finds
 
 	writeLimit int   // >= 0: Write stores at most this many bytes in all, then fails
 	shortWrite bool  // Write stores half of p and reports no error
-	statErr    error // StatBlob fails with it (unless the blob is stored)
+	statErr    error // RefreshBlob fails with it (unless the blob is stored)
 	publishErr error
 	discardErr error
 	published  *storage.BlobInfo // what Publish returns instead of its argument
@@ -46,8 +46,8 @@ func (s *fakeSink) Write(p []byte) (int, error) {
 	return s.written.Write(p)
 }
 
-func (s *fakeSink) StatBlob(ctx context.Context, dgst digest.Digest) (storage.BlobInfo, error) {
-	s.calls = append(s.calls, "StatBlob")
+func (s *fakeSink) RefreshBlob(ctx context.Context, dgst digest.Digest) (storage.BlobInfo, error) {
+	s.calls = append(s.calls, "RefreshBlob")
 	if info, ok := s.stored[dgst]; ok {
 		return info, nil
 	}
@@ -116,13 +116,13 @@ func TestBlobWriter(t *testing.T) {
 			name:      "commit publishes",
 			run:       commit(right, size),
 			wantInfo:  want,
-			wantCalls: []string{"StatBlob", "Publish", "Discard"},
+			wantCalls: []string{"RefreshBlob", "Publish", "Discard"},
 		},
 		{
 			name:      "commit without expectations publishes what was written",
 			run:       commit("", -1),
 			wantInfo:  want,
-			wantCalls: []string{"StatBlob", "Publish", "Discard"},
+			wantCalls: []string{"RefreshBlob", "Publish", "Discard"},
 		},
 		{
 			name:      "digest mismatch discards, publishes nothing",
@@ -165,14 +165,14 @@ func TestBlobWriter(t *testing.T) {
 			setup:     func(s *fakeSink) { s.stored[right] = other },
 			run:       commit(right, size),
 			wantInfo:  other,
-			wantCalls: []string{"StatBlob", "Discard"},
+			wantCalls: []string{"RefreshBlob", "Discard"},
 		},
 		{
 			name:      "a blob stored meanwhile is what Publish returns",
 			setup:     func(s *fakeSink) { s.published = &other },
 			run:       commit(right, size),
 			wantInfo:  other,
-			wantCalls: []string{"StatBlob", "Publish", "Discard"},
+			wantCalls: []string{"RefreshBlob", "Publish", "Discard"},
 		},
 		{
 			name:      "a failed stat publishes nothing",
@@ -180,7 +180,7 @@ func TestBlobWriter(t *testing.T) {
 			run:       commit(right, size),
 			wantErrIs: errStat,
 			wantErrIn: "committing blob " + string(right),
-			wantCalls: []string{"StatBlob", "Discard"},
+			wantCalls: []string{"RefreshBlob", "Discard"},
 		},
 		{
 			name:      "a failed publish discards",
@@ -188,14 +188,14 @@ func TestBlobWriter(t *testing.T) {
 			run:       commit(right, size),
 			wantErrIs: errPublish,
 			wantErrIn: "committing blob " + string(right),
-			wantCalls: []string{"StatBlob", "Publish", "Discard"},
+			wantCalls: []string{"RefreshBlob", "Publish", "Discard"},
 		},
 		{
 			name:      "a discard that fails after a commit does not fail it",
 			setup:     func(s *fakeSink) { s.discardErr = errors.New("cannot remove") },
 			run:       commit(right, size),
 			wantInfo:  want,
-			wantCalls: []string{"StatBlob", "Publish", "Discard"},
+			wantCalls: []string{"RefreshBlob", "Publish", "Discard"},
 		},
 		{
 			name: "commit twice",
@@ -206,7 +206,7 @@ func TestBlobWriter(t *testing.T) {
 				return w.Commit(t.Context(), right, size)
 			},
 			wantErrIn: "already committed or cancelled",
-			wantCalls: []string{"StatBlob", "Publish", "Discard"},
+			wantCalls: []string{"RefreshBlob", "Publish", "Discard"},
 		},
 		{
 			name: "commit after a failed commit",
@@ -257,7 +257,7 @@ func TestBlobWriter(t *testing.T) {
 				return info, w.Cancel()
 			},
 			wantInfo:  want,
-			wantCalls: []string{"StatBlob", "Publish", "Discard"},
+			wantCalls: []string{"RefreshBlob", "Publish", "Discard"},
 		},
 		{
 			name: "cancel after a failed commit is a no-op",
@@ -293,7 +293,7 @@ func TestBlobWriter(t *testing.T) {
 				return storage.BlobInfo{}, err
 			},
 			wantErrIn: "writing blob: writer already committed or cancelled",
-			wantCalls: []string{"StatBlob", "Publish", "Discard"},
+			wantCalls: []string{"RefreshBlob", "Publish", "Discard"},
 		},
 		{
 			name: "write after cancel",

@@ -8,6 +8,18 @@
 // Blobs are immutable: a writer streams into a temporary location, the digest
 // and size are verified, and only then does the blob appear under its final
 // name. A reader never sees a partial blob and nothing is overwritten.
+//
+// Blobs are removed only by the garbage collector (package blobgc), through
+// ListBlobs and DeleteBlob, and a blob in use must never go. Every blob has
+// a time it was last written or refreshed (BlobStat.Modified): a writer that
+// stores a blob already there (Commit) or makes a new reference to a stored
+// blob without writing it (a cache hit, a mount) refreshes it
+// (RefreshBlob), and DeleteBlob removes a blob only if it was neither
+// written nor refreshed since the collector's cutoff, as one step with the
+// delete where the backend allows (see each backend's DeleteBlob). So a blob
+// a build or push is about to reference survives every collection that
+// started before its reference was recorded and within the grace period
+// after its last write or refresh.
 // NewBlobWriter does the part of this that is the same everywhere (hashing,
 // verifying, cancelling) around a BlobSink, which each backend provides.
 package storage
@@ -16,6 +28,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"iter"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -34,11 +48,26 @@ var ErrDigestMismatch = errors.New("digest or size mismatch")
 // absolute, holding "..", or characters outside the allowed set).
 var ErrInvalidName = errors.New("invalid object name")
 
+// ErrBlobRecent is returned (wrapped) by DeleteBlob when the blob was
+// written or refreshed at or after the cutoff: it is left in place.
+var ErrBlobRecent = errors.New("blob written or refreshed since the cutoff")
+
 // BlobInfo describes a stored blob.
 type BlobInfo struct {
 	Digest    digest.Digest
 	Size      int64
 	MediaType string // as given when the blob was written; may be empty
+}
+
+// BlobStat is a stored blob as ListBlobs sees it.
+type BlobStat struct {
+	Digest digest.Digest
+	Size   int64
+	// Modified is when the blob was last written or refreshed
+	// (RefreshBlob), by the clock of the backend's choice (the server's,
+	// or the writer's), never earlier than the true time: a backend whose
+	// clock counts whole seconds rounds up.
+	Modified time.Time
 }
 
 // BlobWriter streams a new blob into storage. The blob becomes visible only
@@ -49,7 +78,8 @@ type BlobWriter interface {
 	// sha256 digest. If expected is not empty, the computed digest must equal
 	// it, and if expectedSize >= 0 the size must equal it (else
 	// ErrDigestMismatch and nothing is stored). Committing a blob that
-	// already exists succeeds and leaves the existing blob untouched.
+	// already exists succeeds and leaves the existing blob's bytes
+	// untouched; it refreshes the blob (Backend.RefreshBlob).
 	Commit(ctx context.Context, expected digest.Digest, expectedSize int64) (BlobInfo, error)
 	// Cancel discards everything written. Safe to call after Commit (no-op).
 	Cancel() error
@@ -69,6 +99,28 @@ type Backend interface {
 	// that fetches over the network reads only from where a read starts),
 	// so ranges of a blob are served by seeking.
 	OpenBlob(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, BlobInfo, error)
+	// RefreshBlob is StatBlob for a writer about to reference a blob it
+	// did not write (a cache hit, a mount, a layout's blob already
+	// stored): it also refreshes the blob, so that its Modified is no
+	// earlier than the start of the call, less the backend's refresh
+	// slack (zero but for GCS, see gcs.Options.RefreshSlack). A blob not
+	// stored is an error wrapping ErrNotFound: the caller must then write
+	// it. Commit of a blob already stored refreshes it this way.
+	RefreshBlob(ctx context.Context, dgst digest.Digest) (BlobInfo, error)
+	// ListBlobs yields every stored blob, in no particular order, paging
+	// through the backend's listing (a bucket may hold millions); an
+	// error ends the sequence. Blobs written or deleted while it runs may
+	// or may not be yielded.
+	ListBlobs(ctx context.Context) iter.Seq2[BlobStat, error]
+	// DeleteBlob removes the blob unless it was written or refreshed at
+	// or after cutoff: then it returns an error wrapping ErrBlobRecent and
+	// leaves the blob in place. A blob not stored is an error wrapping
+	// ErrNotFound. The check and the delete are one step where the
+	// backend offers one (filesystem: a rename; GCS: a delete conditional
+	// on the generation and metageneration); S3 offers none, and a refresh
+	// landing between its last look and the delete (one request apart)
+	// is not seen. A blob deleted may be written again at once.
+	DeleteBlob(ctx context.Context, dgst digest.Digest, cutoff time.Time) error
 	// SignedBlobURL returns a short-lived URL a client may fetch the blob
 	// from directly, and true; false when the backend offers none (the
 	// blob is then streamed). It does not check that the blob exists.

@@ -6,7 +6,8 @@
 // sources → builder → registry API → HTTP server, and shuts down cleanly on
 // SIGINT or SIGTERM. A command first on the command line runs that command
 // instead of the server: "nixport prewarm FILE" (package prewarm) builds
-// the images FILE lists on a running server.
+// the images FILE lists on a running server; "nixport gc" (package
+// blobgc) collects storage's garbage blobs.
 package main
 
 import (
@@ -35,6 +36,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "prewarm" {
 		os.Exit(prewarm.Main(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "gc" {
+		os.Exit(gcMain(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
 	switch {

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nixport/nixport/auth"
+	"github.com/nixport/nixport/blobgc"
 	"github.com/nixport/nixport/builder"
 	"github.com/nixport/nixport/config"
 	"github.com/nixport/nixport/metrics"
@@ -95,6 +96,11 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 		return nil, err
 	}
 	a.closers = append(a.closers, b.Close)
+	if cfg.GCInterval > 0 {
+		gcOpts := blobgcOptions(cfg, store, buildTimeout, a.Metrics, log)
+		a.closers = append(a.closers, blobgc.StartSchedule(gcOpts, cfg.GCInterval).Close)
+		log.WithFields(logrus.Fields{"interval": cfg.GCInterval.String(), "grace": cfg.GCGrace.String()}).Info("storage's garbage is collected on a schedule")
+	}
 	a.Instance = func() web.Instance {
 		return web.Instance{NixVersion: driver.NixVersion(), Source: string(cfg.Source.Kind), SourceRevision: driver.Revision()}
 	}

@@ -410,7 +410,10 @@ func (s *Source) layer(ctx context.Context, log logrus.FieldLogger, kind string,
 			l := manifest.Layer{Size: r.Size, Comment: comment}
 			l.Digest, l.DiffID = digestOf(r.Digest), digestOf(r.DiffID)
 			if reference.ValidDigest(l.Digest) == nil && reference.ValidDigest(l.DiffID) == nil {
-				if _, err := s.opts.Storage.StatBlob(ctx, l.Digest); err == nil {
+				// Refreshed, not only found: the image about to name it
+				// is not recorded yet, and a blob collection under way
+				// must see that the layer is in use again.
+				if _, err := s.opts.Storage.RefreshBlob(ctx, l.Digest); err == nil {
 					s.stats.LayersReused.Add(1)
 					s.opts.Metrics.CacheLookup(metrics.CacheLayer, true)
 					return l, nil

@@ -3,7 +3,9 @@ package nixsource
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -217,5 +219,52 @@ func TestFailedNixBuildIsRemembered(t *testing.T) {
 	ask()
 	if n := driver.ProcessCount(); n != 2*ran {
 		t.Errorf("after the TTL: %d Nix processes, want %d (the build again)", n-ran, ran)
+	}
+}
+
+// TestReusedLayersAreRefreshed: a layer taken from the layer cache is
+// refreshed, so that a blob collection under way (which keeps what was
+// written or refreshed since it began) does not delete it before the new
+// image's records name it.
+func TestReusedLayersAreRefreshed(t *testing.T) {
+	dir := t.TempDir()
+	src, store := newNixSource(t, dir)
+	ctx := context.Background()
+	first, err := source.BuildOnce(ctx, src, "hello", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := map[string]bool{}
+	dayAgo := time.Now().Add(-24 * time.Hour)
+	for _, l := range readManifest(t, store, first[manifest.OCI]).Layers {
+		old[l.Digest.String()] = true
+		if err := os.Chtimes(filepath.Join(dir, "blobs", "sha256", l.Digest.Encoded()), dayAgo, dayAgo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	more, err := source.BuildOnce(ctx, src, "hello/deep", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	modified := map[string]time.Time{}
+	for st, err := range store.ListBlobs(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		modified[st.Digest.String()] = st.Modified
+	}
+	reused := 0
+	for _, l := range readManifest(t, store, more[manifest.OCI]).Layers {
+		if !old[l.Digest.String()] {
+			continue
+		}
+		reused++
+		if m := modified[l.Digest.String()]; m.Before(start) {
+			t.Errorf("layer %s, reused from the layer cache, was last refreshed at %s, before the build began", l.Digest, m)
+		}
+	}
+	if reused == 0 {
+		t.Fatal("the second image reuses no layer of the first: the test proves nothing")
 	}
 }

@@ -51,8 +51,8 @@ type blobSink struct {
 
 func (s *blobSink) Write(p []byte) (int, error) { return s.file.Write(p) }
 
-func (s *blobSink) StatBlob(ctx context.Context, dgst digest.Digest) (storage.BlobInfo, error) {
-	return s.backend.StatBlob(ctx, dgst)
+func (s *blobSink) RefreshBlob(ctx context.Context, dgst digest.Digest) (storage.BlobInfo, error) {
+	return s.backend.RefreshBlob(ctx, dgst)
 }
 
 // Discard implements storage.BlobSink. After a successful Publish, the
@@ -90,7 +90,7 @@ func (s *blobSink) Publish(ctx context.Context, info storage.BlobInfo) (storage.
 	// while: look again, so that the type file of a blob a concurrent
 	// writer published meanwhile is replaced only in the short moment
 	// between this look and the link.
-	if existing, err := b.StatBlob(ctx, info.Digest); err == nil {
+	if existing, err := b.RefreshBlob(ctx, info.Digest); err == nil {
 		log.Debug("blob already stored")
 		return existing, nil
 	} else if !errors.Is(err, storage.ErrNotFound) {
@@ -103,12 +103,23 @@ func (s *blobSink) Publish(ctx context.Context, info storage.BlobInfo) (storage.
 		if !errors.Is(err, fs.ErrExist) {
 			return storage.BlobInfo{}, fmt.Errorf("publishing: %w", err)
 		}
-		existing, err := b.StatBlob(ctx, info.Digest)
+		existing, err := b.RefreshBlob(ctx, info.Digest)
 		if err != nil {
 			return storage.BlobInfo{}, err
 		}
 		log.Debug("blob already stored")
 		return existing, nil
+	}
+	// A collection deleting an earlier copy of this blob removes its type
+	// file once the blob is gone (DeleteBlob), which may be the one just
+	// written: write it again if so. (The collector looks for the blob
+	// after it moved the type file away, so one of the two sees the other.)
+	if info.MediaType != "" {
+		if _, err := b.root.Lstat(final + typeSuffix); errors.Is(err, fs.ErrNotExist) {
+			if err := s.writeMediaType(ctx, final+typeSuffix, info.MediaType); err != nil {
+				return storage.BlobInfo{}, err
+			}
+		}
 	}
 	if err := b.syncDir(blobDir); err != nil {
 		return storage.BlobInfo{}, err

@@ -9,7 +9,14 @@
 //	blobs/sha256/<hex>.type   the blob's media type, written before the blob
 //	objects/<name>            small named objects (caches, tag index)
 //	leases/                   lease records and their lock files (lease.go)
-//	tmp/                      files being written; same filesystem as the rest
+//	tmp/                      files being written, and blobs being deleted;
+//	                          same filesystem as the rest
+//
+// A blob's modification time is when it was last written or refreshed
+// (RefreshBlob sets it to now), which the garbage collector compares with
+// its cutoff; DeleteBlob first renames the blob into tmp/ and only then
+// looks at that time again, so a refresh either lands before the rename
+// (and is seen) or finds no blob (and its writer stores the blob again).
 //
 // Every file is written under tmp/ first, fsynced, and only then given its
 // final name with a single atomic step (link for create-if-absent, rename for

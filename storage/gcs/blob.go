@@ -69,8 +69,8 @@ func (s *blobSink) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (s *blobSink) StatBlob(ctx context.Context, dgst digest.Digest) (storage.BlobInfo, error) {
-	return s.backend.StatBlob(ctx, dgst)
+func (s *blobSink) RefreshBlob(ctx context.Context, dgst digest.Digest) (storage.BlobInfo, error) {
+	return s.backend.RefreshBlob(ctx, dgst)
 }
 
 // Discard implements storage.BlobSink: it removes the spool file.

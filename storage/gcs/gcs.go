@@ -11,6 +11,15 @@
 //	objects/<name>       small named objects (caches, tag index)
 //	leases/<name>        lease records (see lease.go)
 //
+// A blob's time for the garbage collector (storage.BlobStat.Modified) is
+// the latest of its creation, its last metadata update, and the time
+// RefreshBlob wrote into its metadata (key nixport-refreshed), which
+// bumps its metageneration; DeleteBlob deletes only the generation and
+// metageneration it judged, so a refresh or a new copy in between makes
+// the delete fail (412) and the blob stays. (fake-gcs-server ignores
+// preconditions on delete, and does not bump the metageneration: against
+// it the look and the delete are two steps.)
+//
 // Blobs are never overwritten and never visible in part: a blob is spooled
 // to a local temporary file while it is hashed (its name is unknown until
 // the end), then uploaded under its final name with a DoesNotExist
@@ -75,6 +84,7 @@ const (
 	DefaultRetryMax        = 5 * time.Second
 	DefaultRetryAttempts   = 10
 	DefaultUploadAttempts  = 5
+	DefaultRefreshSlack    = 5 * time.Minute
 )
 
 // Options configure a Backend. Only Bucket is required.
@@ -129,6 +139,13 @@ type Options struct {
 	// (DefaultUploadAttempts if zero).
 	UploadAttempts int
 
+	// RefreshSlack: RefreshBlob writes nothing to a blob written or
+	// refreshed less than this long ago (DefaultRefreshSlack if zero).
+	// GCS takes about one update of an object a second, and the base
+	// layers every build reuses would be refreshed by each; a garbage
+	// collection's grace period must exceed it.
+	RefreshSlack time.Duration
+
 	// TempDir is where blobs are spooled while written (os.TempDir() if
 	// empty). It needs room for the largest layers being built at once.
 	TempDir string
@@ -154,6 +171,7 @@ type Backend struct {
 	transferTimeout time.Duration
 	retry           gax.Backoff
 	uploadAttempts  int
+	refreshSlack    time.Duration
 	tempDir         string
 }
 
@@ -182,6 +200,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 		opTimeout:       orDefault(opts.OpTimeout, DefaultOpTimeout),
 		transferTimeout: orDefault(opts.TransferTimeout, DefaultTransferTimeout),
 		uploadAttempts:  orDefault(opts.UploadAttempts, DefaultUploadAttempts),
+		refreshSlack:    orDefault(opts.RefreshSlack, DefaultRefreshSlack),
 		tempDir:         opts.TempDir,
 		retry: gax.Backoff{
 			Initial:    orDefault(opts.RetryInitial, DefaultRetryInitial),
@@ -279,6 +298,7 @@ func (b *Backend) transferContext(ctx context.Context) (context.Context, context
 const (
 	metaMediaType = "nixport-media-type" // a blob's media type, exactly
 	metaToken     = "nixport-write"      // unique per write, to recognise our own
+	metaRefreshed = "nixport-refreshed"  // a blob's last refresh (RFC 3339)
 )
 
 // smallWrite describes the upload of a small object, held whole in memory.

@@ -604,3 +604,93 @@ func pseudoRandom(seed byte, n int) []byte {
 	}
 	return out[:n]
 }
+
+// TestRefreshSlack: a blob written or refreshed within the slack is not
+// written again; past it, the refresh time goes into its metadata.
+func TestRefreshSlack(t *testing.T) {
+	emu := gcstest.Start(t)
+	client := emu.Client(t)
+	for _, tt := range []struct {
+		name       string
+		slack      time.Duration
+		wantUpdate bool
+	}{
+		{"within the default slack", gcs.DefaultRefreshSlack, false},
+		{"past the slack", time.Nanosecond, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := emu.NewBackend(t, gcs.Options{RefreshSlack: tt.slack})
+			content := []byte("a layer reused by the next build")
+			info, err := storage.PutBlob(t.Context(), b, layerType, digest.FromBytes(content), int64(len(content)), bytes.NewReader(content))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if got, err := b.RefreshBlob(t.Context(), info.Digest); err != nil || got != info {
+				t.Fatalf("RefreshBlob = %+v, %v; want %+v", got, err, info)
+			}
+			attrs, err := client.Bucket(b.Bucket()).Object("blobs/sha256/" + info.Digest.Encoded()).Attrs(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			refreshed, err := time.Parse(time.RFC3339Nano, attrs.Metadata["nixport-refreshed"])
+			if updated := err == nil; updated != tt.wantUpdate {
+				t.Fatalf("refresh time in the metadata: %v (%q), want it written: %v", updated, attrs.Metadata["nixport-refreshed"], tt.wantUpdate)
+			}
+			if tt.wantUpdate && refreshed.Before(start) {
+				t.Errorf("refresh time %s is before the refresh began (%s)", refreshed, start)
+			}
+			if attrs.Metadata["nixport-media-type"] != layerType {
+				t.Errorf("media type after the refresh = %q, want %q", attrs.Metadata["nixport-media-type"], layerType)
+			}
+		})
+	}
+}
+
+// TestListBlobsPages lists more blobs than one page holds, beside names
+// that are not blobs.
+func TestListBlobsPages(t *testing.T) {
+	emu := gcstest.Start(t)
+	b := emu.NewBackend(t, gcs.Options{})
+	bucket := emu.Client(t).Bucket(b.Bucket())
+	const n = 1100
+	want := map[digest.Digest]bool{}
+	names := []string{"blobs/sha256/not-a-digest", "objects/x"}
+	for i := range n {
+		d := digest.FromString(strconv.Itoa(i))
+		want[d] = true
+		names = append(names, "blobs/sha256/"+d.Encoded())
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(names))
+	sem := make(chan struct{}, 16)
+	for _, name := range names {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			w := bucket.Object(name).NewWriter(t.Context())
+			w.Write([]byte("x"))
+			errs <- w.Close()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[digest.Digest]bool{}
+	for st, err := range b.ListBlobs(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[st.Digest] || !want[st.Digest] {
+			t.Errorf("ListBlobs yields %s, again or unexpectedly", st.Digest)
+		}
+		got[st.Digest] = true
+	}
+	if len(got) != n {
+		t.Errorf("ListBlobs yields %d blobs, want %d", len(got), n)
+	}
+}

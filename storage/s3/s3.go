@@ -13,6 +13,16 @@
 //	leases/<sha256>      lease records, named by the hash of the lease's
 //	                     name (see lease.go)
 //	probes/<random>      written and deleted by New, to check the server
+//	refreshed/<hex>      empty; its last write is the blob's last refresh
+//
+// A blob's time for the garbage collector (storage.BlobStat.Modified) is
+// the later of its own last write and its refresh object's, rounded up
+// to the next second (S3 keeps whole seconds). S3 cannot change an
+// object's time or ETag without copying all of it, which would also break
+// the downloads in flight (they read If-Match the ETag), hence the second
+// object. Nor can S3 delete on a condition that a refresh changes: the
+// collector's last look at both objects and its delete are two requests,
+// and a refresh landing between them is not seen (see DeleteBlob).
 //
 // Blobs are never overwritten and never visible in part. A blob is spooled
 // to a local temporary file while it is hashed (its name, its digest, is
@@ -78,10 +88,11 @@ import (
 
 // Prefixes of the kinds of object in the bucket.
 const (
-	blobPrefix   = "blobs/sha256/"
-	objectPrefix = "objects/"
-	leasePrefix  = "leases/"
-	probePrefix  = "probes/"
+	blobPrefix    = "blobs/sha256/"
+	objectPrefix  = "objects/"
+	leasePrefix   = "leases/"
+	probePrefix   = "probes/"
+	refreshPrefix = "refreshed/"
 )
 
 // Limits S3 sets on multipart uploads.

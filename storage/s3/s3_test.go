@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/nixport/nixport/parallel"
 	"github.com/nixport/nixport/storage"
 	s3store "github.com/nixport/nixport/storage/s3"
 	"github.com/nixport/nixport/storage/s3/s3test"
@@ -812,4 +814,102 @@ func pseudoRandom(seed byte, n int) []byte {
 		block = sha256.Sum256(block[:])
 	}
 	return out[:n]
+}
+
+// TestRefreshObjects ages a blob (versitygw reports a file's modification
+// time), refreshes it and deletes it: the refresh object makes the blob
+// recent in the listing and to DeleteBlob, and goes with the blob.
+func TestRefreshObjects(t *testing.T) {
+	srv := s3test.Start(t)
+	b := srv.NewBackend(t, s3store.Options{})
+	client := srv.Client()
+	content := []byte("a layer reused a day after it was built")
+	info, err := storage.PutBlob(t.Context(), b, layerType, digest.FromBytes(content), int64(len(content)), bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dayAgo := time.Now().Add(-24 * time.Hour)
+	if err := os.Chtimes(filepath.Join(srv.Dir, b.Bucket(), "blobs", "sha256", info.Digest.Encoded()), dayAgo, dayAgo); err != nil {
+		t.Fatal(err)
+	}
+	modified := func() time.Time {
+		for st, err := range b.ListBlobs(t.Context()) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Digest == info.Digest {
+				return st.Modified
+			}
+		}
+		t.Fatalf("ListBlobs does not list %s", info.Digest)
+		return time.Time{}
+	}
+	if m := modified(); m.After(dayAgo.Add(2 * time.Second)) {
+		t.Fatalf("the aged blob's Modified is %s, want about %s (does the gateway report file times?)", m, dayAgo)
+	}
+	start := time.Now()
+	if _, err := b.RefreshBlob(t.Context(), info.Digest); err != nil {
+		t.Fatal(err)
+	}
+	refreshKey := "refreshed/" + info.Digest.Encoded()
+	if _, err := client.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(b.Bucket()), Key: aws.String(refreshKey)}); err != nil {
+		t.Fatalf("refresh object after RefreshBlob: %v", err)
+	}
+	if m := modified(); m.Before(start.Add(-time.Second)) {
+		t.Errorf("Modified after RefreshBlob = %s, want no earlier than %s", m, start)
+	}
+	if err := b.DeleteBlob(t.Context(), info.Digest, start.Add(-time.Second)); !errors.Is(err, storage.ErrBlobRecent) {
+		t.Errorf("DeleteBlob of the refreshed blob = %v, want ErrBlobRecent", err)
+	}
+	if err := b.DeleteBlob(t.Context(), info.Digest, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"blobs/sha256/" + info.Digest.Encoded(), refreshKey} {
+		if _, err := client.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(b.Bucket()), Key: aws.String(key)}); err == nil {
+			t.Errorf("%s left after DeleteBlob", key)
+		}
+	}
+}
+
+// TestListBlobsPages lists more blobs than one page holds, beside refresh
+// objects of some and of none, and names that are not blobs.
+func TestListBlobsPages(t *testing.T) {
+	srv := s3test.Start(t)
+	b := srv.NewBackend(t, s3store.Options{})
+	client := srv.Client()
+	const n = 1100
+	want := map[digest.Digest]bool{}
+	var keys []string
+	for i := range n {
+		d := digest.FromString(strconv.Itoa(i))
+		want[d] = true
+		keys = append(keys, "blobs/sha256/"+d.Encoded())
+		if i%3 == 0 {
+			keys = append(keys, "refreshed/"+d.Encoded())
+		}
+	}
+	keys = append(keys, "blobs/sha256/not-a-digest", "refreshed/"+digest.FromString("no blob").Encoded(), "refreshed/zz")
+	jobs := make([]func(context.Context) error, len(keys))
+	for i, key := range keys {
+		jobs[i] = func(ctx context.Context) error {
+			_, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b.Bucket()), Key: aws.String(key), Body: strings.NewReader("x")})
+			return err
+		}
+	}
+	if err := parallel.Run(t.Context(), 16, jobs); err != nil {
+		t.Fatal(err)
+	}
+	got := map[digest.Digest]bool{}
+	for st, err := range b.ListBlobs(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[st.Digest] || !want[st.Digest] {
+			t.Errorf("ListBlobs yields %s, again or unexpectedly", st.Digest)
+		}
+		got[st.Digest] = true
+	}
+	if len(got) != n {
+		t.Errorf("ListBlobs yields %d blobs, want %d", len(got), n)
+	}
 }

@@ -17,13 +17,15 @@ import (
 )
 
 // Run runs the suite as subtests of t. newBackend must return a fresh, empty
-// backend for each call, and arrange its own cleanup with t.Cleanup. The
+// backend for each call, and arrange its own cleanup with t.Cleanup; one
+// that refreshes a blob on every RefreshBlob (see runCollectTests). The
 // lease tests run if the backend implements storage.Leaser, and are skipped
 // otherwise.
 func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 	t.Run("Blobs", func(t *testing.T) { runBlobTests(t, newBackend) })
 	t.Run("Read", func(t *testing.T) { runReadTests(t, newBackend) })
 	t.Run("Objects", func(t *testing.T) { runObjectTests(t, newBackend) })
+	t.Run("Collect", func(t *testing.T) { runCollectTests(t, newBackend) })
 	t.Run("Leases", func(t *testing.T) {
 		if _, ok := newBackend(t).(storage.Leaser); !ok {
 			t.Skip("the backend does not implement storage.Leaser")

@@ -248,7 +248,8 @@ func (e *Emulator) Client(t testing.TB) *gstorage.Client {
 // Options completes opts for a backend on the emulator: a fresh bucket if
 // opts.Bucket is empty, the emulator as Endpoint (unless opts.Client is
 // set and opts.Endpoint already names another address), and short retry
-// pauses, so that tests with faults stay quick.
+// pauses, so that tests with faults stay quick, and a refresh slack of a
+// nanosecond, so that every RefreshBlob writes.
 func (e *Emulator) Options(t testing.TB, opts gcs.Options) gcs.Options {
 	t.Helper()
 	if opts.Bucket == "" {
@@ -265,6 +266,11 @@ func (e *Emulator) Options(t testing.TB, opts gcs.Options) gcs.Options {
 	}
 	if opts.TempDir == "" {
 		opts.TempDir = t.TempDir()
+	}
+	if opts.RefreshSlack == 0 {
+		// Every RefreshBlob writes, as the shared suite expects: tests
+		// cannot wait out the default slack.
+		opts.RefreshSlack = time.Nanosecond
 	}
 	return opts
 }
