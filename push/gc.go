@@ -53,7 +53,7 @@ func (p Roots) MarkRoots(ctx context.Context, blob, manifest func(digest.Digest)
 		return err
 	}
 	for _, rec := range records {
-		if rec.Digest.Algorithm() == digest.SHA256 && reference.ValidDigest(rec.Digest) == nil {
+		if rec.Digest != "" && reference.ValidDigest(rec.Digest) == nil && rec.Digest.Algorithm() == digest.SHA256 {
 			blob(rec.Digest)
 		}
 	}

@@ -3,6 +3,9 @@ package push
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -76,19 +79,89 @@ func TestCollectedWithTheRepositories(t *testing.T) {
 // TestMountRefreshesTheBlob: mounting an old blob refreshes it, so a
 // collection running meanwhile keeps it though nothing linked it yet.
 func TestMountRefreshesTheBlob(t *testing.T) {
-	f := newFixture(t, Options{})
-	data := []byte("a layer nobody links yet")
-	info, err := storage.PutBlob(ctx, f.store, "application/octet-stream", digest.FromBytes(data), int64(len(data)), bytes.NewReader(data))
+	store, dir := testkit.NewFSStore(t)
+	reg, err := New(Options{Storage: store, Namespaces: []string{"local"}, Log: testkit.QuietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := time.Now()
-	if _, ok, err := f.reg.Mount(ctx, "local/app", "", info.Digest); err != nil || !ok {
+	t.Cleanup(func() { reg.Close() })
+	data := []byte("a layer nobody links yet")
+	info, err := storage.PutBlob(ctx, store, "application/octet-stream", digest.FromBytes(data), int64(len(data)), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written a day ago (the filesystem backend keeps a blob's last write
+	// or refresh as its file's time).
+	dayAgo := time.Now().Add(-24 * time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "blobs", "sha256", info.Digest.Encoded()), dayAgo, dayAgo); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := reg.Mount(ctx, "local/app", "", info.Digest); err != nil || !ok {
 		t.Fatalf("Mount = %v, %v", ok, err)
 	}
-	// A blob refreshed at or after before survives a delete with that
-	// cutoff: the collector's own check.
-	if err := f.store.DeleteBlob(ctx, info.Digest, before.Add(-time.Second)); !errors.Is(err, storage.ErrBlobRecent) {
+	// A collection that began an hour ago, before the mount, may not take
+	// it: the collector's own check as it deletes.
+	if err := store.DeleteBlob(ctx, info.Digest, time.Now().Add(-time.Hour)); !errors.Is(err, storage.ErrBlobRecent) {
 		t.Errorf("DeleteBlob of a just-mounted blob: %v, want ErrBlobRecent", err)
+	}
+}
+
+// TestPushesDuringCollections: images pushed while collections run, with
+// no grace at all, lose nothing: a write is recorded before it begins, a
+// blob is refreshed when it is mounted or linked, and the collector
+// judges a blob's time again as it deletes.
+func TestPushesDuringCollections(t *testing.T) {
+	f := newFixture(t, Options{})
+	opts := blobgc.Options{Storage: f.store, Grace: time.Nanosecond, Log: testkit.QuietLog(),
+		Roots: map[string]blobgc.Roots{Prefix: Roots{Store: f.store}}}
+	done := make(chan struct{})
+	collections := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { collections <- n }()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := blobgc.Run(ctx, opts, false); err != nil && !errors.Is(err, blobgc.ErrRunning) {
+				t.Error(err)
+				return
+			}
+			n++
+		}
+	}()
+	type pushed struct {
+		repo  string
+		blobs []digest.Digest
+	}
+	var all []pushed
+	for i := range 12 {
+		repo := fmt.Sprintf("local/app%d", i%3)
+		seed := fmt.Sprintf("s%d", i%4) // repeated seeds: mounts and re-links of blobs that exist
+		body := f.pushImage(t, repo, seed, nil)
+		res, err := f.reg.PutManifest(ctx, repo, v1.MediaTypeImageManifest, body, "", []string{fmt.Sprintf("v%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m v1.Manifest
+		mustUnmarshal(t, body, &m)
+		all = append(all, pushed{repo, []digest.Digest{res.Digest, m.Config.Digest, m.Layers[0].Digest}})
+	}
+	close(done)
+	if n := <-collections; n == 0 {
+		t.Fatal("no collection ran during the pushes")
+	}
+	// One more collection after every push: what is linked stays.
+	if _, err := blobgc.Run(ctx, opts, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range all {
+		for _, d := range p.blobs {
+			if _, err := f.store.StatBlob(ctx, d); err != nil {
+				t.Errorf("%s's blob %s was lost: %v", p.repo, d, err)
+			}
+		}
 	}
 }
