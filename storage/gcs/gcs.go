@@ -33,6 +33,7 @@
 package gcs
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -178,14 +179,14 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	b := &Backend{
 		name:            opts.Bucket,
 		log:             log.WithFields(logrus.Fields{"backend": "gcs", "bucket": opts.Bucket}),
-		chunkSize:       orDefault(opts.ChunkSize, DefaultChunkSize),
-		opTimeout:       orDefault(opts.OpTimeout, DefaultOpTimeout),
-		transferTimeout: orDefault(opts.TransferTimeout, DefaultTransferTimeout),
-		uploadAttempts:  orDefault(opts.UploadAttempts, DefaultUploadAttempts),
+		chunkSize:       cmp.Or(opts.ChunkSize, DefaultChunkSize),
+		opTimeout:       cmp.Or(opts.OpTimeout, DefaultOpTimeout),
+		transferTimeout: cmp.Or(opts.TransferTimeout, DefaultTransferTimeout),
+		uploadAttempts:  cmp.Or(opts.UploadAttempts, DefaultUploadAttempts),
 		tempDir:         opts.TempDir,
 		retry: gax.Backoff{
-			Initial:    orDefault(opts.RetryInitial, DefaultRetryInitial),
-			Max:        orDefault(opts.RetryMax, DefaultRetryMax),
+			Initial:    cmp.Or(opts.RetryInitial, DefaultRetryInitial),
+			Max:        cmp.Or(opts.RetryMax, DefaultRetryMax),
 			Multiplier: 2,
 		},
 	}
@@ -201,7 +202,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 		endpoint = u
 	}
 	if len(opts.SigningKey) > 0 || opts.SigningAccount != "" {
-		s, err := newSigner(opts.SigningKey, opts.SigningAccount, orDefault(opts.SignedURLTTL, DefaultSignedURLTTL), endpoint)
+		s, err := newSigner(opts.SigningKey, opts.SigningAccount, cmp.Or(opts.SignedURLTTL, DefaultSignedURLTTL), endpoint)
 		if err != nil {
 			return nil, fmt.Errorf("gcs storage: signing: %w", err)
 		}
@@ -228,7 +229,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 		// every one may be retried.
 		gstorage.WithPolicy(gstorage.RetryAlways),
 		gstorage.WithBackoff(b.retry),
-		gstorage.WithMaxAttempts(orDefault(opts.RetryAttempts, DefaultRetryAttempts)),
+		gstorage.WithMaxAttempts(cmp.Or(opts.RetryAttempts, DefaultRetryAttempts)),
 	)
 
 	if err := b.checkAccess(ctx); err != nil {
@@ -455,15 +456,6 @@ func (b *Backend) signedURL(key string) (string, error) {
 		Hostname: s.hostname,
 		Insecure: s.insecure,
 	})
-}
-
-// orDefault returns v, or def if v is the zero value.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // createSpool makes the local file a blob is written to before upload.

@@ -52,6 +52,7 @@
 package s3store
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"errors"
@@ -219,14 +220,14 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	b := &Backend{
 		bucket:          opts.Bucket,
 		log:             log.WithFields(logrus.Fields{"backend": "s3", "bucket": opts.Bucket}),
-		signedURLTTL:    orDefault(opts.SignedURLTTL, DefaultSignedURLTTL),
-		partSize:        orDefault(opts.PartSize, DefaultPartSize),
-		concurrency:     orDefault(opts.UploadConcurrency, DefaultUploadConcurrency),
-		opTimeout:       orDefault(opts.OpTimeout, DefaultOpTimeout),
-		transferTimeout: orDefault(opts.TransferTimeout, DefaultTransferTimeout),
-		retryInitial:    orDefault(opts.RetryInitial, DefaultRetryInitial),
-		retryMax:        orDefault(opts.RetryMax, DefaultRetryMax),
-		staleUploadAge:  orDefault(opts.StaleUploadAge, DefaultStaleUploadAge),
+		signedURLTTL:    cmp.Or(opts.SignedURLTTL, DefaultSignedURLTTL),
+		partSize:        cmp.Or(opts.PartSize, DefaultPartSize),
+		concurrency:     cmp.Or(opts.UploadConcurrency, DefaultUploadConcurrency),
+		opTimeout:       cmp.Or(opts.OpTimeout, DefaultOpTimeout),
+		transferTimeout: cmp.Or(opts.TransferTimeout, DefaultTransferTimeout),
+		retryInitial:    cmp.Or(opts.RetryInitial, DefaultRetryInitial),
+		retryMax:        cmp.Or(opts.RetryMax, DefaultRetryMax),
+		staleUploadAge:  cmp.Or(opts.StaleUploadAge, DefaultStaleUploadAge),
 		tempDir:         opts.TempDir,
 	}
 	if err := b.checkOptions(opts); err != nil {
@@ -234,7 +235,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	}
 
 	loadOpts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRetryer(func() aws.Retryer { return b.newRetryer(orDefault(opts.RetryAttempts, DefaultRetryAttempts)) }),
+		awsconfig.WithRetryer(func() aws.Retryer { return b.newRetryer(cmp.Or(opts.RetryAttempts, DefaultRetryAttempts)) }),
 		// The SDK's own log lines would otherwise go to stderr as plain
 		// text, among nixport's structured ones.
 		awsconfig.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
@@ -579,12 +580,3 @@ func wrapErr(op, what string, err error) error {
 
 // newToken returns a value unique to one write.
 func newToken() string { return crand.Text() }
-
-// orDefault returns v, or def if v is the zero value.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
