@@ -342,9 +342,6 @@ func (b *Backend) writeSmallOnce(ctx context.Context, sw smallWrite) (*gstorage.
 	return w.Attrs(), nil
 }
 
-// newToken returns a value unique to one write.
-func newToken() string { return rand.Text() }
-
 // isPreconditionFailed reports whether err is GCS's 412: the object exists
 // (DoesNotExist) or has another generation (GenerationMatch).
 func isPreconditionFailed(err error) bool {
@@ -356,6 +353,27 @@ func isPreconditionFailed(err error) bool {
 func isNotExist(err error) bool {
 	var gerr *googleapi.Error
 	return errors.Is(err, gstorage.ErrObjectNotExist) || (errors.As(err, &gerr) && gerr.Code == http.StatusNotFound)
+}
+
+// newToken returns a value unique to one write.
+func newToken() string { return rand.Text() }
+
+// conditionErr marks GCS's 412 as storage.ErrConditionFailed, for the
+// protocols of the storage package, keeping the error itself.
+func conditionErr(err error) error {
+	if isPreconditionFailed(err) {
+		return fmt.Errorf("%w: %w", storage.ErrConditionFailed, err)
+	}
+	return err
+}
+
+// storageErr is conditionErr that also marks "no such object" as
+// storage.ErrNotFound.
+func storageErr(err error) error {
+	if isNotExist(err) {
+		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+	}
+	return conditionErr(err)
 }
 
 // wrapErr adds context to an error from GCS, mapping "no such object" to

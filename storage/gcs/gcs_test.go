@@ -604,3 +604,34 @@ func pseudoRandom(seed byte, n int) []byte {
 	}
 	return out[:n]
 }
+
+// A lease record whose expiry cannot be read counts as expired, so that
+// damage cannot block a lease for good; one that can be read holds.
+func TestDamagedLeaseRecord(t *testing.T) {
+	emu := gcstest.Start(t)
+	b := emu.NewBackend(t, gcs.Options{})
+	client := emu.Client(t)
+	for _, tt := range []struct {
+		expires  string
+		wantHeld bool
+	}{
+		{time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano), true},
+		{"not a time", false},
+		{"", false},
+	} {
+		w := client.Bucket(b.Bucket()).Object("leases/build/x").NewWriter(t.Context())
+		w.Metadata = map[string]string{"nixport-lease-name": "build/x", "nixport-lease-holder": "other", "nixport-lease-expires": tt.expires}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		l, err := b.TryLease(t.Context(), "build/x", "instance-a", time.Hour)
+		if held := errors.Is(err, storage.ErrLeaseHeld); held != tt.wantHeld || (err != nil && !held) {
+			t.Errorf("expiry %q: TryLease: %v, want held %v", tt.expires, err, tt.wantHeld)
+		}
+		if err == nil {
+			if err := l.Release(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

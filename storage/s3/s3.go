@@ -569,6 +569,27 @@ func isNotExist(err error) bool {
 	return httpStatus(err) == http.StatusNotFound
 }
 
+// newToken returns a value unique to one write.
+func newToken() string { return crand.Text() }
+
+// conditionErr marks S3's 412 as storage.ErrConditionFailed, for the
+// protocols of the storage package, keeping the error itself.
+func conditionErr(err error) error {
+	if isPreconditionFailed(err) {
+		return fmt.Errorf("%w: %w", storage.ErrConditionFailed, err)
+	}
+	return err
+}
+
+// storageErr is conditionErr that also marks "no such object" as
+// storage.ErrNotFound.
+func storageErr(err error) error {
+	if isNotExist(err) {
+		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+	}
+	return conditionErr(err)
+}
+
 // wrapErr adds context to an error from S3, mapping "no such object" to
 // storage.ErrNotFound.
 func wrapErr(op, what string, err error) error {
@@ -577,6 +598,3 @@ func wrapErr(op, what string, err error) error {
 	}
 	return fmt.Errorf("%s %s: %w", op, what, err)
 }
-
-// newToken returns a value unique to one write.
-func newToken() string { return crand.Text() }

@@ -813,3 +813,33 @@ func pseudoRandom(seed byte, n int) []byte {
 	}
 	return out[:n]
 }
+
+// A lease record that cannot be read counts as expired, so that damage
+// cannot block a lease for good; one that can be read holds.
+func TestDamagedLeaseRecord(t *testing.T) {
+	srv := s3test.Start(t)
+	b := srv.NewBackend(t, s3store.Options{})
+	sum := sha256.Sum256([]byte("build/x"))
+	key := "leases/" + hex.EncodeToString(sum[:])
+	for _, tt := range []struct {
+		body     string
+		wantHeld bool
+	}{
+		{fmt.Sprintf(`{"name":"build/x","holder":"other","expires":%q,"token":"t"}`, time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)), true},
+		{`{"name":"build/x","holder":"other","token":"t"}`, false},
+		{`not JSON`, false},
+	} {
+		if _, err := srv.Client().PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(b.Bucket()), Key: aws.String(key), Body: strings.NewReader(tt.body)}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := b.TryLease(t.Context(), "build/x", "instance-a", time.Hour)
+		if held := errors.Is(err, storage.ErrLeaseHeld); held != tt.wantHeld || (err != nil && !held) {
+			t.Errorf("record %s: TryLease: %v, want held %v", tt.body, err, tt.wantHeld)
+		}
+		if err == nil {
+			if err := l.Release(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
