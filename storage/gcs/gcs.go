@@ -35,7 +35,6 @@ package gcs
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
@@ -354,9 +353,6 @@ func isNotExist(err error) bool {
 	var gerr *googleapi.Error
 	return errors.Is(err, gstorage.ErrObjectNotExist) || (errors.As(err, &gerr) && gerr.Code == http.StatusNotFound)
 }
-
-// newToken returns a value unique to one write.
-func newToken() string { return rand.Text() }
 
 // conditionErr marks GCS's 412 as storage.ErrConditionFailed, for the
 // protocols of the storage package, keeping the error itself.

@@ -569,9 +569,6 @@ func isNotExist(err error) bool {
 	return httpStatus(err) == http.StatusNotFound
 }
 
-// newToken returns a value unique to one write.
-func newToken() string { return crand.Text() }
-
 // conditionErr marks S3's 412 as storage.ErrConditionFailed, for the
 // protocols of the storage package, keeping the error itself.
 func conditionErr(err error) error {
