@@ -41,7 +41,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -169,15 +168,9 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.Bucket == "" {
 		return nil, errors.New("gcs storage: no bucket given")
 	}
-	log := opts.Log
-	if log == nil {
-		discard := logrus.New()
-		discard.Out = io.Discard
-		log = discard
-	}
 	b := &Backend{
 		name:            opts.Bucket,
-		log:             log.WithFields(logrus.Fields{"backend": "gcs", "bucket": opts.Bucket}),
+		log:             storage.ServiceLog(opts.Log, "gcs", opts.Bucket),
 		chunkSize:       cmp.Or(opts.ChunkSize, DefaultChunkSize),
 		opTimeout:       cmp.Or(opts.OpTimeout, DefaultOpTimeout),
 		transferTimeout: cmp.Or(opts.TransferTimeout, DefaultTransferTimeout),
@@ -194,9 +187,9 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	}
 	var endpoint *url.URL
 	if opts.Endpoint != "" {
-		u, err := url.Parse(opts.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("gcs storage: endpoint %q is not an http(s) URL", opts.Endpoint)
+		u, err := storage.ParseEndpoint(opts.Endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("gcs storage: %w", err)
 		}
 		endpoint = u
 	}
@@ -355,21 +348,13 @@ func isNotExist(err error) bool {
 }
 
 // conditionErr marks GCS's 412 as storage.ErrConditionFailed, for the
-// protocols of the storage package, keeping the error itself.
-func conditionErr(err error) error {
-	if isPreconditionFailed(err) {
-		return fmt.Errorf("%w: %w", storage.ErrConditionFailed, err)
-	}
-	return err
-}
+// protocols of the storage package.
+func conditionErr(err error) error { return storage.MarkServiceError(err, isPreconditionFailed, nil) }
 
 // storageErr is conditionErr that also marks "no such object" as
 // storage.ErrNotFound.
 func storageErr(err error) error {
-	if isNotExist(err) {
-		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
-	}
-	return conditionErr(err)
+	return storage.MarkServiceError(err, isPreconditionFailed, isNotExist)
 }
 
 // wrapErr adds context to an error from GCS, mapping "no such object" to

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 
 	gstorage "cloud.google.com/go/storage"
 	"google.golang.org/api/iterator"
@@ -78,8 +76,8 @@ func (b *Backend) GetObject(ctx context.Context, name string) ([]byte, error) {
 }
 
 // ListObjects implements storage.Backend. GCS lists in the byte order of
-// names, which is the order wanted; the names are sorted anyway, as the
-// interface promises, whatever the server does.
+// names, which is the order wanted; storage.ListedObjectNames sorts them
+// anyway, and leaves out names the backend could not have written.
 func (b *Backend) ListObjects(ctx context.Context, prefix string) ([]string, error) {
 	if err := storage.ValidObjectPrefix(prefix); err != nil {
 		return nil, err
@@ -90,7 +88,7 @@ func (b *Backend) ListObjects(ctx context.Context, prefix string) ([]string, err
 	if err := query.SetAttrSelection([]string{"Name"}); err != nil {
 		return nil, fmt.Errorf("listing objects under %q: %w", prefix, err)
 	}
-	var names []string
+	var keys []string
 	it := b.bucket.Objects(ctx, query)
 	for {
 		attrs, err := it.Next()
@@ -100,15 +98,9 @@ func (b *Backend) ListObjects(ctx context.Context, prefix string) ([]string, err
 		if err != nil {
 			return nil, fmt.Errorf("listing objects under %q: %w", prefix, err)
 		}
-		name := strings.TrimPrefix(attrs.Name, objectPrefix)
-		// Only names this backend could have written (an object put in
-		// the bucket by other means is not one of ours).
-		if storage.ValidObjectName(name) == nil {
-			names = append(names, name)
-		}
+		keys = append(keys, attrs.Name)
 	}
-	slices.Sort(names)
-	return names, nil
+	return storage.ListedObjectNames(keys, objectPrefix), nil
 }
 
 // DeleteObject implements storage.Backend.

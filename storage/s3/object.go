@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -131,15 +129,15 @@ func (b *Backend) GetObject(ctx context.Context, name string) ([]byte, error) {
 }
 
 // ListObjects implements storage.Backend. S3 lists in the byte order of
-// keys, which is the order wanted; the names are sorted anyway, as the
-// interface promises, whatever the server does.
+// keys, which is the order wanted; storage.ListedObjectNames sorts them
+// anyway, and leaves out names the backend could not have written.
 func (b *Backend) ListObjects(ctx context.Context, prefix string) ([]string, error) {
 	if err := storage.ValidObjectPrefix(prefix); err != nil {
 		return nil, err
 	}
 	ctx, cancel := b.opContext(ctx)
 	defer cancel()
-	var names []string
+	var keys []string
 	pages := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{
 		Bucket: aws.String(b.bucket),
 		Prefix: aws.String(objectPrefix + prefix),
@@ -150,16 +148,10 @@ func (b *Backend) ListObjects(ctx context.Context, prefix string) ([]string, err
 			return nil, fmt.Errorf("listing objects under %q: %w", prefix, err)
 		}
 		for _, obj := range page.Contents {
-			name := strings.TrimPrefix(aws.ToString(obj.Key), objectPrefix)
-			// Only names this backend could have written (an object put
-			// in the bucket by other means is not one of ours).
-			if storage.ValidObjectName(name) == nil {
-				names = append(names, name)
-			}
+			keys = append(keys, aws.ToString(obj.Key))
 		}
 	}
-	slices.Sort(names)
-	return names, nil
+	return storage.ListedObjectNames(keys, objectPrefix), nil
 }
 
 // DeleteObject implements storage.Backend.

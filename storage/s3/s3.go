@@ -60,7 +60,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -211,15 +210,9 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.Bucket == "" {
 		return nil, errors.New("s3 storage: no bucket given")
 	}
-	log := opts.Log
-	if log == nil {
-		discard := logrus.New()
-		discard.Out = io.Discard
-		log = discard
-	}
 	b := &Backend{
 		bucket:          opts.Bucket,
-		log:             log.WithFields(logrus.Fields{"backend": "s3", "bucket": opts.Bucket}),
+		log:             storage.ServiceLog(opts.Log, "s3", opts.Bucket),
 		signedURLTTL:    cmp.Or(opts.SignedURLTTL, DefaultSignedURLTTL),
 		partSize:        cmp.Or(opts.PartSize, DefaultPartSize),
 		concurrency:     cmp.Or(opts.UploadConcurrency, DefaultUploadConcurrency),
@@ -291,9 +284,8 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 // checkOptions checks what can be checked without a request.
 func (b *Backend) checkOptions(opts Options) error {
 	if opts.Endpoint != "" {
-		u, err := url.Parse(opts.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("endpoint %q is not an http(s) URL", opts.Endpoint)
+		if _, err := storage.ParseEndpoint(opts.Endpoint); err != nil {
+			return err
 		}
 	}
 	switch {
@@ -570,21 +562,13 @@ func isNotExist(err error) bool {
 }
 
 // conditionErr marks S3's 412 as storage.ErrConditionFailed, for the
-// protocols of the storage package, keeping the error itself.
-func conditionErr(err error) error {
-	if isPreconditionFailed(err) {
-		return fmt.Errorf("%w: %w", storage.ErrConditionFailed, err)
-	}
-	return err
-}
+// protocols of the storage package.
+func conditionErr(err error) error { return storage.MarkServiceError(err, isPreconditionFailed, nil) }
 
 // storageErr is conditionErr that also marks "no such object" as
 // storage.ErrNotFound.
 func storageErr(err error) error {
-	if isNotExist(err) {
-		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
-	}
-	return conditionErr(err)
+	return storage.MarkServiceError(err, isPreconditionFailed, isNotExist)
 }
 
 // wrapErr adds context to an error from S3, mapping "no such object" to
