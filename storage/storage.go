@@ -22,6 +22,10 @@
 // after its last write or refresh.
 // NewBlobWriter does the part of this that is the same everywhere (hashing,
 // verifying, cancelling) around a BlobSink, which each backend provides.
+// Likewise for the backends on a networked service (GCS, S3), whose
+// conditional writes may happen with their response lost:
+// TryVersionedLease is their one lease protocol, around the SDK calls of
+// a VersionedLeaseStore, and CreateObjectOnce their one conditional create.
 package storage
 
 import (

@@ -42,15 +42,14 @@
 package gcs
 
 import (
+	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -187,24 +186,18 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.Bucket == "" {
 		return nil, errors.New("gcs storage: no bucket given")
 	}
-	log := opts.Log
-	if log == nil {
-		discard := logrus.New()
-		discard.Out = io.Discard
-		log = discard
-	}
 	b := &Backend{
 		name:            opts.Bucket,
-		log:             log.WithFields(logrus.Fields{"backend": "gcs", "bucket": opts.Bucket}),
-		chunkSize:       orDefault(opts.ChunkSize, DefaultChunkSize),
-		opTimeout:       orDefault(opts.OpTimeout, DefaultOpTimeout),
-		transferTimeout: orDefault(opts.TransferTimeout, DefaultTransferTimeout),
-		uploadAttempts:  orDefault(opts.UploadAttempts, DefaultUploadAttempts),
-		refreshSlack:    orDefault(opts.RefreshSlack, DefaultRefreshSlack),
+		log:             storage.ServiceLog(opts.Log, "gcs", opts.Bucket),
+		chunkSize:       cmp.Or(opts.ChunkSize, DefaultChunkSize),
+		opTimeout:       cmp.Or(opts.OpTimeout, DefaultOpTimeout),
+		transferTimeout: cmp.Or(opts.TransferTimeout, DefaultTransferTimeout),
+		uploadAttempts:  cmp.Or(opts.UploadAttempts, DefaultUploadAttempts),
+		refreshSlack:    cmp.Or(opts.RefreshSlack, DefaultRefreshSlack),
 		tempDir:         opts.TempDir,
 		retry: gax.Backoff{
-			Initial:    orDefault(opts.RetryInitial, DefaultRetryInitial),
-			Max:        orDefault(opts.RetryMax, DefaultRetryMax),
+			Initial:    cmp.Or(opts.RetryInitial, DefaultRetryInitial),
+			Max:        cmp.Or(opts.RetryMax, DefaultRetryMax),
 			Multiplier: 2,
 		},
 	}
@@ -213,14 +206,14 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	}
 	var endpoint *url.URL
 	if opts.Endpoint != "" {
-		u, err := url.Parse(opts.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("gcs storage: endpoint %q is not an http(s) URL", opts.Endpoint)
+		u, err := storage.ParseEndpoint(opts.Endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("gcs storage: %w", err)
 		}
 		endpoint = u
 	}
 	if len(opts.SigningKey) > 0 || opts.SigningAccount != "" {
-		s, err := newSigner(opts.SigningKey, opts.SigningAccount, orDefault(opts.SignedURLTTL, DefaultSignedURLTTL), endpoint)
+		s, err := newSigner(opts.SigningKey, opts.SigningAccount, cmp.Or(opts.SignedURLTTL, DefaultSignedURLTTL), endpoint)
 		if err != nil {
 			return nil, fmt.Errorf("gcs storage: signing: %w", err)
 		}
@@ -247,7 +240,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 		// every one may be retried.
 		gstorage.WithPolicy(gstorage.RetryAlways),
 		gstorage.WithBackoff(b.retry),
-		gstorage.WithMaxAttempts(orDefault(opts.RetryAttempts, DefaultRetryAttempts)),
+		gstorage.WithMaxAttempts(cmp.Or(opts.RetryAttempts, DefaultRetryAttempts)),
 	)
 
 	if err := b.checkAccess(ctx); err != nil {
@@ -361,9 +354,6 @@ func (b *Backend) writeSmallOnce(ctx context.Context, sw smallWrite) (*gstorage.
 	return w.Attrs(), nil
 }
 
-// newToken returns a value unique to one write.
-func newToken() string { return rand.Text() }
-
 // isPreconditionFailed reports whether err is GCS's 412: the object exists
 // (DoesNotExist) or has another generation (GenerationMatch).
 func isPreconditionFailed(err error) bool {
@@ -375,6 +365,16 @@ func isPreconditionFailed(err error) bool {
 func isNotExist(err error) bool {
 	var gerr *googleapi.Error
 	return errors.Is(err, gstorage.ErrObjectNotExist) || (errors.As(err, &gerr) && gerr.Code == http.StatusNotFound)
+}
+
+// conditionErr marks GCS's 412 as storage.ErrConditionFailed, for the
+// protocols of the storage package.
+func conditionErr(err error) error { return storage.MarkServiceError(err, isPreconditionFailed, nil) }
+
+// storageErr is conditionErr that also marks "no such object" as
+// storage.ErrNotFound.
+func storageErr(err error) error {
+	return storage.MarkServiceError(err, isPreconditionFailed, isNotExist)
 }
 
 // wrapErr adds context to an error from GCS, mapping "no such object" to
@@ -475,15 +475,6 @@ func (b *Backend) signedURL(key string) (string, error) {
 		Hostname: s.hostname,
 		Insecure: s.insecure,
 	})
-}
-
-// orDefault returns v, or def if v is the zero value.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // createSpool makes the local file a blob is written to before upload.

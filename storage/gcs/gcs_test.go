@@ -27,7 +27,6 @@ import (
 	gstorage "cloud.google.com/go/storage"
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
-	logtest "github.com/sirupsen/logrus/hooks/test"
 	"google.golang.org/api/iterator"
 
 	"github.com/nixport/nixport/storage"
@@ -60,118 +59,68 @@ func TestSuiteSigned(t *testing.T) {
 }
 
 // TestSuiteWithFaults runs the suite through a proxy that breaks requests
-// in every way it can: every operation must still succeed. Meanwhile a
-// watcher reads every blob object in every bucket straight from the
-// emulator and checks that its content hashes to its name: no partial or
-// corrupt blob is ever visible.
+// in every way it can: every operation must still succeed, and no partial
+// or corrupt blob is ever visible (storagetest.RunWithFaults).
 func TestSuiteWithFaults(t *testing.T) {
 	emu := gcstest.Start(t)
 	proxy := emu.StartProxy(t, gcstest.Faults{Unavailable: 3, CutAfter: 7, CutBefore: 11, Truncate: 13, TooManyRequests: 17})
-	w := startWatcher(t, emu)
-	log, logs := logtest.NewNullLogger()
-	log.SetLevel(logrus.DebugLevel)
-	t.Run("Suite", func(t *testing.T) {
-		storagetest.Run(t, func(t *testing.T) storage.Backend {
-			return emu.NewBackend(t, gcs.Options{
-				Log:      log,
-				Endpoint: proxy.URL,
-				// Chunks small enough for the 20 MiB blob to need several,
-				// few enough for an upload to get through the faults in
-				// a few attempts (the emulator, unlike GCS, appends a
-				// chunk sent twice, and so needs a new upload).
-				ChunkSize:      4 << 20,
-				UploadAttempts: 20,
-			})
+	storagetest.RunWithFaults(t, networked(t, emu), proxy, func(t *testing.T, log logrus.FieldLogger) storage.Backend {
+		return emu.NewBackend(t, gcs.Options{
+			Log:      log,
+			Endpoint: proxy.URL,
+			// Chunks small enough for the 20 MiB blob to need several,
+			// few enough for an upload to get through the faults in
+			// a few attempts (the emulator, unlike GCS, appends a
+			// chunk sent twice, and so needs a new upload).
+			ChunkSize:      4 << 20,
+			UploadAttempts: 20,
 		})
 	})
-	checked := w.stop()
-	stats := proxy.Stats()
-	messages := map[string]int{}
-	for _, entry := range logs.AllEntries() {
-		if entry.Level <= logrus.WarnLevel || strings.Contains(entry.Message, "again") {
-			messages[entry.Level.String()+": "+entry.Message]++
-		}
-		if entry.Level <= logrus.ErrorLevel {
-			t.Errorf("backend logged an error: %s %v", entry.Message, entry.Data)
-		}
-	}
-	t.Logf("proxy: %+v; watcher checked %d blob objects; backend logs: %v", stats, checked, messages)
-	if stats.Unavailable == 0 || stats.TooManyRequests == 0 || stats.CutBefore == 0 || stats.CutAfter == 0 || stats.Truncated == 0 {
-		t.Errorf("not every kind of fault was injected: %+v", stats)
-	}
-	if checked == 0 {
-		t.Error("the watcher checked no blob objects")
-	}
 }
 
-// watcher checks blob objects straight on the emulator while tests run.
-type watcher struct {
-	t       *testing.T
-	client  *gstorage.Client
-	cancel  context.CancelFunc
-	done    chan struct{}
-	checked map[string]bool // bucket/name@generation already verified
-}
-
-func startWatcher(t *testing.T, emu *gcstest.Emulator) *watcher {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &watcher{t: t, client: emu.Client(t), cancel: cancel, done: make(chan struct{}), checked: map[string]bool{}}
-	go func() {
-		defer close(w.done)
-		for ctx.Err() == nil {
-			w.scan(ctx)
-			select {
-			case <-ctx.Done():
-			case <-time.After(5 * time.Millisecond):
+// networked describes the emulator to the checks every networked backend
+// passes. Every write to GCS is an upload, a POST.
+func networked(t *testing.T, emu *gcstest.Emulator) storagetest.Networked {
+	uploads := func(r gcstest.RequestRecord) bool { return r.Method == http.MethodPost }
+	client := emu.Client(t)
+	return storagetest.Networked{
+		NewBackend: func(t *testing.T, like storage.Backend, endpoint string, log logrus.FieldLogger) storage.Backend {
+			opts := gcs.Options{Endpoint: endpoint, Log: log}
+			if like != nil {
+				opts.Bucket = like.(*gcs.Backend).Bucket()
 			}
-		}
-	}()
-	t.Cleanup(func() { w.stop() })
-	return w
-}
-
-// stop ends the watcher (once it has finished a last scan) and returns how
-// many objects it verified.
-func (w *watcher) stop() int {
-	w.cancel()
-	<-w.done
-	w.scan(context.Background())
-	return len(w.checked)
-}
-
-func (w *watcher) scan(ctx context.Context) {
-	buckets := w.client.Buckets(ctx, "nixport-test")
-	for {
-		battrs, err := buckets.Next()
-		if err != nil {
-			return // done, or cancelled
-		}
-		objects := w.client.Bucket(battrs.Name).Objects(ctx, &gstorage.Query{Prefix: "blobs/sha256/"})
-		for {
-			attrs, err := objects.Next()
-			if err != nil {
-				break
+			return emu.NewBackend(t, opts)
+		},
+		StartProxy: emu.StartProxy,
+		SmallWrite: uploads,
+		BlobWrite:  uploads,
+		ListBlobs: func(ctx context.Context) ([]storagetest.StoredBlob, error) {
+			var blobs []storagetest.StoredBlob
+			buckets := client.Buckets(ctx, "nixport-test")
+			for {
+				battrs, err := buckets.Next()
+				if errors.Is(err, iterator.Done) {
+					return blobs, nil
+				}
+				if err != nil {
+					return blobs, err
+				}
+				objects := client.Bucket(battrs.Name).Objects(ctx, &gstorage.Query{Prefix: "blobs/sha256/"})
+				for {
+					attrs, err := objects.Next()
+					if err != nil {
+						break // done, or deleted with its bucket meanwhile
+					}
+					obj := client.Bucket(attrs.Bucket).Object(attrs.Name).Generation(attrs.Generation)
+					blobs = append(blobs, storagetest.StoredBlob{
+						ID:   fmt.Sprintf("%s/%s@%d", attrs.Bucket, attrs.Name, attrs.Generation),
+						Hex:  strings.TrimPrefix(attrs.Name, "blobs/sha256/"),
+						Size: attrs.Size,
+						Open: func(ctx context.Context) (io.ReadCloser, error) { return obj.NewReader(ctx) },
+					})
+				}
 			}
-			id := fmt.Sprintf("%s/%s@%d", attrs.Bucket, attrs.Name, attrs.Generation)
-			if w.checked[id] {
-				continue
-			}
-			r, err := w.client.Bucket(attrs.Bucket).Object(attrs.Name).Generation(attrs.Generation).NewReader(ctx)
-			if err != nil {
-				continue // deleted with its bucket meanwhile, or cancelled
-			}
-			h := sha256.New()
-			n, err := io.Copy(h, r)
-			r.Close()
-			if err != nil {
-				continue
-			}
-			want := strings.TrimPrefix(attrs.Name, "blobs/sha256/")
-			if got := hex.EncodeToString(h.Sum(nil)); got != want || n != attrs.Size {
-				w.t.Errorf("visible blob object %s holds %d bytes hashing to %s (object size %d)", id, n, got, attrs.Size)
-			}
-			w.checked[id] = true
-		}
+		},
 	}
 }
 
@@ -184,7 +133,7 @@ func TestResumableUploadInChunks(t *testing.T) {
 	spool := t.TempDir()
 	const chunk = 256 << 10
 	b := emu.NewBackend(t, gcs.Options{Endpoint: proxy.URL, ChunkSize: chunk, TempDir: spool})
-	content := pseudoRandom(1, 5*chunk+1000)
+	content := storagetest.RandomBytes(1, 5*chunk+1000)
 	info, err := storage.PutBlob(t.Context(), b, layerType, digest.FromBytes(content), int64(len(content)), bytes.NewReader(content))
 	if err != nil {
 		t.Fatal(err)
@@ -220,124 +169,16 @@ func TestResumableUploadInChunks(t *testing.T) {
 	}
 }
 
-// A conditional write whose response is lost happened; its retry then
-// fails its precondition. The writer must still see its own write as a
-// success: CreateObject does not report ErrExists, TryLease takes the
-// lease, a blob Commit succeeds.
+// A conditional write whose response is lost happened; the writer still
+// sees its own write as a success (storagetest.RunLostResponses).
 func TestLostResponses(t *testing.T) {
-	emu := gcstest.Start(t)
-	uploads := func(r gcstest.RequestRecord) bool { return r.Method == http.MethodPost }
-	newBackend := func(t *testing.T) (*gcs.Backend, *gcstest.Proxy) {
-		proxy := emu.StartProxy(t, gcstest.Faults{CutAfter: 1, Limit: 1, Match: uploads})
-		return emu.NewBackend(t, gcs.Options{Endpoint: proxy.URL}), proxy
-	}
-	requireOneCut := func(t *testing.T, proxy *gcstest.Proxy) {
-		t.Helper()
-		if s := proxy.Stats(); s.CutAfter != 1 {
-			t.Errorf("%d responses cut, want 1", s.CutAfter)
-		}
-	}
-
-	t.Run("CreateObject", func(t *testing.T) {
-		b, proxy := newBackend(t)
-		if err := b.CreateObject(t.Context(), "tags/x", []byte("mine")); err != nil {
-			t.Fatalf("CreateObject: %v", err)
-		}
-		requireOneCut(t, proxy)
-		if got, err := b.GetObject(t.Context(), "tags/x"); err != nil || string(got) != "mine" {
-			t.Errorf("GetObject = %q, %v", got, err)
-		}
-		if err := b.CreateObject(t.Context(), "tags/x", []byte("again")); !errors.Is(err, storage.ErrExists) {
-			t.Errorf("second CreateObject: %v, want ErrExists", err)
-		}
-	})
-
-	t.Run("TryLease", func(t *testing.T) {
-		b, proxy := newBackend(t)
-		l, err := b.TryLease(t.Context(), "image", "instance-a", time.Hour)
-		if err != nil {
-			t.Fatalf("TryLease: %v", err)
-		}
-		requireOneCut(t, proxy)
-		if _, err := b.TryLease(t.Context(), "image", "instance-b", time.Hour); !errors.Is(err, storage.ErrLeaseHeld) {
-			t.Errorf("second holder: %v, want ErrLeaseHeld", err)
-		}
-		if err := l.Renew(t.Context()); err != nil {
-			t.Errorf("Renew: %v", err)
-		}
-	})
-
-	t.Run("Renew", func(t *testing.T) {
-		direct := emu.NewBackend(t, gcs.Options{})
-		l, err := direct.TryLease(t.Context(), "image", "instance-a", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The same lease, renewed through a backend whose first upload
-		// loses its response.
-		proxy := emu.StartProxy(t, gcstest.Faults{CutAfter: 1, Limit: 1, Match: uploads})
-		viaProxy := emu.NewBackend(t, gcs.Options{Bucket: direct.Bucket(), Endpoint: proxy.URL})
-		l2, err := viaProxy.TryLease(t.Context(), "image", "instance-a", time.Hour) // same holder: retakes
-		if err != nil {
-			t.Fatalf("TryLease by the same holder: %v", err)
-		}
-		requireOneCut(t, proxy)
-		if err := l2.Renew(t.Context()); err != nil {
-			t.Errorf("Renew: %v", err)
-		}
-		if err := l.Renew(t.Context()); !errors.Is(err, storage.ErrLeaseLost) {
-			t.Errorf("Renew of the replaced lease: %v, want ErrLeaseLost", err)
-		}
-	})
-
-	t.Run("Blob", func(t *testing.T) {
-		b, proxy := newBackend(t)
-		content := pseudoRandom(2, 100_000)
-		info, err := storage.PutBlob(t.Context(), b, layerType, digest.FromBytes(content), int64(len(content)), bytes.NewReader(content))
-		if err != nil {
-			t.Fatalf("PutBlob: %v", err)
-		}
-		requireOneCut(t, proxy)
-		if got, err := b.StatBlob(t.Context(), info.Digest); err != nil || got != info {
-			t.Errorf("StatBlob = %+v, %v; want %+v", got, err, info)
-		}
-	})
+	storagetest.RunLostResponses(t, networked(t, gcstest.Start(t)))
 }
 
 // Two backends (two instances) on one bucket see each other's blobs and
 // objects, and one lease between them.
 func TestTwoInstancesOneBucket(t *testing.T) {
-	emu := gcstest.Start(t)
-	first := emu.NewBackend(t, gcs.Options{})
-	second := emu.NewBackend(t, gcs.Options{Bucket: first.Bucket()})
-	content := []byte("built on the first instance")
-	info, err := storage.PutBlob(t.Context(), first, layerType, "", -1, bytes.NewReader(content))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := second.StatBlob(t.Context(), info.Digest); err != nil || got != info {
-		t.Errorf("second StatBlob = %+v, %v; want %+v", got, err, info)
-	}
-	if err := first.PutObject(t.Context(), "manifests/x", []byte("m")); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := second.GetObject(t.Context(), "manifests/x"); err != nil || string(got) != "m" {
-		t.Errorf("second GetObject = %q, %v", got, err)
-	}
-	lease, err := first.TryLease(t.Context(), "build/x", "first", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held *storage.LeaseHeldError
-	if _, err := second.TryLease(t.Context(), "build/x", "second", time.Hour); !errors.As(err, &held) || held.Holder != "first" {
-		t.Errorf("second TryLease: %v, want held by first", err)
-	}
-	if err := lease.Release(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := second.TryLease(t.Context(), "build/x", "second", time.Hour); err != nil {
-		t.Errorf("second TryLease after release: %v", err)
-	}
+	storagetest.RunTwoInstances(t, networked(t, gcstest.Start(t)))
 }
 
 // With a signing key, SignedBlobURL gives a V4 signed URL on the emulator;
@@ -350,7 +191,7 @@ func TestSignedBlobURL(t *testing.T) {
 	const account = "signer@nixport-test.iam.gserviceaccount.com"
 	const ttl = 2 * time.Minute
 	b := emu.NewBackend(t, gcs.Options{SigningKey: key.pem, SigningAccount: account, SignedURLTTL: ttl})
-	content := pseudoRandom(3, 50_000)
+	content := storagetest.RandomBytes(3, 50_000)
 	info, err := storage.PutBlob(t.Context(), b, layerType, "", -1, bytes.NewReader(content))
 	if err != nil {
 		t.Fatal(err)
@@ -594,15 +435,26 @@ func testKeys(t *testing.T) [2]signingKey {
 // newSigningKey returns the first test key.
 func newSigningKey(t *testing.T) signingKey { return testKeys(t)[0] }
 
-// pseudoRandom returns n bytes that depend only on seed.
-func pseudoRandom(seed byte, n int) []byte {
-	out := make([]byte, 0, n+sha256.Size)
-	block := sha256.Sum256([]byte{seed})
-	for len(out) < n {
-		out = append(out, block[:]...)
-		block = sha256.Sum256(block[:])
+// A lease record whose expiry cannot be read counts as expired; one that
+// can be read holds.
+func TestDamagedLeaseRecord(t *testing.T) {
+	emu := gcstest.Start(t)
+	b := emu.NewBackend(t, gcs.Options{})
+	client := emu.Client(t)
+	record := func(name, expires string, damaged bool) storagetest.StoredLease {
+		return storagetest.StoredLease{Name: name, Damaged: damaged, Store: func(t *testing.T) {
+			w := client.Bucket(b.Bucket()).Object("leases/build/x").NewWriter(t.Context())
+			w.Metadata = map[string]string{"nixport-lease-name": "build/x", "nixport-lease-holder": "other", "nixport-lease-expires": expires}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}}
 	}
-	return out[:n]
+	storagetest.RunDamagedLeases(t, b, []storagetest.StoredLease{
+		record("readable", time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano), false),
+		record("expiry not a time", "not a time", true),
+		record("no expiry", "", true),
+	})
 }
 
 // TestRefreshSlack: a blob written or refreshed within the slack is not

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 
 	gstorage "cloud.google.com/go/storage"
 	"google.golang.org/api/iterator"
@@ -33,49 +31,29 @@ func (b *Backend) PutObject(ctx context.Context, name string, data []byte) error
 // precondition: of several concurrent creators, exactly one succeeds. A
 // creator whose write went through but whose response was lost sees a 412
 // on the retry; the token in the object's metadata tells it the object is
-// its own.
+// its own (storage.CreateObjectOnce).
 func (b *Backend) CreateObject(ctx context.Context, name string, data []byte) error {
-	if err := storage.ValidObjectName(name); err != nil {
-		return err
-	}
 	key := objectKey(name)
-	token := newToken()
-	_, err := b.writeSmall(ctx, smallWrite{
-		key:      key,
-		data:     data,
-		conds:    &gstorage.Conditions{DoesNotExist: true},
-		metadata: map[string]string{metaToken: token},
-	})
-	if isPreconditionFailed(err) {
-		ours, checkErr := b.writtenBy(ctx, key, token)
-		switch {
-		case checkErr != nil:
-			return fmt.Errorf("creating object %s: it exists, but checking whose it is: %w", name, checkErr)
-		case ours:
-			return nil
-		default:
-			return fmt.Errorf("creating object %s: %w", name, storage.ErrExists)
+	create := func(ctx context.Context, token string) error {
+		_, err := b.writeSmall(ctx, smallWrite{
+			key:      key,
+			data:     data,
+			conds:    &gstorage.Conditions{DoesNotExist: true},
+			metadata: map[string]string{metaToken: token},
+		})
+		return conditionErr(err)
+	}
+	// tokenOf reads the token of the object's current generation.
+	tokenOf := func(ctx context.Context) (string, error) {
+		ctx, cancel := b.opContext(ctx)
+		defer cancel()
+		attrs, err := b.bucket.Object(key).Attrs(ctx)
+		if err != nil {
+			return "", storageErr(err)
 		}
+		return attrs.Metadata[metaToken], nil
 	}
-	if err != nil {
-		return fmt.Errorf("creating object %s: %w", name, err)
-	}
-	return nil
-}
-
-// writtenBy reports whether the object's current generation was written
-// with token.
-func (b *Backend) writtenBy(ctx context.Context, key, token string) (bool, error) {
-	ctx, cancel := b.opContext(ctx)
-	defer cancel()
-	attrs, err := b.bucket.Object(key).Attrs(ctx)
-	if isNotExist(err) {
-		return false, nil // removed meanwhile; in any case not ours now
-	}
-	if err != nil {
-		return false, err
-	}
-	return attrs.Metadata[metaToken] == token, nil
+	return storage.CreateObjectOnce(ctx, name, create, tokenOf)
 }
 
 // GetObject implements storage.Backend.
@@ -98,8 +76,8 @@ func (b *Backend) GetObject(ctx context.Context, name string) ([]byte, error) {
 }
 
 // ListObjects implements storage.Backend. GCS lists in the byte order of
-// names, which is the order wanted; the names are sorted anyway, as the
-// interface promises, whatever the server does.
+// names, which is the order wanted; storage.ListedObjectNames sorts them
+// anyway, and leaves out names the backend could not have written.
 func (b *Backend) ListObjects(ctx context.Context, prefix string) ([]string, error) {
 	if err := storage.ValidObjectPrefix(prefix); err != nil {
 		return nil, err
@@ -110,7 +88,7 @@ func (b *Backend) ListObjects(ctx context.Context, prefix string) ([]string, err
 	if err := query.SetAttrSelection([]string{"Name"}); err != nil {
 		return nil, fmt.Errorf("listing objects under %q: %w", prefix, err)
 	}
-	var names []string
+	var keys []string
 	it := b.bucket.Objects(ctx, query)
 	for {
 		attrs, err := it.Next()
@@ -120,15 +98,9 @@ func (b *Backend) ListObjects(ctx context.Context, prefix string) ([]string, err
 		if err != nil {
 			return nil, fmt.Errorf("listing objects under %q: %w", prefix, err)
 		}
-		name := strings.TrimPrefix(attrs.Name, objectPrefix)
-		// Only names this backend could have written (an object put in
-		// the bucket by other means is not one of ours).
-		if storage.ValidObjectName(name) == nil {
-			names = append(names, name)
-		}
+		keys = append(keys, attrs.Name)
 	}
-	slices.Sort(names)
-	return names, nil
+	return storage.ListedObjectNames(keys, objectPrefix), nil
 }
 
 // DeleteObject implements storage.Backend.

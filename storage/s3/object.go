@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -97,44 +95,25 @@ func (b *Backend) PutObject(ctx context.Context, name string, data []byte) error
 // CreateObject implements storage.Backend, with If-None-Match: *: of
 // several concurrent creators, exactly one succeeds. A creator whose write
 // went through but whose response was lost sees a 412 on the retry; the
-// token in the object's metadata tells it the object is its own.
+// token in the object's metadata tells it the object is its own
+// (storage.CreateObjectOnce).
 func (b *Backend) CreateObject(ctx context.Context, name string, data []byte) error {
-	if err := storage.ValidObjectName(name); err != nil {
-		return err
-	}
 	key := objectKey(name)
-	token := newToken()
-	_, err := b.writeSmall(ctx, smallWrite{key: key, data: data, ifNoneMatch: true, metadata: map[string]string{metaToken: token}})
-	if isPreconditionFailed(err) {
-		ours, checkErr := b.writtenBy(ctx, key, token)
-		switch {
-		case checkErr != nil:
-			return fmt.Errorf("creating object %s: it exists, but checking whose it is: %w", name, checkErr)
-		case ours:
-			return nil
-		default:
-			return fmt.Errorf("creating object %s: %w", name, storage.ErrExists)
+	create := func(ctx context.Context, token string) error {
+		_, err := b.writeSmall(ctx, smallWrite{key: key, data: data, ifNoneMatch: true, metadata: map[string]string{metaToken: token}})
+		return conditionErr(err)
+	}
+	// tokenOf reads the token of the object stored under key.
+	tokenOf := func(ctx context.Context) (string, error) {
+		ctx, cancel := b.opContext(ctx)
+		defer cancel()
+		out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+		if err != nil {
+			return "", storageErr(err)
 		}
+		return metaValue(out.Metadata, metaToken), nil
 	}
-	if err != nil {
-		return fmt.Errorf("creating object %s: %w", name, err)
-	}
-	return nil
-}
-
-// writtenBy reports whether the object stored under key was written with
-// token.
-func (b *Backend) writtenBy(ctx context.Context, key, token string) (bool, error) {
-	ctx, cancel := b.opContext(ctx)
-	defer cancel()
-	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
-	if isNotExist(err) {
-		return false, nil // removed meanwhile; in any case not ours now
-	}
-	if err != nil {
-		return false, err
-	}
-	return metaValue(out.Metadata, metaToken) == token, nil
+	return storage.CreateObjectOnce(ctx, name, create, tokenOf)
 }
 
 // GetObject implements storage.Backend.
@@ -150,15 +129,15 @@ func (b *Backend) GetObject(ctx context.Context, name string) ([]byte, error) {
 }
 
 // ListObjects implements storage.Backend. S3 lists in the byte order of
-// keys, which is the order wanted; the names are sorted anyway, as the
-// interface promises, whatever the server does.
+// keys, which is the order wanted; storage.ListedObjectNames sorts them
+// anyway, and leaves out names the backend could not have written.
 func (b *Backend) ListObjects(ctx context.Context, prefix string) ([]string, error) {
 	if err := storage.ValidObjectPrefix(prefix); err != nil {
 		return nil, err
 	}
 	ctx, cancel := b.opContext(ctx)
 	defer cancel()
-	var names []string
+	var keys []string
 	pages := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{
 		Bucket: aws.String(b.bucket),
 		Prefix: aws.String(objectPrefix + prefix),
@@ -169,16 +148,10 @@ func (b *Backend) ListObjects(ctx context.Context, prefix string) ([]string, err
 			return nil, fmt.Errorf("listing objects under %q: %w", prefix, err)
 		}
 		for _, obj := range page.Contents {
-			name := strings.TrimPrefix(aws.ToString(obj.Key), objectPrefix)
-			// Only names this backend could have written (an object put
-			// in the bucket by other means is not one of ours).
-			if storage.ValidObjectName(name) == nil {
-				names = append(names, name)
-			}
+			keys = append(keys, aws.ToString(obj.Key))
 		}
 	}
-	slices.Sort(names)
-	return names, nil
+	return storage.ListedObjectNames(keys, objectPrefix), nil
 }
 
 // DeleteObject implements storage.Backend.

@@ -62,6 +62,7 @@
 package s3store
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"errors"
@@ -69,7 +70,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -221,23 +221,17 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.Bucket == "" {
 		return nil, errors.New("s3 storage: no bucket given")
 	}
-	log := opts.Log
-	if log == nil {
-		discard := logrus.New()
-		discard.Out = io.Discard
-		log = discard
-	}
 	b := &Backend{
 		bucket:          opts.Bucket,
-		log:             log.WithFields(logrus.Fields{"backend": "s3", "bucket": opts.Bucket}),
-		signedURLTTL:    orDefault(opts.SignedURLTTL, DefaultSignedURLTTL),
-		partSize:        orDefault(opts.PartSize, DefaultPartSize),
-		concurrency:     orDefault(opts.UploadConcurrency, DefaultUploadConcurrency),
-		opTimeout:       orDefault(opts.OpTimeout, DefaultOpTimeout),
-		transferTimeout: orDefault(opts.TransferTimeout, DefaultTransferTimeout),
-		retryInitial:    orDefault(opts.RetryInitial, DefaultRetryInitial),
-		retryMax:        orDefault(opts.RetryMax, DefaultRetryMax),
-		staleUploadAge:  orDefault(opts.StaleUploadAge, DefaultStaleUploadAge),
+		log:             storage.ServiceLog(opts.Log, "s3", opts.Bucket),
+		signedURLTTL:    cmp.Or(opts.SignedURLTTL, DefaultSignedURLTTL),
+		partSize:        cmp.Or(opts.PartSize, DefaultPartSize),
+		concurrency:     cmp.Or(opts.UploadConcurrency, DefaultUploadConcurrency),
+		opTimeout:       cmp.Or(opts.OpTimeout, DefaultOpTimeout),
+		transferTimeout: cmp.Or(opts.TransferTimeout, DefaultTransferTimeout),
+		retryInitial:    cmp.Or(opts.RetryInitial, DefaultRetryInitial),
+		retryMax:        cmp.Or(opts.RetryMax, DefaultRetryMax),
+		staleUploadAge:  cmp.Or(opts.StaleUploadAge, DefaultStaleUploadAge),
 		tempDir:         opts.TempDir,
 	}
 	if err := b.checkOptions(opts); err != nil {
@@ -245,7 +239,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	}
 
 	loadOpts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRetryer(func() aws.Retryer { return b.newRetryer(orDefault(opts.RetryAttempts, DefaultRetryAttempts)) }),
+		awsconfig.WithRetryer(func() aws.Retryer { return b.newRetryer(cmp.Or(opts.RetryAttempts, DefaultRetryAttempts)) }),
 		// The SDK's own log lines would otherwise go to stderr as plain
 		// text, among nixport's structured ones.
 		awsconfig.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
@@ -301,9 +295,8 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 // checkOptions checks what can be checked without a request.
 func (b *Backend) checkOptions(opts Options) error {
 	if opts.Endpoint != "" {
-		u, err := url.Parse(opts.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("endpoint %q is not an http(s) URL", opts.Endpoint)
+		if _, err := storage.ParseEndpoint(opts.Endpoint); err != nil {
+			return err
 		}
 	}
 	switch {
@@ -579,6 +572,16 @@ func isNotExist(err error) bool {
 	return httpStatus(err) == http.StatusNotFound
 }
 
+// conditionErr marks S3's 412 as storage.ErrConditionFailed, for the
+// protocols of the storage package.
+func conditionErr(err error) error { return storage.MarkServiceError(err, isPreconditionFailed, nil) }
+
+// storageErr is conditionErr that also marks "no such object" as
+// storage.ErrNotFound.
+func storageErr(err error) error {
+	return storage.MarkServiceError(err, isPreconditionFailed, isNotExist)
+}
+
 // wrapErr adds context to an error from S3, mapping "no such object" to
 // storage.ErrNotFound.
 func wrapErr(op, what string, err error) error {
@@ -586,16 +589,4 @@ func wrapErr(op, what string, err error) error {
 		return fmt.Errorf("%s %s: %w", op, what, storage.ErrNotFound)
 	}
 	return fmt.Errorf("%s %s: %w", op, what, err)
-}
-
-// newToken returns a value unique to one write.
-func newToken() string { return crand.Text() }
-
-// orDefault returns v, or def if v is the zero value.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }

@@ -56,115 +56,70 @@ func TestSuitePresigned(t *testing.T) {
 }
 
 // TestSuiteWithFaults runs the suite through a proxy that breaks requests
-// in every way it can: every operation must still succeed. Meanwhile a
-// watcher reads every blob object in every bucket straight from the
-// gateway and checks that its content hashes to its name: no partial or
-// corrupt blob is ever visible.
+// in every way it can: every operation must still succeed, and no partial
+// or corrupt blob is ever visible (storagetest.RunWithFaults).
 func TestSuiteWithFaults(t *testing.T) {
 	srv := s3test.Start(t)
 	proxy := srv.StartProxy(t, faultproxy.Faults{Unavailable: 3, CutAfter: 7, CutBefore: 11, Truncate: 3, TooManyRequests: 17})
-	w := startWatcher(t, srv)
-	log, logs := logtest.NewNullLogger()
-	log.SetLevel(logrus.DebugLevel)
-	t.Run("Suite", func(t *testing.T) {
-		storagetest.Run(t, func(t *testing.T) storage.Backend {
-			return srv.NewBackend(t, s3store.Options{
-				Log:      log,
-				Endpoint: proxy.URL,
-				// Parts small enough for the 20 MiB blob to need several.
-				PartSize: s3store.MinPartSize,
-			})
+	storagetest.RunWithFaults(t, networked(srv), proxy, func(t *testing.T, log logrus.FieldLogger) storage.Backend {
+		return srv.NewBackend(t, s3store.Options{
+			Log:      log,
+			Endpoint: proxy.URL,
+			// Parts small enough for the 20 MiB blob to need several.
+			PartSize: s3store.MinPartSize,
 		})
 	})
-	checked := w.stop()
-	stats := proxy.Stats()
-	messages := map[string]int{}
-	for _, entry := range logs.AllEntries() {
-		if entry.Level <= logrus.WarnLevel || strings.Contains(entry.Message, "again") {
-			messages[entry.Level.String()+": "+entry.Message]++
-		}
-		if entry.Level <= logrus.ErrorLevel {
-			t.Errorf("backend logged an error: %s %v", entry.Message, entry.Data)
-		}
-	}
-	t.Logf("proxy: %+v; watcher checked %d blob objects; backend logs: %v", stats, checked, messages)
-	if stats.Unavailable == 0 || stats.TooManyRequests == 0 || stats.CutBefore == 0 || stats.CutAfter == 0 || stats.Truncated == 0 {
-		t.Errorf("not every kind of fault was injected: %+v", stats)
-	}
-	if checked == 0 {
-		t.Error("the watcher checked no blob objects")
-	}
 }
 
-// watcher checks blob objects straight on the gateway while tests run.
-type watcher struct {
-	t       *testing.T
-	client  *s3.Client
-	cancel  context.CancelFunc
-	done    chan struct{}
-	checked map[string]bool // bucket/key@etag already verified
-}
-
-func startWatcher(t *testing.T, srv *s3test.Server) *watcher {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &watcher{t: t, client: srv.Client(), cancel: cancel, done: make(chan struct{}), checked: map[string]bool{}}
-	go func() {
-		defer close(w.done)
-		for ctx.Err() == nil {
-			w.scan(ctx)
-			select {
-			case <-ctx.Done():
-			case <-time.After(5 * time.Millisecond):
+// networked describes the gateway to the checks every networked backend
+// passes.
+func networked(srv *s3test.Server) storagetest.Networked {
+	client := srv.Client()
+	return storagetest.Networked{
+		NewBackend: func(t *testing.T, like storage.Backend, endpoint string, log logrus.FieldLogger) storage.Backend {
+			opts := s3store.Options{Endpoint: endpoint, Log: log}
+			if like != nil {
+				opts.Bucket = like.(*s3store.Backend).Bucket()
 			}
-		}
-	}()
-	t.Cleanup(func() { w.stop() })
-	return w
-}
-
-// stop ends the watcher (once it has finished a last scan) and returns how
-// many objects it verified.
-func (w *watcher) stop() int {
-	w.cancel()
-	<-w.done
-	w.scan(context.Background())
-	return len(w.checked)
-}
-
-func (w *watcher) scan(ctx context.Context) {
-	buckets, err := w.client.ListBuckets(ctx, &s3.ListBucketsInput{})
-	if err != nil {
-		return // cancelled
-	}
-	for _, bucket := range buckets.Buckets {
-		pages := s3.NewListObjectsV2Paginator(w.client, &s3.ListObjectsV2Input{Bucket: bucket.Name, Prefix: aws.String("blobs/sha256/")})
-		for pages.HasMorePages() {
-			page, err := pages.NextPage(ctx)
+			return srv.NewBackend(t, opts)
+		},
+		StartProxy: srv.StartProxy,
+		// Not New's probes: writes of the backend's own objects.
+		SmallWrite: func(r faultproxy.RequestRecord) bool {
+			return (r.Method == http.MethodPut || r.Method == http.MethodPost) && !strings.Contains(r.Path, "/probes/")
+		},
+		BlobWrite: isBlobPut,
+		ListBlobs: func(ctx context.Context) ([]storagetest.StoredBlob, error) {
+			buckets, err := client.ListBuckets(ctx, &s3.ListBucketsInput{})
 			if err != nil {
-				break
+				return nil, err
 			}
-			for _, obj := range page.Contents {
-				id := fmt.Sprintf("%s/%s@%s", aws.ToString(bucket.Name), aws.ToString(obj.Key), aws.ToString(obj.ETag))
-				if w.checked[id] {
-					continue
+			var blobs []storagetest.StoredBlob
+			for _, bucket := range buckets.Buckets {
+				pages := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: bucket.Name, Prefix: aws.String("blobs/sha256/")})
+				for pages.HasMorePages() {
+					page, err := pages.NextPage(ctx)
+					if err != nil {
+						break // deleted with its bucket meanwhile, or cancelled
+					}
+					for _, obj := range page.Contents {
+						blobs = append(blobs, storagetest.StoredBlob{
+							ID:   fmt.Sprintf("%s/%s@%s", aws.ToString(bucket.Name), aws.ToString(obj.Key), aws.ToString(obj.ETag)),
+							Hex:  strings.TrimPrefix(aws.ToString(obj.Key), "blobs/sha256/"),
+							Size: aws.ToInt64(obj.Size),
+							Open: func(ctx context.Context) (io.ReadCloser, error) {
+								out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: bucket.Name, Key: obj.Key})
+								if err != nil {
+									return nil, err
+								}
+								return out.Body, nil
+							},
+						})
+					}
 				}
-				out, err := w.client.GetObject(ctx, &s3.GetObjectInput{Bucket: bucket.Name, Key: obj.Key})
-				if err != nil {
-					continue // cancelled
-				}
-				h := sha256.New()
-				n, err := io.Copy(h, out.Body)
-				out.Body.Close()
-				if err != nil {
-					continue
-				}
-				want := strings.TrimPrefix(aws.ToString(obj.Key), "blobs/sha256/")
-				if got := hex.EncodeToString(h.Sum(nil)); got != want || n != aws.ToInt64(obj.Size) {
-					w.t.Errorf("visible blob object %s holds %d bytes hashing to %s (object size %d)", id, n, got, aws.ToInt64(obj.Size))
-				}
-				w.checked[id] = true
 			}
-		}
+			return blobs, nil
+		},
 	}
 }
 
@@ -194,7 +149,7 @@ func TestMultipartUpload(t *testing.T) {
 	const part = s3store.MinPartSize
 	b := srv.NewBackend(t, s3store.Options{Endpoint: proxy.URL, PartSize: part, TempDir: spool})
 
-	content := pseudoRandom(1, 5*part+1000)
+	content := storagetest.RandomBytes(1, 5*part+1000)
 	info, err := storage.PutBlob(t.Context(), b, layerType, digest.FromBytes(content), int64(len(content)), bytes.NewReader(content))
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +179,7 @@ func TestMultipartUpload(t *testing.T) {
 	}
 
 	// No larger than a part: one PutObject.
-	small := pseudoRandom(2, part)
+	small := storagetest.RandomBytes(2, part)
 	before := len(proxy.Records())
 	if _, err := storage.PutBlob(t.Context(), b, layerType, digest.FromBytes(small), part, bytes.NewReader(small)); err != nil {
 		t.Fatal(err)
@@ -236,7 +191,7 @@ func TestMultipartUpload(t *testing.T) {
 
 	// A wrong digest: nothing leaves the machine.
 	before = len(proxy.Records())
-	other := pseudoRandom(3, 3*part)
+	other := storagetest.RandomBytes(3, 3*part)
 	if _, err := storage.PutBlob(t.Context(), b, layerType, digest.FromString("something else"), -1, bytes.NewReader(other)); !errors.Is(err, storage.ErrDigestMismatch) {
 		t.Fatalf("PutBlob with a wrong digest: %v, want ErrDigestMismatch", err)
 	}
@@ -259,7 +214,7 @@ func TestFailedUploadIsAborted(t *testing.T) {
 	}})
 	spool := t.TempDir()
 	b := srv.NewBackend(t, s3store.Options{Endpoint: proxy.URL, PartSize: s3store.MinPartSize, RetryAttempts: 3, TempDir: spool})
-	content := pseudoRandom(4, 4*s3store.MinPartSize)
+	content := storagetest.RandomBytes(4, 4*s3store.MinPartSize)
 	_, err := storage.PutBlob(t.Context(), b, layerType, digest.FromBytes(content), int64(len(content)), bytes.NewReader(content))
 	if err == nil {
 		t.Fatal("PutBlob succeeded with a part that is always refused")
@@ -280,97 +235,25 @@ func TestFailedUploadIsAborted(t *testing.T) {
 	}
 }
 
-// A conditional write whose response is lost happened; its retry then
-// fails its condition. The writer must still see its own write as a
-// success: CreateObject does not report ErrExists, TryLease takes the
-// lease, Renew renews it, a blob Commit succeeds (whole, and multipart).
+// A conditional write whose response is lost happened; the writer still
+// sees its own write as a success (storagetest.RunLostResponses), and so
+// it does when the lost response is that of a multipart upload's
+// completion.
 func TestLostResponses(t *testing.T) {
 	srv := s3test.Start(t)
-	writes := func(r faultproxy.RequestRecord) bool {
-		return (r.Method == http.MethodPut || r.Method == http.MethodPost) && !strings.Contains(r.Path, "/probes/")
-	}
-	newBackend := func(t *testing.T, match func(faultproxy.RequestRecord) bool, opts s3store.Options) (*s3store.Backend, *faultproxy.Proxy) {
-		proxy := srv.StartProxy(t, faultproxy.Faults{CutAfter: 1, Limit: 1, Match: match})
-		opts.Endpoint = proxy.URL
-		return srv.NewBackend(t, opts), proxy
-	}
-	requireOneCut := func(t *testing.T, proxy *faultproxy.Proxy) {
-		t.Helper()
+	storagetest.RunLostResponses(t, networked(srv))
+
+	t.Run("MultipartCompletion", func(t *testing.T) {
+		proxy := srv.StartProxy(t, faultproxy.Faults{CutAfter: 1, Limit: 1, Match: isUploadCompletion})
+		b := srv.NewBackend(t, s3store.Options{Endpoint: proxy.URL, PartSize: s3store.MinPartSize})
+		content := storagetest.RandomBytes(6, 2*s3store.MinPartSize+1)
+		info, err := storage.PutBlob(t.Context(), b, layerType, digest.FromBytes(content), int64(len(content)), bytes.NewReader(content))
+		if err != nil {
+			t.Fatalf("PutBlob: %v", err)
+		}
 		if s := proxy.Stats(); s.CutAfter != 1 {
 			t.Errorf("%d responses cut, want 1", s.CutAfter)
 		}
-	}
-
-	t.Run("CreateObject", func(t *testing.T) {
-		b, proxy := newBackend(t, writes, s3store.Options{})
-		if err := b.CreateObject(t.Context(), "tags/x", []byte("mine")); err != nil {
-			t.Fatalf("CreateObject: %v", err)
-		}
-		requireOneCut(t, proxy)
-		if got, err := b.GetObject(t.Context(), "tags/x"); err != nil || string(got) != "mine" {
-			t.Errorf("GetObject = %q, %v", got, err)
-		}
-		if err := b.CreateObject(t.Context(), "tags/x", []byte("again")); !errors.Is(err, storage.ErrExists) {
-			t.Errorf("second CreateObject: %v, want ErrExists", err)
-		}
-	})
-
-	t.Run("TryLease", func(t *testing.T) {
-		b, proxy := newBackend(t, writes, s3store.Options{})
-		l, err := b.TryLease(t.Context(), "image", "instance-a", time.Hour)
-		if err != nil {
-			t.Fatalf("TryLease: %v", err)
-		}
-		requireOneCut(t, proxy)
-		if _, err := b.TryLease(t.Context(), "image", "instance-b", time.Hour); !errors.Is(err, storage.ErrLeaseHeld) {
-			t.Errorf("second holder: %v, want ErrLeaseHeld", err)
-		}
-		if err := l.Renew(t.Context()); err != nil {
-			t.Errorf("Renew: %v", err)
-		}
-	})
-
-	t.Run("Renew", func(t *testing.T) {
-		direct := srv.NewBackend(t, s3store.Options{})
-		l, err := direct.TryLease(t.Context(), "image", "instance-a", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The same lease, taken over by its holder through a backend
-		// whose first write loses its response, then renewed.
-		viaProxy, proxy := newBackend(t, writes, s3store.Options{Bucket: direct.Bucket()})
-		l2, err := viaProxy.TryLease(t.Context(), "image", "instance-a", time.Hour)
-		if err != nil {
-			t.Fatalf("TryLease by the same holder: %v", err)
-		}
-		requireOneCut(t, proxy)
-		if err := l2.Renew(t.Context()); err != nil {
-			t.Errorf("Renew: %v", err)
-		}
-		if err := l.Renew(t.Context()); !errors.Is(err, storage.ErrLeaseLost) {
-			t.Errorf("Renew of the replaced lease: %v, want ErrLeaseLost", err)
-		}
-	})
-
-	t.Run("Blob", func(t *testing.T) {
-		b, proxy := newBackend(t, isBlobPut, s3store.Options{})
-		content := pseudoRandom(5, 100_000)
-		info, err := storage.PutBlob(t.Context(), b, layerType, digest.FromBytes(content), int64(len(content)), bytes.NewReader(content))
-		if err != nil {
-			t.Fatalf("PutBlob: %v", err)
-		}
-		requireOneCut(t, proxy)
-		requireContent(t, b, info.Digest, content)
-	})
-
-	t.Run("MultipartCompletion", func(t *testing.T) {
-		b, proxy := newBackend(t, isUploadCompletion, s3store.Options{PartSize: s3store.MinPartSize})
-		content := pseudoRandom(6, 2*s3store.MinPartSize+1)
-		info, err := storage.PutBlob(t.Context(), b, layerType, digest.FromBytes(content), int64(len(content)), bytes.NewReader(content))
-		if err != nil {
-			t.Fatalf("PutBlob: %v", err)
-		}
-		requireOneCut(t, proxy)
 		requireContent(t, b, info.Digest, content)
 		requireNoUploads(t, srv, b.Bucket())
 	})
@@ -380,7 +263,7 @@ func TestLostResponses(t *testing.T) {
 func TestReaderResumes(t *testing.T) {
 	srv := s3test.Start(t)
 	direct := srv.NewBackend(t, s3store.Options{})
-	content := pseudoRandom(7, 3<<20)
+	content := storagetest.RandomBytes(7, 3<<20)
 	info, err := storage.PutBlob(t.Context(), direct, layerType, "", -1, bytes.NewReader(content))
 	if err != nil {
 		t.Fatal(err)
@@ -410,37 +293,7 @@ func TestReaderResumes(t *testing.T) {
 // Two backends (two instances) on one bucket see each other's blobs and
 // objects, and one lease between them.
 func TestTwoInstancesOneBucket(t *testing.T) {
-	srv := s3test.Start(t)
-	first := srv.NewBackend(t, s3store.Options{})
-	second := srv.NewBackend(t, s3store.Options{Bucket: first.Bucket()})
-	content := []byte("built on the first instance")
-	info, err := storage.PutBlob(t.Context(), first, layerType, "", -1, bytes.NewReader(content))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := second.StatBlob(t.Context(), info.Digest); err != nil || got != info {
-		t.Errorf("second StatBlob = %+v, %v; want %+v", got, err, info)
-	}
-	if err := first.PutObject(t.Context(), "manifests/x", []byte("m")); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := second.GetObject(t.Context(), "manifests/x"); err != nil || string(got) != "m" {
-		t.Errorf("second GetObject = %q, %v", got, err)
-	}
-	lease, err := first.TryLease(t.Context(), "build/x", "first", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held *storage.LeaseHeldError
-	if _, err := second.TryLease(t.Context(), "build/x", "second", time.Hour); !errors.As(err, &held) || held.Holder != "first" {
-		t.Errorf("second TryLease: %v, want held by first", err)
-	}
-	if err := lease.Release(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := second.TryLease(t.Context(), "build/x", "second", time.Hour); err != nil {
-		t.Errorf("second TryLease after release: %v", err)
-	}
+	storagetest.RunTwoInstances(t, networked(s3test.Start(t)))
 }
 
 // A presigned URL names the gateway, lasts SignedURLTTL, and yields the
@@ -450,7 +303,7 @@ func TestPresignedURL(t *testing.T) {
 	srv := s3test.Start(t)
 	const ttl = 2 * time.Minute
 	b := srv.NewBackend(t, s3store.Options{PresignedURLs: true, SignedURLTTL: ttl})
-	content := pseudoRandom(8, 50_000)
+	content := storagetest.RandomBytes(8, 50_000)
 	info, err := storage.PutBlob(t.Context(), b, layerType, "", -1, bytes.NewReader(content))
 	if err != nil {
 		t.Fatal(err)
@@ -661,7 +514,7 @@ func TestServerWithoutConditionalCompletionOrDelete(t *testing.T) {
 		t.Errorf("New warned %q; want one warning about each condition", warnings)
 	}
 
-	content := pseudoRandom(9, 2*s3store.MinPartSize+1)
+	content := storagetest.RandomBytes(9, 2*s3store.MinPartSize+1)
 	info, err := storage.PutBlob(t.Context(), b, layerType, digest.FromBytes(content), int64(len(content)), bytes.NewReader(content))
 	if err != nil {
 		t.Fatalf("PutBlob: %v", err)
@@ -805,15 +658,27 @@ func countRecords(recs []faultproxy.RequestRecord, match func(faultproxy.Request
 	return n
 }
 
-// pseudoRandom returns n bytes that depend only on seed.
-func pseudoRandom(seed byte, n int) []byte {
-	out := make([]byte, 0, n+sha256.Size)
-	block := sha256.Sum256([]byte{seed})
-	for len(out) < n {
-		out = append(out, block[:]...)
-		block = sha256.Sum256(block[:])
+// A lease record that cannot be read counts as expired; one that can be
+// read holds.
+func TestDamagedLeaseRecord(t *testing.T) {
+	srv := s3test.Start(t)
+	b := srv.NewBackend(t, s3store.Options{})
+	sum := sha256.Sum256([]byte("build/x"))
+	key := "leases/" + hex.EncodeToString(sum[:])
+	record := func(name, body string, damaged bool) storagetest.StoredLease {
+		return storagetest.StoredLease{Name: name, Damaged: damaged, Store: func(t *testing.T) {
+			_, err := srv.Client().PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(b.Bucket()), Key: aws.String(key), Body: strings.NewReader(body)})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}}
 	}
-	return out[:n]
+	expires := time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)
+	storagetest.RunDamagedLeases(t, b, []storagetest.StoredLease{
+		record("readable", `{"name":"build/x","holder":"other","expires":"`+expires+`","token":"t"}`, false),
+		record("no expiry", `{"name":"build/x","holder":"other","token":"t"}`, true),
+		record("not JSON", "not JSON", true),
+	})
 }
 
 // TestRefreshObjects ages a blob (versitygw reports a file's modification

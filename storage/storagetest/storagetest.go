@@ -8,6 +8,11 @@
 // seeking as the registry serves them, and that a signed URL, where a
 // backend offers one, yields the blob; what HTTP makes of a blob is the
 // web package's, tested there once for every backend.
+//
+// A backend on a networked service (GCS, S3) also passes the checks of
+// networked.go, given a Networked that says how to reach its test server:
+// the suite through a proxy that breaks requests, writes whose responses
+// are lost, two instances on one bucket, damaged lease records.
 package storagetest
 
 import (

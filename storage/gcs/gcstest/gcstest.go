@@ -16,34 +16,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	gstorage "cloud.google.com/go/storage"
 	"google.golang.org/api/option"
 
-	"github.com/nixport/nixport/procrun"
 	"github.com/nixport/nixport/storage/gcs"
-)
-
-// toolPackage is the emulator's import path, as go.mod's tool directive
-// names it.
-const toolPackage = "github.com/fsouza/fake-gcs-server"
-
-// Timeouts of the emulator's life cycle.
-const (
-	startTimeout = 30 * time.Second
-	stopTimeout  = 5 * time.Second
+	"github.com/nixport/nixport/storage/storagetest/toolserver"
 )
 
 // Emulator is a running fake-gcs-server.
@@ -57,144 +41,32 @@ type Emulator struct {
 	buckets atomic.Int64 // names fresh buckets
 }
 
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-)
-
-// binary returns the path of the emulator's executable, built (or found in
-// the build cache) once per test binary by `go tool -n`, which prints the
-// path instead of running the tool.
-func binary() (string, error) {
-	binaryOnce.Do(func() {
-		res, err := procrun.Run(context.Background(), procrun.Cmd{
-			Argv:    []string{"go", "tool", "-n", toolPackage},
-			Timeout: 5 * time.Minute,
-		})
-		if err == nil && !res.Success() {
-			err = fmt.Errorf("%s: %s", res.How(), strings.TrimSpace(res.Tail))
+// spec runs fake-gcs-server in memory, answering as the public host it
+// listens on; it is up once it lists buckets.
+var spec = toolserver.Spec{
+	Name: "fake-gcs-server",
+	Tool: "github.com/fsouza/fake-gcs-server",
+	Args: func(addr string) []string {
+		_, port, _ := net.SplitHostPort(addr)
+		return []string{
+			"-scheme", "http",
+			"-host", "127.0.0.1",
+			"-port", port,
+			"-public-host", addr,
+			"-external-url", "http://" + addr,
+			"-backend", "memory",
+			"-log-level", "warn",
 		}
-		if err != nil {
-			binaryErr = fmt.Errorf("building fake-gcs-server (go tool -n %s): %w", toolPackage, err)
-			return
-		}
-		binaryPath = strings.TrimSpace(string(res.Stdout))
-		if fi, err := os.Stat(binaryPath); err != nil || fi.IsDir() {
-			binaryErr = fmt.Errorf("go tool -n printed %q, which is not an executable", binaryPath)
-		}
-	})
-	return binaryPath, binaryErr
+	},
+	ReadyPath:   "/storage/v1/b",
+	ReadyStatus: http.StatusOK,
 }
 
 // Start starts an emulator for the test, and stops it when the test ends.
 func Start(t testing.TB) *Emulator {
 	t.Helper()
-	bin, err := binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A free port can be taken by someone else before the emulator binds
-	// it; then the emulator exits at once, and another port is tried.
-	var lastErr error
-	for range 3 {
-		e, err := start(t, bin)
-		if err == nil {
-			return e
-		}
-		lastErr = err
-	}
-	t.Fatalf("starting fake-gcs-server: %v", lastErr)
-	return nil
-}
-
-func start(t testing.TB, bin string) (*Emulator, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	e := &Emulator{Host: host, URL: "http://" + host}
-	// The emulator runs until the test ends: then its context is
-	// cancelled, and it gets SIGTERM, and SIGKILL after stopTimeout.
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := procrun.Start(ctx, procrun.Cmd{
-		Argv: []string{bin,
-			"-scheme", "http",
-			"-host", "127.0.0.1",
-			"-port", strconv.Itoa(port),
-			"-public-host", host,
-			"-external-url", e.URL,
-			"-backend", "memory",
-			"-log-level", "warn",
-		},
-		Grace:    stopTimeout,
-		Combined: true,
-		TailSize: 64 << 10,
-		// Should the test binary die without cleaning up, the kernel
-		// kills the emulator with it.
-		ParentDeathSignal: syscall.SIGKILL,
-	})
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	// stop stops the emulator (if it still runs) and returns the end of
-	// its output.
-	stop := func() string {
-		cancel()
-		res, _ := p.Wait()
-		return res.Tail
-	}
-	if err := waitReady(e.URL, p); err != nil {
-		return nil, fmt.Errorf("%w; output:\n%s", err, stop())
-	}
-	t.Cleanup(func() {
-		output := stop()
-		if t.Failed() {
-			t.Logf("fake-gcs-server at %s output (last 64 KiB):\n%s", e.Host, output)
-		}
-	})
-	return e, nil
-}
-
-// waitReady polls the emulator until it answers, it exits, or startTimeout
-// passes.
-func waitReady(baseURL string, p *procrun.Process) error {
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(startTimeout)
-	for {
-		resp, err := client.Get(baseURL + "/storage/v1/b")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-		select {
-		case <-p.Done():
-			res, err := p.Wait()
-			if err == nil {
-				err = errors.New(res.How())
-			}
-			return fmt.Errorf("fake-gcs-server exited before it was ready: %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("fake-gcs-server not ready after %s: %w", startTimeout, err)
-		}
-	}
-}
-
-// freePort returns a port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	srv := toolserver.Start(t, spec)
+	return &Emulator{Host: srv.Host, URL: srv.URL}
 }
 
 // CreateBucket creates a bucket (names need at least 3 characters).

@@ -16,16 +16,10 @@ package s3test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,14 +27,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/nixport/nixport/procrun"
 	s3store "github.com/nixport/nixport/storage/s3"
 	"github.com/nixport/nixport/storage/storagetest/faultproxy"
+	"github.com/nixport/nixport/storage/storagetest/toolserver"
 )
-
-// toolPackage is the gateway's import path, as go.mod's tool directive
-// names it.
-const toolPackage = "github.com/versity/versitygw/cmd/versitygw"
 
 // The gateway's root account, and the region it signs for.
 const (
@@ -49,188 +39,32 @@ const (
 	Region    = "us-east-1"
 )
 
-// Timeouts of the gateway's life cycle.
-const (
-	startTimeout = 30 * time.Second
-	stopTimeout  = 5 * time.Second
-)
-
-// Server is a running versitygw.
+// Server is a running versitygw. Its Host is the gateway's
+// "127.0.0.1:port"; its URL is "http://" + Host, for
+// s3store.Options.Endpoint; Stop and Restart make an outage.
 type Server struct {
-	// Host is the gateway's "127.0.0.1:port"; URL is "http://" + Host,
-	// for s3store.Options.Endpoint.
-	Host string
-	URL  string
+	*toolserver.Server
 	// Dir is the gateway's root: each bucket is a directory of it.
 	Dir string
 
-	bin     string
 	buckets atomic.Int64 // names fresh buckets
-
-	mu   sync.Mutex
-	stop func() string // stops the running process; nil when stopped
-}
-
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-)
-
-// binary returns the path of the gateway's executable, built (or found in
-// the build cache) once per test binary by `go tool -n`, which prints the
-// path instead of running the tool.
-func binary() (string, error) {
-	binaryOnce.Do(func() {
-		res, err := procrun.Run(context.Background(), procrun.Cmd{
-			Argv:    []string{"go", "tool", "-n", toolPackage},
-			Timeout: 10 * time.Minute,
-		})
-		if err == nil && !res.Success() {
-			err = fmt.Errorf("%s: %s", res.How(), strings.TrimSpace(res.Tail))
-		}
-		if err != nil {
-			binaryErr = fmt.Errorf("building versitygw (go tool -n %s): %w", toolPackage, err)
-			return
-		}
-		binaryPath = strings.TrimSpace(string(res.Stdout))
-		if fi, err := os.Stat(binaryPath); err != nil || fi.IsDir() {
-			binaryErr = fmt.Errorf("go tool -n printed %q, which is not an executable", binaryPath)
-		}
-	})
-	return binaryPath, binaryErr
 }
 
 // Start starts a gateway for the test, and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{Dir: t.TempDir(), bin: bin}
-	// A free port can be taken by someone else before the gateway binds
-	// it; then the gateway exits at once, and another port is tried.
-	var lastErr error
-	for range 3 {
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		s.URL = "http://" + s.Host
-		if lastErr = s.start(); lastErr == nil {
-			break
-		}
-	}
-	if lastErr != nil {
-		t.Fatalf("starting versitygw: %v", lastErr)
-	}
-	t.Cleanup(func() {
-		output := s.halt()
-		if t.Failed() && output != "" {
-			t.Logf("versitygw at %s output (last 64 KiB):\n%s", s.Host, output)
-		}
+	dir := t.TempDir()
+	srv := toolserver.Start(t, toolserver.Spec{
+		Name: "versitygw",
+		Tool: "github.com/versity/versitygw/cmd/versitygw",
+		Args: func(addr string) []string {
+			return []string{"--port", addr, "--quiet", "--keep-alive", "posix", dir}
+		},
+		Env: append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey, "VGW_REGION="+Region),
+		// An unsigned request gets a 403: it is up.
+		ReadyPath: "/",
 	})
-	return s
-}
-
-// start runs the gateway on s.Host and s.Dir and waits until it answers.
-func (s *Server) start() error {
-	// The gateway runs until it is stopped: its context is then
-	// cancelled, and it gets SIGTERM, and SIGKILL after stopTimeout.
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := procrun.Start(ctx, procrun.Cmd{
-		Argv: []string{s.bin, "--port", s.Host, "--quiet", "--keep-alive", "posix", s.Dir},
-		Env:  append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey, "VGW_REGION="+Region),
-		// Should the test binary die without cleaning up, the kernel
-		// kills the gateway with it.
-		ParentDeathSignal: syscall.SIGKILL,
-		Grace:             stopTimeout,
-		Combined:          true,
-		TailSize:          64 << 10,
-	})
-	if err != nil {
-		cancel()
-		return fmt.Errorf("starting %s: %w", s.bin, err)
-	}
-	stop := func() string {
-		cancel()
-		res, _ := p.Wait()
-		return res.Tail
-	}
-	if err := waitReady(s.URL, p); err != nil {
-		return fmt.Errorf("%w; output:\n%s", err, stop())
-	}
-	s.mu.Lock()
-	s.stop = stop
-	s.mu.Unlock()
-	return nil
-}
-
-// halt stops the gateway if it runs, and returns the end of its output.
-func (s *Server) halt() string {
-	s.mu.Lock()
-	stop := s.stop
-	s.stop = nil
-	s.mu.Unlock()
-	if stop == nil {
-		return ""
-	}
-	return stop()
-}
-
-// Stop stops the gateway (SIGTERM, then SIGKILL after a grace): its
-// clients' requests fail until Restart.
-func (s *Server) Stop(t testing.TB) {
-	t.Helper()
-	s.halt()
-}
-
-// Restart starts the gateway again, on the same port and directory: what
-// it stored before is there again.
-func (s *Server) Restart(t testing.TB) {
-	t.Helper()
-	s.halt()
-	if err := s.start(); err != nil {
-		t.Fatalf("restarting versitygw on %s: %v", s.Host, err)
-	}
-}
-
-// waitReady polls the gateway until it answers (an unsigned request gets
-// a 403: it is up), it exits, or startTimeout passes.
-func waitReady(baseURL string, p *procrun.Process) error {
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(startTimeout)
-	for {
-		resp, err := client.Get(baseURL + "/")
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		select {
-		case <-p.Done():
-			res, err := p.Wait()
-			if err == nil {
-				err = errors.New(res.How())
-			}
-			return fmt.Errorf("versitygw exited before it was ready: %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("versitygw not ready after %s: %w", startTimeout, err)
-		}
-	}
-}
-
-// freePort returns a port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return &Server{Server: srv, Dir: dir}
 }
 
 // Credentials are the gateway's root credentials.
