@@ -67,6 +67,11 @@ func TestSuiteWithFaults(t *testing.T) {
 			Endpoint: proxy.URL,
 			// Parts small enough for the 20 MiB blob to need several.
 			PartSize: s3store.MinPartSize,
+			// About half the requests fail here, more often than any
+			// server does: with the default 10 attempts, one request of
+			// the ~2,400 failing ten times in a row happened (CI, under
+			// -race), as it does for GCS, whose suite takes 20.
+			RetryAttempts: 25,
 		})
 	})
 }
