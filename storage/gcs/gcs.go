@@ -201,6 +201,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 			Multiplier: 2,
 		},
 	}
+	storage.RemoveDeadSpools(b.tempDir, "gcs", b.log)
 	if b.chunkSize < googleapi.MinUploadChunkSize {
 		return nil, fmt.Errorf("gcs storage: chunk size %d is below the minimum of %d", b.chunkSize, googleapi.MinUploadChunkSize)
 	}
@@ -479,9 +480,5 @@ func (b *Backend) signedURL(key string) (string, error) {
 
 // createSpool makes the local file a blob is written to before upload.
 func (b *Backend) createSpool() (*os.File, error) {
-	f, err := os.CreateTemp(b.tempDir, "nixport-gcs-blob-*")
-	if err != nil {
-		return nil, fmt.Errorf("creating spool file: %w", err)
-	}
-	return f, nil
+	return storage.CreateSpool(b.tempDir, "gcs")
 }

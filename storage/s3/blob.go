@@ -53,9 +53,9 @@ func blobKey(dgst digest.Digest) (string, error) {
 // local spool file, which Commit uploads under the blob's final name.
 func (b *Backend) NewBlobWriter(ctx context.Context, mediaType string) (storage.BlobWriter, error) {
 	return storage.NewBlobWriter(ctx, mediaType, b.log, func() (storage.BlobSink, error) {
-		f, err := os.CreateTemp(b.tempDir, "nixport-s3-blob-*")
+		f, err := storage.CreateSpool(b.tempDir, "s3")
 		if err != nil {
-			return nil, fmt.Errorf("creating spool file: %w", err)
+			return nil, err
 		}
 		return &blobSink{backend: b, file: f}, nil
 	})

@@ -237,6 +237,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	if err := b.checkOptions(opts); err != nil {
 		return nil, fmt.Errorf("s3 storage: %w", err)
 	}
+	storage.RemoveDeadSpools(b.tempDir, "s3", b.log)
 
 	loadOpts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRetryer(func() aws.Retryer { return b.newRetryer(cmp.Or(opts.RetryAttempts, DefaultRetryAttempts)) }),
