@@ -188,3 +188,21 @@ func TestNixTooOldForPackageSet(t *testing.T) {
 	}
 	s.stop(t)
 }
+
+// TestReadinessObjectRemovedAtStop: the object /readyz writes and reads
+// back is this process's, and goes when the process stops.
+func TestReadinessObjectRemovedAtStop(t *testing.T) {
+	store := t.TempDir()
+	s := startServer(t, "STORAGE_PATH="+store)
+	if resp, body := get(t, "http://"+s.addr+"/readyz"); resp.StatusCode != 200 {
+		t.Fatalf("/readyz: %s %s", resp.Status, body)
+	}
+	objects := filepath.Join(store, "objects", "health")
+	if entries, err := os.ReadDir(objects); err != nil || len(entries) != 1 {
+		t.Fatalf("health objects while serving: %v, %v; want one", entries, err)
+	}
+	s.stop(t)
+	if entries, _ := os.ReadDir(objects); len(entries) != 0 {
+		t.Errorf("health objects after the stop: %v, want none", entries)
+	}
+}

@@ -104,8 +104,17 @@ func wire(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*app, er
 	a.Instance = func() web.Instance {
 		return web.Instance{NixVersion: driver.NixVersion(), Source: string(cfg.Source.Kind), SourceRevision: driver.Revision()}
 	}
+	// The object the readiness check writes and reads back is this
+	// process's: removed when it stops, so instances do not leave one each.
+	host, _ := os.Hostname()
+	healthObject := fmt.Sprintf("health/%s-%d", host, os.Getpid())
+	a.closers = append(a.closers, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return store.DeleteObject(ctx, healthObject)
+	})
 	opts := web.Options{Storage: store, Images: b, Builds: b, Log: log, WebDir: cfg.WebDir,
-		Checks:  readinessChecks(store, driver),
+		Checks:  readinessChecks(store, driver, healthObject),
 		Metrics: a.Metrics, ServeMetrics: cfg.MetricsAddr == "",
 		AuthMode: cfg.AuthRequired, TrustedProxies: cfg.TrustedProxies,
 		Instance: a.Instance}
@@ -207,9 +216,7 @@ const sourceCheckEvery = 30 * time.Second
 // needs a newer Nix). Names routed to command or layout sources need no
 // Nix, but every other name goes to the Nix source, so it is always
 // checked.
-func readinessChecks(store storage.Backend, driver *nix.Driver) []web.Check {
-	host, _ := os.Hostname()
-	name := fmt.Sprintf("health/%s-%d", host, os.Getpid())
+func readinessChecks(store storage.Backend, driver *nix.Driver, name string) []web.Check {
 	return []web.Check{
 		{Name: "storage", Run: func(ctx context.Context) error {
 			want := []byte(time.Now().UTC().Format(time.RFC3339Nano))
