@@ -237,22 +237,22 @@ func TestTLS(t *testing.T) {
 	t.Run("renewal during pulls", func(t *testing.T) {
 		// Each pull is a skopeo copy (manifest and every blob) and a crane
 		// manifest: new processes, so new connections and handshakes.
-		const maxPulls = 15
-		layouts := make([]string, maxPulls)
-		for i := range layouts {
-			layouts[i] = filepath.Join(t.TempDir(), "layout")
-		}
-		results := make(chan error, maxPulls)
+		// Pulls go on, one after another, until the test has seen what it
+		// needs: however long the renewal takes to be noticed on a busy
+		// machine, pulls after it come.
+		base := t.TempDir()
+		layoutOf := func(i int) string { return filepath.Join(base, fmt.Sprintf("layout%d", i)) }
+		results := make(chan error, 256)
 		stop := make(chan struct{})
 		go func() {
 			defer close(results)
-			for i := range maxPulls {
+			for i := 0; i < cap(results); i++ {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				err := skopeoCopy(s.addr, "shell/hello:latest", layouts[i], "--src-cert-dir", ca.Dir)
+				err := skopeoCopy(s.addr, "shell/hello:latest", layoutOf(i), "--src-cert-dir", ca.Dir)
 				if err == nil {
 					_, err = runCrane("manifest", ref)
 				}
@@ -265,7 +265,7 @@ func TestTLS(t *testing.T) {
 			if err != nil {
 				t.Errorf("pull %d: %v", pulls+1, err)
 			} else {
-				pulled = append(pulled, layouts[pulls])
+				pulled = append(pulled, layoutOf(pulls))
 			}
 			pulls++
 		}
