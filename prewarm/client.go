@@ -52,6 +52,11 @@ func (e *apiError) Error() string {
 	if e.code != "" {
 		s = fmt.Sprintf("%s: %s", e.code, e.message)
 	}
+	// The server's message tells a registry client to log in; prewarm has
+	// no login: it sends the credentials of its server's URL.
+	if e.code == errcode.Unauthorized {
+		s += " (prewarm sends the credentials in its server URL: https://USER:PASSWORD@HOST)"
+	}
 	// A fault of the server is explained in its log, found by the request.
 	if e.status >= 500 && e.requestID != "" {
 		s += " (request " + e.requestID + ")"
