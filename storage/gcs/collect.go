@@ -130,6 +130,11 @@ func (b *Backend) DeleteBlob(ctx context.Context, dgst digest.Digest, cutoff tim
 		return nil
 	case isPreconditionFailed(err):
 		return fmt.Errorf("blob %s changed while being deleted: %w", dgst, storage.ErrBlobRecent)
+	case isNotExist(err):
+		// The generation judged above is gone: a delete of ours whose
+		// answer was lost, and its retry found nothing (a new write of the
+		// blob would be another generation, and fail the condition).
+		return nil
 	default:
 		return wrapErr("deleting blob", dgst.String(), err)
 	}

@@ -2,6 +2,7 @@ package s3store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"strings"
@@ -147,9 +148,19 @@ func (b *Backend) DeleteBlob(ctx context.Context, dgst digest.Digest, cutoff tim
 		in.IfMatch = out.ETag
 	}
 	_, err = b.client.DeleteObject(octx, in)
+	if isPreconditionFailed(err) {
+		// Either the blob changed, or a delete of ours whose answer was
+		// lost took it and the retry found its condition spent: which,
+		// the blob's absence tells.
+		if _, _, herr := b.headBlob(ctx, dgst); errors.Is(herr, storage.ErrNotFound) {
+			err = nil
+		}
+	}
 	switch {
 	case isPreconditionFailed(err):
 		return fmt.Errorf("blob %s changed while being deleted: %w", dgst, storage.ErrBlobRecent)
+	case isNotExist(err):
+		// Gone already: a delete of ours whose answer was lost.
 	case err != nil:
 		return wrapErr("deleting blob", dgst.String(), err)
 	}
