@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
@@ -98,6 +99,14 @@ func (s *blobSink) Publish(ctx context.Context, info storage.BlobInfo) (storage.
 	}
 	if err := s.writeMediaType(ctx, final+typeSuffix, info.MediaType); err != nil {
 		return storage.BlobInfo{}, err
+	}
+	// The blob's time is what a collection judges it by (DeleteBlob). The
+	// kernel stamped the file from its coarse clock, which may be a tick
+	// behind time.Now: a blob written just after a collection began
+	// could bear a time before it. Stamp it with the precise time first.
+	now := time.Now()
+	if err := b.root.Chtimes(s.tempName, now, now); err != nil {
+		return storage.BlobInfo{}, fmt.Errorf("stamping the blob's time: %w", err)
 	}
 	if err := b.root.Link(s.tempName, final); err != nil {
 		if !errors.Is(err, fs.ErrExist) {
