@@ -222,8 +222,20 @@ func (h *handler) origin(r *http.Request) (string, bool) {
 
 // fromTrustedProxy says whether r's connection comes from a trusted proxy.
 func (h *handler) fromTrustedProxy(r *http.Request) bool {
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	return err == nil && isTrusted(peer.Addr().Unmap(), h.trustedProxies)
+	peer, _, ok := peerAddr(r)
+	return ok && isTrusted(peer, h.trustedProxies)
+}
+
+// peerAddr is the address of r's connection, IPv4 unmapped, and its host
+// part as written; false when that holds no IP (a request from elsewhere
+// than a TCP server).
+func peerAddr(r *http.Request) (addr netip.Addr, host string, ok bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	return a.Unmap(), host, err == nil
 }
 
 // clientAddr is the address of the client: the connection's peer, or,
@@ -232,15 +244,10 @@ func (h *handler) fromTrustedProxy(r *http.Request) bool {
 // request from, so addresses to the left of an untrusted one may be
 // forged).
 func clientAddr(r *http.Request, trusted []netip.Prefix) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil {
+	peer, host, ok := peerAddr(r)
+	if !ok {
 		return host
 	}
-	peer = peer.Unmap()
 	if !isTrusted(peer, trusted) {
 		return peer.String()
 	}
